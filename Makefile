@@ -1,0 +1,35 @@
+# make demo : the whole curriculum on the embedded tiny GPT-OSS, on CPU
+# make test : everything CI runs (.ci/run calls it)
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: install demo test lint clean-run
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU machines: take the torch file already on disk first; otherwise pip would fetch a multi-GB CUDA build.
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+	  if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q "torch>=2.9,<2.15"; \
+	  else $(BIN)/pip install -q torch==2.13.0; fi
+	$(BIN)/pip install -q -e ".[dev,gguf]"
+	touch $@
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run_tui_pipeline.sh --tiny
+
+test: install
+	$(BIN)/ruff check pipeline_lib scripts tests
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/ruff check pipeline_lib scripts tests
+
+clean-run:
+	rm -rf checkpoints/* logs/* data/coding_tui
+	touch checkpoints/.gitkeep logs/.gitkeep

