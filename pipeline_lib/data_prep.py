@@ -1,0 +1,395 @@
+"""Phase 0: load the eight datasets (hub or local JSON Lines), format, render to Harmony, check, save.
+
+    python scripts/tui_data_prep.py --source local --local-dir data/samples --quick-test
+
+Per dataset: one loader that yields raw rows (hub: datasets.load_dataset with the real id; local: one JSON Lines
+file per dataset/config/split named ``<org>__<name>[__<part>].jsonl``), the row formatter from
+pipeline_lib.formatters, the Harmony renderer from pipeline_lib.harmony, and a round-trip check: every kept text,
+tokenized with the real GPT-OSS tokenizer and parsed by openai_harmony, must give back the conversation it came from
+(after the drop rule). Rows that fail anywhere are skipped and counted by reason in prep_report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.formatters import FORMATTERS, Conversation, PreferencePair, SkipRow
+from pipeline_lib.provenance import provenance, write_json_atomic
+
+CATEGORIES = ("tool_calling", "agent_traj", "preference")
+COMMITPACKFT_LANGS = ("python", "javascript", "java", "go", "c++", "rust")  # writeup §5: 6 languages
+HERMES_CONFIGS = ("func_calling_singleturn", "func_calling", "glaive_func_calling", "json_mode_agentic",
+                  "json_mode_singleturn")
+REPORT_NAME = "prep_report.json"
+
+
+class DataPrepError(RuntimeError):
+    """A hard failure: every dataset failed, or a category ended up empty."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    key: str  # formatter key and report key
+    hub_id: str
+    category: str
+    parts: tuple[str | None, ...] = (None,)  # configs / splits / languages, one local file each
+    part_kind: str | None = None  # "config" | "split" | "commitpackft_lang": how a part is asked of the hub
+    gated: bool = False
+
+
+SPECS: tuple[DatasetSpec, ...] = (
+    DatasetSpec("glaive", "glaiveai/glaive-function-calling-v2", "tool_calling"),
+    DatasetSpec("xlam", "Salesforce/xlam-function-calling-60k", "tool_calling", gated=True),
+    DatasetSpec("hermes", "NousResearch/hermes-function-calling-v1", "tool_calling", HERMES_CONFIGS, "config"),
+    DatasetSpec("code_act", "xingyaoww/code-act", "agent_traj", ("codeact", "general"), "split"),
+    DatasetSpec("commitpackft", "bigcode/commitpackft", "agent_traj", COMMITPACKFT_LANGS, "commitpackft_lang"),
+    DatasetSpec("editpackft", "nuprl/EditPackFT", "agent_traj"),
+    DatasetSpec("hh_rlhf", "Anthropic/hh-rlhf", "preference"),
+    DatasetSpec("code_feedback", "m-a-p/CodeFeedback-Filtered-Instruction", "preference"),
+)
+
+
+@dataclass
+class Limits:
+    """Kept rows wanted per dataset: ``full``/``quick`` (None = all), per part or for the whole dataset."""
+
+    full: int | None
+    quick: int
+    per_part: bool = False
+
+    def for_part(self, quick_test: bool, n_parts: int) -> int | None:
+        total = self.quick if quick_test else self.full
+        if total is None or self.per_part:
+            return total
+        return math.ceil(total / n_parts)
+
+
+@dataclass
+class Options:
+    source: str = "local"  # hub | local
+    local_dir: Path | None = None
+    output_dir: Path = Path("data/coding_tui")
+    quick_test: bool = False
+    force: bool = False
+    max_tokens: int | None = None
+    seed: int = 42
+    limits: dict[str, Limits] = field(default_factory=dict)
+    only: tuple[str, ...] = ()  # restrict to these dataset keys (tests, debugging)
+
+
+def local_filename(hub_id: str, part: str | None) -> str:
+    """glaiveai/glaive-function-calling-v2 -> glaiveai__glaive-function-calling-v2.jsonl (+ __<part>)."""
+    stem = hub_id.replace("/", "__")
+    return f"{stem}__{part}.jsonl" if part else f"{stem}.jsonl"
+
+
+def load_limits(config: dict[str, Any]) -> dict[str, Limits]:
+    limits = {}
+    raw = config.get("datasets") or {}
+    for spec in SPECS:
+        entry = raw.get(spec.key)
+        if not isinstance(entry, dict) or "quick" not in entry:
+            raise ValueError(f"config datasets.{spec.key} must give at least 'quick' (and 'full', null = all)")
+        limits[spec.key] = Limits(entry.get("full"), int(entry["quick"]), bool(entry.get("per_part", False)))
+    return limits
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def iter_raw_rows(spec: DatasetSpec, part: str | None, options: Options) -> Iterator[dict[str, Any] | None]:
+    """Raw rows of one dataset part in a seeded shuffled order; None stands for a local line that is not JSON.
+
+    Raises FileNotFoundError (local file missing) or whatever datasets raises (hub); the caller turns either into a
+    failed part.
+    """
+    if options.source == "hub":
+        dataset = _load_hub(spec, part).shuffle(seed=options.seed)
+        yield from dataset
+        return
+    if options.local_dir is None:
+        raise ValueError("--source local needs --local-dir")
+    path = Path(options.local_dir) / local_filename(spec.hub_id, part)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing local file {path}")
+    rows: list[dict[str, Any] | None] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            rows.append(row if isinstance(row, dict) else None)
+    random.Random(options.seed).shuffle(rows)
+    yield from rows
+
+
+def _load_hub(spec: DatasetSpec, part: str | None):
+    from datasets import load_dataset
+
+    token = os.environ.get("HF_TOKEN") or None  # xLAM is gated; never printed (errors are scrubbed)
+    if spec.part_kind == "commitpackft_lang":
+        # commitpackft's loading script does not run under datasets >= 4: read the per-language file (FINDINGS §6).
+        files = f"hf://datasets/{spec.hub_id}/data/{part}/data.jsonl"
+        return load_dataset("json", data_files=files, split="train", token=token)
+    if spec.part_kind == "config":
+        return load_dataset(spec.hub_id, part, split="train", token=token)
+    if spec.part_kind == "split":
+        return load_dataset(spec.hub_id, split=part, token=token)
+    return load_dataset(spec.hub_id, split="train", token=token)
+
+
+def _scrub_error(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    token = os.environ.get("HF_TOKEN")
+    return text.replace(token, "<HF_TOKEN>") if token else text
+
+
+# ------------------------------------------------------------------------------------- rendering + checking
+
+
+@dataclass
+class Example:
+    text: str
+    n_tokens: int
+    pref_prompt: str | None = None
+    pref_chosen: str | None = None
+    pref_rejected: str | None = None
+
+
+def _render_kwargs(conversation: Conversation) -> dict[str, Any]:
+    return {"developer_instructions": conversation.developer_instructions, "tools": conversation.tools,
+            "reasoning_effort": conversation.reasoning_effort}
+
+
+def roundtrip_ok(text: str, messages: list[dict[str, Any]], tokenizer) -> tuple[bool, int]:
+    """Tokenize with the real tokenizer, parse with openai_harmony, compare with the drop-rule view of ``messages``."""
+    from pipeline_lib.harmony import parse_harmony_conversation, training_view_messages
+
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    try:
+        parsed = parse_harmony_conversation(ids)
+    except Exception:  # openai_harmony raises HarmonyError on malformed token streams
+        return False, len(ids)
+    return parsed == training_view_messages(messages), len(ids)
+
+
+def render_example(formatted: Conversation | PreferencePair, tokenizer) -> Example:
+    """Harmony text (+ preference columns) for one formatted row; SkipRow if it cannot render or round-trip."""
+    from pipeline_lib.harmony import encode_harmony_messages, render_training_prompt_and_completion
+
+    try:
+        if isinstance(formatted, Conversation):
+            text = encode_harmony_messages(formatted.messages, **_render_kwargs(formatted))
+            ok, n_tokens = roundtrip_ok(text, formatted.messages, tokenizer)
+            example = Example(text, n_tokens)
+        else:
+            kwargs = _render_kwargs(formatted.prompt)
+            completions = []
+            ok, n_tokens = True, 0
+            for answer in (formatted.chosen, formatted.rejected):
+                messages = [*formatted.prompt.messages, {"role": "assistant", "content": answer}]
+                completions.append(render_training_prompt_and_completion(messages, **kwargs))
+                answer_ok, answer_tokens = roundtrip_ok("".join(completions[-1]), messages, tokenizer)
+                ok, n_tokens = ok and answer_ok, max(n_tokens, answer_tokens)
+            (prompt, chosen), (prompt_rejected, rejected) = completions
+            if prompt != prompt_rejected:
+                raise SkipRow("prefix_mismatch", "rendered prompts differ")
+            example = Example(prompt + chosen, n_tokens, prompt, chosen, rejected)
+    except ValueError as err:
+        reason = "special_token_in_text" if "control token" in str(err) else "unrenderable"
+        raise SkipRow(reason, str(err)) from None
+    if not ok:
+        raise SkipRow("roundtrip_mismatch")
+    return example
+
+
+# ------------------------------------------------------------------------------------------------ one dataset
+
+
+@dataclass
+class DatasetResult:
+    spec: DatasetSpec
+    examples: list[Example] = field(default_factory=list)
+    read: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return all(p["status"] == "failed" for p in self.parts.values())
+
+    def report(self) -> dict[str, Any]:
+        lengths = sorted(e.n_tokens for e in self.examples)
+        return {
+            "hub_id": self.spec.hub_id,
+            "category": self.spec.category,
+            "status": "failed" if self.failed else "ok",
+            "read": self.read,
+            "kept": len(self.examples),
+            "skipped": dict(sorted(self.skipped.items())),
+            "tokens": token_stats(lengths),
+            "parts": self.parts,
+        }
+
+
+def token_stats(lengths: list[int]) -> dict[str, float | int] | None:
+    if not lengths:
+        return None
+    ordered = sorted(lengths)
+
+    def pct(q: float) -> int:  # nearest-rank percentile
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+    return {"min": ordered[0], "mean": round(statistics.fmean(ordered), 1), "p50": pct(0.50), "p95": pct(0.95),
+            "max": ordered[-1]}
+
+
+def prepare_dataset(spec: DatasetSpec, options: Options, tokenizer,
+                    advance: Callable[[int], None] = lambda n: None) -> DatasetResult:
+    """Read, format, render and check one dataset until each part has its limit of kept rows (or runs out)."""
+    result = DatasetResult(spec)
+    formatter = FORMATTERS[spec.key]
+    limit = options.limits[spec.key].for_part(options.quick_test, len(spec.parts))
+    for part in spec.parts:
+        name = part or "default"
+        info: dict[str, Any] = {"status": "ok", "read": 0, "kept": 0, "error": None}
+        result.parts[name] = info
+        try:
+            rows = iter_raw_rows(spec, part, options)
+            for row in rows:
+                if limit is not None and info["kept"] >= limit:
+                    break
+                info["read"] += 1
+                result.read += 1
+                advance(1)
+                try:
+                    if row is None:
+                        raise SkipRow("invalid_json_line")
+                    example = render_example(formatter(row), tokenizer)
+                    if options.max_tokens is not None and example.n_tokens > options.max_tokens:
+                        raise SkipRow("too_long", f"{example.n_tokens} tokens")
+                except SkipRow as skip:
+                    result.skipped[skip.reason] += 1
+                    continue
+                result.examples.append(example)
+                info["kept"] += 1
+        except Exception as err:  # a missing file, a gated repo, a network error: this part fails, the run goes on
+            info.update(status="failed", error=_scrub_error(err))
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ whole run
+
+
+def outputs_exist(output_dir: Path) -> bool:
+    return (output_dir / REPORT_NAME).is_file() and all(
+        (output_dir / category / "train" / "dataset_info.json").is_file() for category in CATEGORIES)
+
+
+def save_category(examples: list[tuple[str, Example]], category: str, output_dir: Path, seed: int) -> Path:
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()  # the rich bar per dataset is the progress display
+    columns: dict[str, list[Any]] = {"text": [e.text for _, e in examples], "source": [s for s, _ in examples]}
+    if category == "preference":
+        columns["pref_prompt"] = [e.pref_prompt for _, e in examples]
+        columns["pref_chosen"] = [e.pref_chosen for _, e in examples]
+        columns["pref_rejected"] = [e.pref_rejected for _, e in examples]
+    dataset = Dataset.from_dict(columns).shuffle(seed=seed).flatten_indices()  # mix the sources
+    final = output_dir / category / "train"
+    staging = output_dir / category / f".train.tmp{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset.save_to_disk(str(staging))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)  # an interrupted run never leaves a half-written train/ behind
+    return final
+
+
+def run(options: Options, tokenizer=None, *, config: dict[str, Any] | None = None,
+        console=None) -> dict[str, Any]:
+    """Build the three datasets and prep_report.json; returns the report. Raises DataPrepError on a hard failure."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console(stderr=True)
+    output_dir = Path(options.output_dir)
+    if outputs_exist(output_dir) and not options.force:
+        existing = json.loads((output_dir / REPORT_NAME).read_text())
+        if (existing.get("quick_test"), existing.get("source")) != (options.quick_test, options.source):
+            built = f"quick_test={existing.get('quick_test')} source={existing.get('source')}"
+            console.print(f"[yellow]WARNING: existing output was built with {built}; --force rebuilds it.[/yellow]")
+        existing["skipped_existing"] = True
+        return existing
+    if tokenizer is None:
+        from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+        tokenizer = load_gpt_oss_tokenizer()
+
+    specs = [s for s in SPECS if not options.only or s.key in options.only]
+    results: list[DatasetResult] = []
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        for spec in specs:
+            limit = options.limits[spec.key].for_part(options.quick_test, len(spec.parts))
+            task = progress.add_task(spec.key, total=None if limit is None else limit * len(spec.parts))
+            result = prepare_dataset(spec, options, tokenizer, lambda n, t=task: progress.advance(t, n))
+            progress.update(task, total=result.read, completed=result.read)
+            results.append(result)
+
+    warnings = []
+    for result in results:
+        for part, info in result.parts.items():
+            if info["status"] == "failed":
+                gated = " (gated on the hub: accept its terms and set HF_TOKEN)" if result.spec.gated else ""
+                warnings.append(f"{result.spec.key}/{part} failed{gated}: {info['error']}")
+    report: dict[str, Any] = {
+        "source": options.source,
+        "local_dir": str(options.local_dir) if options.local_dir else None,
+        "quick_test": options.quick_test,
+        "max_tokens": options.max_tokens,
+        "seed": options.seed,
+        "datasets": {r.spec.key: r.report() for r in results},
+        "categories": {},
+        "warnings": warnings,
+        "provenance": provenance(config),
+    }
+    for warning in warnings:
+        console.print(f"[yellow]WARNING: {warning}[/yellow]", soft_wrap=True)
+    if all(r.failed for r in results):
+        write_json_atomic(output_dir / REPORT_NAME, report | {"error": "every dataset failed"})
+        raise DataPrepError(f"every dataset failed to load; see the warnings above and {output_dir / REPORT_NAME}")
+    empty = [c for c in CATEGORIES if not any(r.examples for r in results if r.spec.category == c)]
+    if empty:
+        write_json_atomic(output_dir / REPORT_NAME, report | {"error": f"no rows for {', '.join(empty)}"})
+        raise DataPrepError(f"no rows kept for {', '.join(empty)}: the phase that trains on it would have no data")
+    for category in CATEGORIES:
+        pairs = [(r.spec.key, e) for r in results if r.spec.category == category for e in r.examples]
+        path = save_category(pairs, category, output_dir, options.seed)
+        report["categories"][category] = {"path": str(path), "rows": len(pairs),
+                                          "by_source": dict(Counter(source for source, _ in pairs))}
+    write_json_atomic(output_dir / REPORT_NAME, report)
+    return report
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    if report.get("skipped_existing"):
+        counts = ", ".join(f"{c} {v['rows']}" for c, v in report.get("categories", {}).items())
+        return f"data prep: output exists, kept ({counts}); --force rebuilds"
+    counts = ", ".join(f"{c} {v['rows']}" for c, v in report["categories"].items())
+    skipped = sum(sum(d["skipped"].values()) for d in report["datasets"].values())
+    failed = [k for k, d in report["datasets"].items() if d["status"] == "failed"]
+    tail = f"; failed: {', '.join(failed)}" if failed else ""
+    return f"data prep: {counts} rows; {skipped} rows skipped{tail}"
