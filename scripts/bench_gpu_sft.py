@@ -1,0 +1,130 @@
+"""H100 bench: run Phase 1 (scripts/13_train_lang_adapter.py) itself on a GPT-OSS-20B-shaped random model.
+
+    python scripts/bench_gpu_sft.py --workdir /tmp/bench --backends unsloth,hf --steps 20 --seq 4096 --out $OUT
+
+1. Builds a bf16 GptOssForCausalLM from configs/gpt-oss-20b/config.json directly on the GPU (random weights, real
+   shape: 20,914,757,184 parameters, ~39 GB) and saves it with the offline tokenizer (skipped if already there).
+2. Writes a synthetic Harmony tool-calling dataset whose rows exceed --seq tokens, so every step trains exactly
+   batch x seq tokens (assistant-only loss: the long part is the assistant's final answer).
+3. Runs the real phase script once per backend and collects phase_metrics.json (trainable parameters, tokens/s
+   median after the first step, peak memory), printing a table and writing bench_results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+WORDS = ("alpha beta gamma delta parser token buffer index stream value result error module function "
+         "return struct match vector string config build test cargo crate async await trait impl").split()
+
+
+def build_random_model(model_dir: Path, config_dir: Path) -> float:
+    import torch
+    from transformers import AutoConfig, GptOssForCausalLM
+
+    from pipeline_lib.tokenizer import save_gpt_oss_tokenizer
+
+    t0 = time.perf_counter()
+    config = AutoConfig.from_pretrained(str(config_dir))
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = GptOssForCausalLM(config)
+    torch.set_default_dtype(torch.float32)
+    n = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(model_dir, safe_serialization=True, max_shard_size="5GB")
+    save_gpt_oss_tokenizer(model_dir)
+    del model
+    torch.cuda.empty_cache()
+    print(f"random gpt-oss-20b shape: {n:,} params saved to {model_dir} in {time.perf_counter() - t0:.0f}s", flush=True)
+    return time.perf_counter() - t0
+
+
+def make_dataset(data_dir: Path, rows: int, words_per_row: int) -> None:
+    from datasets import Dataset
+
+    rng = random.Random(0)
+    texts = []
+    for i in range(rows):
+        answer = " ".join(rng.choice(WORDS) for _ in range(words_per_row))
+        texts.append(
+            "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
+            "Knowledge cutoff: 2024-06\n\nReasoning: medium\n\n# Valid channels: analysis, commentary, final. "
+            "Channel must be included for every message.<|end|>"
+            f"<|start|>user<|message|>Explain module {i}.<|end|>"
+            f"<|start|>assistant<|channel|>final<|message|>{answer}<|return|>"
+        )
+    Dataset.from_dict({"text": texts, "source": ["bench"] * rows}).save_to_disk(str(data_dir))
+
+
+def run_phase1(backend: str, model_dir: Path, data_dir: Path, out_dir: Path, steps: int, seq: int,
+               batch: int, extra: list[str], timeout: int) -> dict:
+    cmd = [sys.executable, str(REPO / "scripts" / "13_train_lang_adapter.py"),
+           "--model_name_or_path", str(model_dir), "--train_data_path", str(data_dir),
+           "--per_device_train_batch_size", str(batch), "--gradient_accumulation_steps", "1",
+           "--max_steps", str(steps), "--num_train_epochs", "1", "--output_dir", str(out_dir),
+           "--save_steps", "100000", "--max_seq_length", str(seq), "--lora_r", "64", "--backend", backend,
+           "--logging_steps", "1", *extra]
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, timeout=timeout, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    log = out_dir.parent / f"{out_dir.name}.log"
+    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    result = {"backend": backend, "returncode": proc.returncode, "wall_seconds": round(wall, 1), "log": str(log)}
+    metrics_path = out_dir / "final" / "phase_metrics.json"
+    if metrics_path.is_file():
+        result["metrics"] = json.loads(metrics_path.read_text())
+    else:
+        result["stderr_tail"] = proc.stderr[-3000:]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/tmp/bench")
+    parser.add_argument("--backends", default="unsloth,hf")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seq", type=int, default=4096)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--timeout", type=int, default=280, help="seconds per phase run")
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--extra", default="", help="extra flags for the phase script, space separated")
+    args = parser.parse_args()
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir, data_dir = work / "gpt-oss-20b-random", work / "data"
+    if not (model_dir / "config.json").is_file():
+        build_random_model(model_dir, REPO / "configs" / "gpt-oss-20b")
+    if not data_dir.is_dir():
+        make_dataset(data_dir, rows=args.steps * args.batch + 8, words_per_row=int(args.seq * 1.3))
+    results = []
+    for backend in args.backends.split(","):
+        res = run_phase1(backend, model_dir, data_dir, work / f"run_{backend}", args.steps, args.seq, args.batch,
+                         args.extra.split(), args.timeout)
+        results.append(res)
+        Path(args.out, "bench_results.json").write_text(json.dumps(results, indent=2))
+    print(f"{'backend':8} {'rc':>3} {'trainable':>14} {'tok/s':>9} {'peak GB':>8} {'1st step s':>10} {'wall s':>7}")
+    for r in results:
+        m = r.get("metrics", {})
+        t = m.get("throughput", {})
+        print(f"{r['backend']:8} {r['returncode']:>3} {m.get('trainable_params', '-')!s:>14} "
+              f"{t.get('tokens_per_second_median', '-')!s:>9} {t.get('peak_memory_gb', '-')!s:>8} "
+              f"{t.get('first_step_seconds', '-')!s:>10} {r['wall_seconds']:>7}")
+
+
+if __name__ == "__main__":
+    main()
