@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Phase 3: IPO preference optimisation of the agent-SFT LoRA policy (TRL DPOTrainer, loss_type=["ipo"]).
+
+    python3 scripts/17_ipo_preference.py --checkpoint checkpoints/agent_sft/final \\
+        --train_data_path data/coding_tui/preference/train --per_device_train_batch_size 2 \\
+        --gradient_accumulation_steps 16 --output_dir checkpoints/agent_sft_ipo --beta 0.1 --max_length 8192
+    python3 scripts/17_ipo_preference.py --config configs/ipo.yaml --checkpoint ...   # CLI wins over the YAML
+
+The agent-SFT adapter (on --base_model, default: the adapter's base_model_name_or_path) keeps training, and the
+reference is that same SFT policy at step 0: its log-probs are precomputed once, checked against the policy's on
+the first batch, and the reference copy is then dropped from memory. Writes <output_dir>/checkpoint-N/ and
+<output_dir>/final/ (adapter, tokenizer, trainer_state.json, provenance.json, phase_metrics.json). The IPO gate is
+SOFT: the loss is logged, never judged.
+
+Deviations from the IPO paper (Azar et al. 2023, arXiv 2310.12036):
+- ``--beta`` is the paper's tau: the loss is (h - 1/(2*tau))**2, so at step 0 (policy == reference) it is
+  (1/(2*0.1))**2 = 25 for beta 0.1.
+- TRL divides each completion's summed log-ratio by its token count before the difference h (length-normalised,
+  as the IPO authors did in practice per TRL's code comment); the paper writes sequence-level log-probs.
+- One pass over offline preference pairs (Anthropic hh-rlhf + CodeFeedback with truncated rejections), not the
+  paper's online/sampled pairs; the MoE router load-balancing loss that TRL would add is switched off.
+"""
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trl import TrlParser
+
+from pipeline_lib import ipo
+from pipeline_lib.metrics import write_phase_metrics
+from pipeline_lib.modeling import detect_precision
+from pipeline_lib.provenance import write_provenance
+from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+
+def load_tokenizer(adapter_dir: str, base_model: str):
+    """The tokenizer saved beside the adapter, else the base model's, else the offline-built gpt-oss one."""
+    for folder in (adapter_dir, base_model):
+        if (Path(folder) / "tokenizer.json").is_file():
+            return load_gpt_oss_tokenizer(folder)
+    return load_gpt_oss_tokenizer()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    precision = detect_precision()
+    parser = TrlParser((ipo.IPOScriptArguments, ipo.IPOConfig))
+    parser.set_defaults(**precision.trainer_kwargs())  # bf16 on CUDA, fp32 + use_cpu on CPU; YAML/CLI still win
+    script_args, args = parser.parse_args_and_config(args=argv)
+
+    train_dataset = ipo.load_preference_dataset(script_args.train_data_path)
+    base_model = ipo.resolve_base_model(script_args.checkpoint, script_args.base_model)
+    resume = ipo.resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    print(f"IPO: {len(train_dataset)} pairs, policy = reference = {script_args.checkpoint} on {base_model}, "
+          f"beta {args.beta}, {precision.device}/{precision.torch_dtype_name}"
+          + (f", resuming from {resume}" if resume else ""))
+
+    tokenizer = load_tokenizer(script_args.checkpoint, base_model)
+    policy = ipo.load_adapter_policy(script_args.checkpoint, base_model, precision)
+    trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args)
+
+    check = ipo.check_reference_at_step0(trainer)
+    print(f"step-0 reference check: max |ref - policy| = {check.max_abs_diff:.3g} over {check.pairs} pairs "
+          f"-> {'SFT policy' if check.equal else 'MISMATCH'}")
+    if not check.equal and script_args.strict_reference:
+        raise SystemExit("the reference log-probs are not the SFT policy's (see spec/ERRATA.md); "
+                         "pass --strict_reference false to train anyway")
+    ipo.drop_reference_adapter(trainer.model)
+
+    trainer.train(resume_from_checkpoint=resume)
+
+    final_dir = Path(args.output_dir) / "final"
+    trainer.save_model(str(final_dir))
+    tokenizer.save_pretrained(str(final_dir))
+    trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+    lora_config = trainer.model.peft_config["default"]
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    metrics = ipo.ipo_phase_metrics(
+        trainer.state.log_history, check=check, beta=args.beta, global_step=trainer.state.global_step,
+        trainable_params=trainable, lora_r=lora_config.r, base_model=base_model, sft_adapter=script_args.checkpoint,
+        pairs=len(trainer.train_dataset),
+    )
+    write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
+    write_phase_metrics(final_dir, metrics)
+    print(f"IPO done: {metrics['global_step']} steps, loss {metrics['loss_step0']:.4g} -> {metrics['loss']:.4g} "
+          f"(avg last 10), reference = {metrics['reference']}, adapter -> {final_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

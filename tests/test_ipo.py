@@ -1,0 +1,245 @@
+"""Phase 3 (IPO): the reference is the agent-SFT policy, TRL's IPO loss at step 0 is its closed form, Harmony text
+survives TRL's tokenisation, and the script trains, saves and resumes on the tiny GPT-OSS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pipeline_lib import ipo
+
+SYSTEM = "<|start|>system<|message|>You are a coding agent working in a terminal.<|end|>"
+PAIRS = [
+    ("Fix the bug", "<|channel|>final<|message|>Here is the fix: use `<=` in the loop bound.<|return|>"),
+    ("Add a test", "<|channel|>final<|message|>Added `test_parse_empty` covering the empty input.<|return|>"),
+    ("Why does it crash?", "<|channel|>final<|message|>`config` is None when the file is missing; guard it.<|return|>"),
+    ("Rename the flag", "<|channel|>final<|message|>Renamed `--verbose` to `--debug` in cli.py and docs.<|return|>"),
+]
+STALL = "<|channel|>final<|message|>I would need to analyze this further before proceeding.<|return|>"
+BETA = 0.1
+
+
+def preference_rows() -> list[dict[str, str]]:
+    rows = []
+    for user, chosen in PAIRS:
+        prompt = f"{SYSTEM}<|start|>user<|message|>{user}<|end|><|start|>assistant"
+        rows.append({"text": prompt + chosen, "pref_prompt": prompt, "pref_chosen": chosen, "pref_rejected": STALL,
+                     "source": "test"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def preference_dir(tmp_path_factory):
+    from datasets import Dataset
+
+    path = tmp_path_factory.mktemp("preference") / "train"
+    Dataset.from_list(preference_rows()).save_to_disk(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sft_adapter_dir(tiny_model_dir, tmp_path_factory):
+    """A LoRA r=8 adapter on q/k/v/o + experts with random B, so the SFT policy really differs from the base."""
+    from peft import LoraConfig, get_peft_model
+
+    from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+    out = tmp_path_factory.mktemp("agent_sft") / "final"
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        target_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj"], task_type="CAUSAL_LM")
+    model = get_peft_model(load_causal_lm(tiny_model_dir), config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5, generator=generator)
+    model.save_pretrained(str(out))
+    load_gpt_oss_tokenizer(tiny_model_dir).save_pretrained(str(out))
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    return out
+
+
+def ipo_args(tmp_path, **overrides) -> ipo.IPOConfig:
+    from pipeline_lib.modeling import detect_precision
+
+    kwargs = dict(output_dir=str(tmp_path / "out"), beta=BETA, per_device_train_batch_size=2, max_length=256,
+                  gradient_checkpointing=False, save_strategy="no", seed=0, **detect_precision().trainer_kwargs())
+    kwargs.update(overrides)
+    return ipo.IPOConfig(**kwargs)
+
+
+def build_trainer(sft_adapter_dir, preference_dir, tmp_path):
+    from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+    policy = ipo.load_adapter_policy(sft_adapter_dir)
+    dataset = ipo.load_preference_dataset(preference_dir)
+    return ipo.build_ipo_trainer(policy, load_gpt_oss_tokenizer(sft_adapter_dir), dataset, ipo_args(tmp_path))
+
+
+def plain_logps(model, batch) -> torch.Tensor:
+    """Summed completion log-probs from the model's ordinary logits: an oracle independent of TRL's LM head."""
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    logps = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (logps * batch["completion_mask"][:, 1:]).sum(1)
+
+
+def ipo_loss_by_hand(policy: torch.Tensor, ref: torch.Tensor, completion_mask: torch.Tensor, beta: float) -> float:
+    """TRL 1.15's IPO loss written out: per-token-averaged log-ratios, h = chosen - rejected, mean (h - 1/2b)^2."""
+    ratio = (policy - ref) / completion_mask.sum(1).clamp(min=1)
+    chosen, rejected = ratio.chunk(2)
+    return float(((chosen - rejected - 1 / (2 * beta)) ** 2).mean())
+
+
+def test_preference_dataset_renamed_and_checked(preference_dir, tmp_path):
+    from datasets import Dataset
+
+    dataset = ipo.load_preference_dataset(preference_dir)
+    assert dataset.column_names == ["prompt", "chosen", "rejected"]
+    assert dataset[0]["prompt"].endswith("<|start|>assistant")
+
+    rows = preference_rows()
+    rows[2]["pref_chosen"] = rows[2]["pref_chosen"].replace("<|return|>", "<|call|>")
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "bad_end"))
+    with pytest.raises(ValueError, match=r"row 2: pref_chosen must .*<\|return\|>"):
+        ipo.load_preference_dataset(tmp_path / "bad_end")
+
+    rows = preference_rows()
+    rows[1]["pref_prompt"] += "<|channel|>final<|message|>"
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "bad_prompt"))
+    with pytest.raises(ValueError, match=r"row 1: pref_prompt must end with"):
+        ipo.load_preference_dataset(tmp_path / "bad_prompt")
+
+    Dataset.from_list([{"prompt": "x", "chosen": "y", "rejected": "z"}]).save_to_disk(str(tmp_path / "renamed"))
+    with pytest.raises(ValueError, match="missing column"):
+        ipo.load_preference_dataset(tmp_path / "renamed")
+
+
+def test_base_model_resolution(sft_adapter_dir, tiny_model_dir, tmp_path):
+    assert ipo.resolve_base_model(sft_adapter_dir) == str(tiny_model_dir)
+    assert ipo.resolve_base_model(sft_adapter_dir, str(tiny_model_dir)) == str(tiny_model_dir)
+    with pytest.raises(FileNotFoundError, match="--base_model"):
+        ipo.resolve_base_model(sft_adapter_dir, str(tmp_path / "no-such-model"))
+    with pytest.raises(FileNotFoundError, match="--checkpoint"):
+        ipo.resolve_base_model(tmp_path)
+
+
+def test_cpu_logprob_head_matches_plain_log_softmax(sft_adapter_dir, preference_dir, tmp_path):
+    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+    batch = ipo.first_batch(trainer)
+    model = trainer.model
+    fused = torch.cat(ipo.completion_logps(model, batch))
+    torch.testing.assert_close(fused, plain_logps(model, batch), atol=1e-4, rtol=1e-5)
+    # Negative control: the same oracle one position off is far away.
+    shifted = dict(batch, completion_mask=torch.roll(batch["completion_mask"], 1, dims=1))
+    assert (fused - plain_logps(model, shifted)).abs().max() > 1.0
+
+
+def test_harmony_text_tokenised_as_is(sft_adapter_dir, preference_dir, tmp_path):
+    from pipeline_lib.tokenizer import BOS_ID, RETURN_ID, load_gpt_oss_tokenizer
+
+    tokenizer = load_gpt_oss_tokenizer(sft_adapter_dir)
+    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+    channel_id = tokenizer.convert_tokens_to_ids("<|channel|>")
+    for row, raw in zip(trainer.train_dataset, preference_rows(), strict=True):
+        for side in ("chosen", "rejected"):
+            ids = row["prompt_ids"] + row[f"{side}_ids"]
+            # No chat template, no BOS, no second <|return|>: exactly the Harmony text data prep wrote.
+            assert ids == tokenizer(raw["pref_prompt"] + raw[f"pref_{side}"])["input_ids"]
+            assert row["prompt_ids"] == tokenizer(raw["pref_prompt"])["input_ids"]
+            assert BOS_ID not in ids and ids.count(RETURN_ID) == 1
+            assert row[f"{side}_ids"][0] == channel_id and row[f"{side}_ids"][-1] == RETURN_ID
+
+
+def test_reference_is_sft_policy_and_step0_loss_is_closed_form(sft_adapter_dir, preference_dir, tmp_path):
+    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+    assert "ref" in trainer.model.peft_config
+    check = ipo.check_reference_at_step0(trainer)
+    assert check.equal and check.max_abs_diff <= 1e-5 and check.pairs == 2
+
+    batch = ipo.first_batch(trainer)
+    model = trainer.model
+    ref = torch.cat([batch["ref_chosen_logps"], batch["ref_rejected_logps"]])
+    policy = plain_logps(model, batch)
+    torch.testing.assert_close(ref, policy, atol=1e-4, rtol=1e-5)  # per example, against an independent oracle
+    with model.disable_adapter():  # the adapter is not trivial: the base scores these completions differently
+        assert (plain_logps(model, batch) - policy).abs().min() > 0.1
+
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(model, batch))
+    assert loss == pytest.approx(ipo.ipo_step0_loss(BETA), abs=1e-4) == pytest.approx(25.0)
+    assert loss == pytest.approx(ipo_loss_by_hand(policy, ref, batch["completion_mask"], BETA), abs=1e-4)
+
+    assert ipo.drop_reference_adapter(model) and list(model.peft_config) == ["default"]
+    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+
+
+def test_negative_control_trl_base_reference(sft_adapter_dir, preference_dir, tmp_path, monkeypatch):
+    """TRL's fallback (taken with PEFT < 0.20 + target_parameters): reference = adapter-disabled base."""
+    import peft
+
+    monkeypatch.setattr(peft, "__version__", "0.19.0")
+    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+    assert "ref" not in trainer.model.peft_config
+    check = ipo.check_reference_at_step0(trainer)
+    assert not check.equal and check.max_abs_diff > 0.1
+
+    batch = ipo.first_batch(trainer)
+    model = trainer.model
+    ref = torch.cat([batch["ref_chosen_logps"], batch["ref_rejected_logps"]])
+    with model.disable_adapter():
+        torch.testing.assert_close(ref, plain_logps(model, batch), atol=1e-4, rtol=1e-5)
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(model, batch))
+    assert abs(loss - ipo.ipo_step0_loss(BETA)) > 1e-2
+    assert loss == pytest.approx(ipo_loss_by_hand(plain_logps(model, batch), ref, batch["completion_mask"], BETA),
+                                 abs=1e-3)
+
+
+def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir):
+    from trl import TrlParser
+
+    parser = TrlParser((ipo.IPOScriptArguments, ipo.IPOConfig))
+    script_args, args = parser.parse_args_and_config(
+        args=["--config", str(repo_root / "configs" / "ipo.yaml"), "--checkpoint", str(sft_adapter_dir),
+              "--train_data_path", str(preference_dir), "--beta", "0.2", "--use_cpu", "--bf16", "false"])
+    assert args.loss_type == ["ipo"] and args.precompute_ref_log_probs and args.router_aux_loss_coef == 0.0
+    assert args.beta == 0.2 and args.gradient_accumulation_steps == 16 and args.max_length == 8192
+    assert script_args.checkpoint == str(sft_adapter_dir) and script_args.strict_reference
+    with pytest.raises(ValueError, match="loss_type"):
+        ipo.IPOConfig(output_dir="x", loss_type=["sigmoid"], use_cpu=True, bf16=False)
+
+
+@pytest.mark.slow
+def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_dir, tmp_path):
+    out = tmp_path / "agent_sft_ipo"
+    command = [sys.executable, str(repo_root / "scripts" / "17_ipo_preference.py"), "--checkpoint",
+               str(sft_adapter_dir), "--train_data_path", str(preference_dir), "--per_device_train_batch_size", "2",
+               "--gradient_accumulation_steps", "1", "--output_dir", str(out), "--beta", "0.1", "--max_length", "256",
+               "--learning_rate", "1e-3", "--save_steps", "2", "--gradient_checkpointing", "false"]
+    first = subprocess.run([*command, "--max_steps", "2"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.strip().splitlines()[-1].startswith("IPO done: 2 steps")
+    final = out / "final"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "trainer_state.json",
+                 "provenance.json", "phase_metrics.json"):
+        assert (final / name).is_file(), name
+    assert not (final / "ref").exists()  # only the trained adapter is saved
+    metrics = json.loads((final / "phase_metrics.json").read_text())
+    assert metrics["phase"] == "ipo" and metrics["reference"] == "sft_policy" and metrics["ref_equals_policy_at_step0"]
+    assert metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3) and metrics["global_step"] == 2
+    assert metrics["beta"] == 0.1 and metrics["rewards_margins"] is not None and metrics["lora_r"] == 8
+
+    second = subprocess.run([*command, "--max_steps", "4", "--resume_from_checkpoint", str(out / "checkpoint-2")],
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    state = json.loads((final / "trainer_state.json").read_text())
+    steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert state["global_step"] == 4 and steps == [1, 2, 3, 4]
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    assert losses[-1] < losses[0]  # lr 1e-3 on 2 fixed pairs: the IPO loss falls
