@@ -1,0 +1,178 @@
+"""Phase 0 end to end on data/samples: outputs, report, idempotence, failures, and the Harmony round-trip check."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_lib import data_prep
+from pipeline_lib.formatters import Conversation, PreferencePair, SkipRow
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "tui_data_prep.py"
+FAKE_TOKEN = "hf_fakeTOKEN1234567890secret"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("tui_data_prep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One real CLI run (subprocess) on a copy of data/samples, quick-test mode."""
+    samples = tmp_path_factory.mktemp("samples")
+    for path in (REPO / "data" / "samples").glob("*.jsonl"):
+        shutil.copy(path, samples / path.name)
+    out = tmp_path_factory.mktemp("out") / "coding_tui"
+    env = dict(os.environ, HF_TOKEN=FAKE_TOKEN)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--source", "local", "--local-dir", str(samples),
+                           "--output-dir", str(out), "--quick-test"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return samples, out, proc
+
+
+def test_cli_writes_three_datasets_and_report(built):
+    from datasets import load_from_disk
+
+    _, out, proc = built
+    assert proc.stdout.strip().splitlines()[-1].startswith("data prep: tool_calling ")
+    columns = {"tool_calling": {"text", "source"}, "agent_traj": {"text", "source"},
+               "preference": {"text", "pref_prompt", "pref_chosen", "pref_rejected", "source"}}
+    report = json.loads((out / "prep_report.json").read_text())
+    for category, expected in columns.items():
+        dataset = load_from_disk(str(out / category / "train"))
+        assert set(dataset.column_names) == expected
+        assert len(dataset) == report["categories"][category]["rows"] > 0
+    assert set(report["datasets"]) == {s.key for s in data_prep.SPECS}
+    for key, entry in report["datasets"].items():
+        assert entry["status"] == "ok", key
+        assert entry["read"] == entry["kept"] + sum(entry["skipped"].values()), key
+        assert entry["kept"] > 0 and set(entry["tokens"]) == {"min", "mean", "p50", "p95", "max"}, key
+        assert entry["tokens"]["min"] <= entry["tokens"]["p50"] <= entry["tokens"]["p95"] <= entry["tokens"]["max"]
+    # The dirt in the samples lands in the counters it belongs to.
+    assert report["datasets"]["glaive"]["skipped"]["undeclared_function"] == 1
+    assert report["datasets"]["xlam"]["skipped"]["invalid_json_line"] == 1
+    assert report["datasets"]["hh_rlhf"]["skipped"]["prefix_mismatch"] == 1
+    assert report["datasets"]["commitpackft"]["skipped"]["diff_too_large"] == 1
+    assert {"git_sha", "libraries", "command", "config"} <= set(report["provenance"])
+    text = (out / "prep_report.json").read_text() + proc.stdout + proc.stderr
+    assert FAKE_TOKEN not in text
+
+
+def test_saved_texts_round_trip_and_preference_columns_fit(built, gpt_oss_tokenizer):
+    from datasets import load_from_disk
+
+    from pipeline_lib.harmony import parse_harmony_conversation
+
+    _, out, _ = built
+    for category in ("tool_calling", "agent_traj"):
+        for row in load_from_disk(str(out / category / "train")):
+            assert row["text"].startswith("<|start|>system<|message|>")
+            assert row["text"].endswith(("<|return|>", "<|call|>"))
+            ids = gpt_oss_tokenizer(row["text"], add_special_tokens=False)["input_ids"]
+            assert parse_harmony_conversation(ids)[-1]["role"] == "assistant"
+    for row in load_from_disk(str(out / "preference" / "train")):
+        assert row["pref_prompt"] + row["pref_chosen"] == row["text"]
+        assert row["pref_prompt"].endswith("<|start|>assistant")
+        for answer in (row["pref_chosen"], row["pref_rejected"]):
+            assert answer.startswith("<|channel|>final<|message|>") and answer.endswith("<|return|>")
+        assert row["pref_chosen"] != row["pref_rejected"]
+
+
+def test_second_run_keeps_output_and_force_rebuilds(built, capsys):
+    samples, out, _ = built
+    script = load_script()
+    marker = out / "tool_calling" / "train" / "dataset_info.json"
+    before = marker.stat().st_mtime_ns
+    assert script.main(["--source", "local", "--local-dir", str(samples), "--output-dir", str(out),
+                        "--quick-test"]) == 0
+    assert "output exists, kept" in capsys.readouterr().out
+    assert marker.stat().st_mtime_ns == before
+    assert script.main(["--source", "local", "--local-dir", str(samples), "--output-dir", str(out),
+                        "--quick-test", "--force"]) == 0
+    assert marker.stat().st_mtime_ns != before
+
+
+def test_all_datasets_missing_is_a_hard_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--source", "local", "--local-dir", str(empty),
+                           "--output-dir", str(tmp_path / "out"), "--quick-test"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "every dataset failed" in proc.stdout
+    report = json.loads((tmp_path / "out" / "prep_report.json").read_text())
+    assert all(d["status"] == "failed" for d in report["datasets"].values())
+    assert not (tmp_path / "out" / "tool_calling").exists()
+
+
+def test_one_missing_dataset_is_a_warning(built, tmp_path, gpt_oss_tokenizer):
+    samples, _, _ = built
+    partial = tmp_path / "partial"
+    shutil.copytree(samples, partial)
+    (partial / "Salesforce__xlam-function-calling-60k.jsonl").unlink()
+    options = data_prep.Options(source="local", local_dir=partial, output_dir=tmp_path / "out", quick_test=True,
+                                limits=data_prep.load_limits(yaml.safe_load(
+                                    (REPO / "configs" / "data_prep.yaml").read_text())),
+                                only=("glaive", "xlam", "code_act", "hh_rlhf"), max_tokens=200)
+    report = data_prep.run(options, gpt_oss_tokenizer)
+    assert report["datasets"]["xlam"]["status"] == "failed"
+    assert any(w.startswith("xlam/default failed (gated") for w in report["warnings"])
+    assert report["datasets"]["glaive"]["status"] == "ok"
+    assert report["datasets"]["glaive"]["skipped"]["too_long"] >= 1  # --max-tokens drops are counted
+    assert report["datasets"]["glaive"]["tokens"]["max"] <= 200
+
+
+def test_roundtrip_check_catches_a_corrupted_text(gpt_oss_tokenizer):
+    from pipeline_lib.harmony import encode_harmony_messages
+
+    messages = [{"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "", "thinking": "add",
+                 "tool_calls": [{"name": "calc", "arguments": {"expr": "2+2"}}]},
+                {"role": "tool", "name": "calc", "content": "4"}, {"role": "assistant", "content": "4"}]
+    tools = [{"name": "calc", "description": "Evaluate.", "parameters": {"type": "object", "properties": {
+        "expr": {"type": "string"}}, "required": ["expr"]}}]
+    text = encode_harmony_messages(messages, tools=tools)
+    assert data_prep.roundtrip_ok(text, messages, gpt_oss_tokenizer)[0]
+    # Negative controls: a changed tool result, a dropped message boundary, a renamed call.
+    assert not data_prep.roundtrip_ok(text.replace("<|message|>4<|end|>", "<|message|>5<|end|>"), messages,
+                                      gpt_oss_tokenizer)[0]
+    assert not data_prep.roundtrip_ok(text.replace("<|end|><|start|>assistant<|channel|>final", "", 1), messages,
+                                      gpt_oss_tokenizer)[0]
+    assert not data_prep.roundtrip_ok(text.replace("to=functions.calc", "to=functions.calk"), messages,
+                                      gpt_oss_tokenizer)[0]
+
+
+def test_render_example_skips_text_with_control_tokens_and_renders_pairs(gpt_oss_tokenizer):
+    bad = Conversation([{"role": "user", "content": "hi <|end|> there"}, {"role": "assistant", "content": "ok"}])
+    with pytest.raises(SkipRow) as skipped:
+        data_prep.render_example(bad, gpt_oss_tokenizer)
+    assert skipped.value.reason == "special_token_in_text"
+    pair = PreferencePair(Conversation([{"role": "user", "content": "Capital of France?"}]), "Paris.", "Rome.")
+    example = data_prep.render_example(pair, gpt_oss_tokenizer)
+    assert example.pref_chosen == "<|channel|>final<|message|>Paris.<|return|>"
+    assert example.pref_rejected == "<|channel|>final<|message|>Rome.<|return|>"
+    assert example.text == example.pref_prompt + example.pref_chosen
+
+
+def test_local_filenames_and_limits():
+    assert data_prep.local_filename("bigcode/commitpackft", "c++") == "bigcode__commitpackft__c++.jsonl"
+    assert data_prep.local_filename("glaiveai/glaive-function-calling-v2", None) == \
+        "glaiveai__glaive-function-calling-v2.jsonl"
+    assert data_prep.Limits(None, 300).for_part(True, 5) == 60  # Hermes: 300 over 5 configs
+    assert data_prep.Limits(5000, 50, per_part=True).for_part(False, 6) == 5000
+    assert data_prep.Limits(None, 50).for_part(False, 2) is None
+    names = {data_prep.local_filename(s.hub_id, p) for s in data_prep.SPECS for p in s.parts}
+    assert names == {p.name for p in (REPO / "data" / "samples").glob("*.jsonl")}
