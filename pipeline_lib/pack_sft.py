@@ -1,0 +1,207 @@
+"""Sequence packing for SFT: many tokenized conversations per row, no attention across them.
+
+    python -m pipeline_lib.pack_sft --train_data_path data/coding_tui/agent_traj/train --max_seq_length 32768 \
+        [--tokenizer checkpoints/<slug>-coding-tui-merged/hf]
+
+writes ``<train_data_path>_packed_<max_seq_length>/`` (e.g. ``data/coding_tui/agent_traj/train_packed_32768/``),
+which Phase 2 picks up automatically (writeup §4); a phase that finds no such folder packs on the fly and saves it.
+
+How it works — TRL already does each piece, so this module only runs them once and saves the result:
+- Packing is TRL's ``pack_dataset(strategy="bfd")``: Best-Fit-Decreasing bin packing (longest first, each into the
+  fullest row it still fits) of the pre-tokenized ``input_ids`` + ``assistant_masks``, whole conversations only
+  (rows are already truncated to max_seq_length by pipeline_lib.sft, so "bfd" never cuts one). It adds
+  ``seq_lengths`` (the conversation lengths of each row).
+- At train time TRL's ``DataCollatorForLanguageModeling(padding_free=True)`` turns ``seq_lengths`` into
+  ``position_ids`` that restart at 0 for every conversation, sends no ``attention_mask``, and sets the label of each
+  conversation's first token to -100 (so no token is trained to predict the next conversation).
+- transformers 5.x (``masking_utils.find_packed_sequence_indices``) builds a block-diagonal causal mask from those
+  position_ids when attention_mask is absent — on eager and flex attention too, not only FlashAttention
+  (tests/test_packing.py proves packed == unpacked loss on the tiny model, and that a wrong packing differs).
+
+So packed training is SFTTrainer with ``packing=False, padding_free=True, max_length=None`` on this dataset: the same
+TRL code path as ``packing=True``, minus re-tokenizing and re-packing the whole set on every launch or resume.
+``check_packed_collation`` verifies the collator really produced packed batches — Unsloth is known to ignore
+packing for gpt_oss (FINDINGS §3/§5) — and fails loudly rather than train across conversations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+PACK_INFO_FILE = "pack_info.json"
+PACK_FORMAT_VERSION = 1
+
+
+class PackingError(RuntimeError):
+    """Packed batches are not what the loss needs (no position_ids reset, attention across conversations...)."""
+
+
+def packed_dataset_dir(train_data_path: str | os.PathLike, max_seq_length: int) -> Path:
+    """``data/coding_tui/agent_traj/train`` + 32768 -> ``data/coding_tui/agent_traj/train_packed_32768``."""
+    path = Path(train_data_path)
+    return path.with_name(f"{path.name}_packed_{max_seq_length}")
+
+
+def pack_key(**parts: Any) -> str:
+    """Identity of a packed dataset: what it was made from (source fingerprint, length, tokenizer, split)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def pack_tokenized(dataset: Any, max_seq_length: int) -> Any:
+    """BFD-pack a tokenized dataset (input_ids + assistant_masks) into rows of <= max_seq_length tokens."""
+    from trl import pack_dataset
+
+    too_long = [i for i, n in enumerate(dataset["input_ids"]) if len(n) > max_seq_length][:5]
+    if too_long:
+        raise PackingError(f"rows {too_long} are longer than max_seq_length={max_seq_length}; truncate them first "
+                           "(pipeline_lib.sft.tokenize_sft_dataset) so packing never cuts a conversation")
+    columns = [c for c in ("input_ids", "assistant_masks", "labels") if c in dataset.column_names]
+    return pack_dataset(dataset.select_columns(columns), max_seq_length, strategy="bfd")
+
+
+def packing_stats(packed: Any, max_seq_length: int) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
+    table = packed.data.table if hasattr(packed.data, "table") else packed.data
+    rows = len(packed)
+    docs = int(pc.sum(pc.list_value_length(table.column("seq_lengths"))).as_py() or 0)
+    tokens = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
+    return {
+        "packed": True,
+        "strategy": "bfd",
+        "max_seq_length": max_seq_length,
+        "rows": rows,
+        "conversations": docs,
+        "tokens": tokens,
+        "conversations_per_row": round(docs / rows, 3) if rows else 0.0,
+        "fill_ratio": round(tokens / (rows * max_seq_length), 4) if rows else 0.0,
+    }
+
+
+def load_packed(folder: str | os.PathLike, key: str | None = None) -> tuple[Any, dict[str, Any]] | None:
+    """The pre-packed dataset in ``folder`` and its info, or None when absent or made from other inputs."""
+    from datasets import load_from_disk
+
+    folder = Path(folder)
+    if not (folder / "dataset_info.json").is_file() and not (folder / "state.json").is_file():
+        return None
+    info_path = folder / PACK_INFO_FILE
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if key is not None and info.get("key") not in (None, key):
+        print(f"[pack_sft] {folder} was packed from other inputs (key {info.get('key')} != {key}); repacking",
+              file=sys.stderr)
+        return None
+    dataset = load_from_disk(str(folder))
+    missing = {"input_ids", "seq_lengths"} - set(dataset.column_names)
+    if missing or not ({"assistant_masks", "labels"} & set(dataset.column_names)):
+        raise PackingError(f"{folder} is not a packed SFT dataset: needs input_ids, seq_lengths and assistant_masks "
+                           f"(or labels), has {dataset.column_names}")
+    if not info:
+        print(f"[pack_sft] {folder} has no {PACK_INFO_FILE}: using it as found (provenance unknown)", file=sys.stderr)
+    return dataset, info
+
+
+def save_packed(packed: Any, folder: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """save_to_disk into a temp folder, then rename: a crash never leaves a half-written packed dataset behind."""
+    from pipeline_lib.provenance import write_json_atomic
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    packed.save_to_disk(str(tmp))
+    write_json_atomic(tmp / PACK_INFO_FILE, {"format_version": PACK_FORMAT_VERSION, **info})
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def load_or_pack(tokenized_fn: Any, folder: str | os.PathLike, max_seq_length: int, key: str,
+                 extra_info: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Use the pre-packed folder when it matches ``key``; else call ``tokenized_fn()``, pack, save and return it.
+
+    tokenized_fn is a callable so the (long) tokenization is skipped entirely when the packed data is reused.
+    Returns (packed dataset, info) where info holds packing stats plus whatever was saved with it.
+    """
+    found = load_packed(folder, key)
+    if found is not None:
+        dataset, info = found
+        stats = packing_stats(dataset, max_seq_length)
+        return dataset, {**info, **stats, "source": "pre-packed", "folder": str(folder)}
+    tokenized, tokenize_info = tokenized_fn()
+    packed = pack_tokenized(tokenized, max_seq_length)
+    stats = packing_stats(packed, max_seq_length)
+    info = {"key": key, **(extra_info or {}), "tokenization": tokenize_info, **stats}
+    save_packed(packed, folder, info)
+    from datasets import load_from_disk
+
+    return load_from_disk(str(folder)), {**info, "source": "packed now", "folder": str(folder)}
+
+
+def check_packed_collation(collator: Any, dataset: Any, n_rows: int = 4) -> dict[str, Any]:
+    """Run the trainer's collator on a few packed rows and prove the batch is packed the way the loss needs.
+
+    Passes when: no attention_mask (it would override the per-conversation mask), position_ids restart at 0 once
+    per conversation (sum of len(seq_lengths) over the rows), and every restart position has label -100.
+    """
+    # BFD puts the longest conversations first, alone in their rows: check the rows holding the most conversations.
+    counts = [len(x) for x in dataset["seq_lengths"]]
+    picked = sorted(range(len(counts)), key=lambda i: -counts[i])[:n_rows]
+    rows = [dataset[i] for i in picked]
+    batch = collator(rows)
+    expected_starts = sum(len(r["seq_lengths"]) for r in rows)
+    problems = []
+    if "attention_mask" in batch:
+        problems.append("batch has an attention_mask: conversations would attend to each other")
+    if "position_ids" not in batch:
+        problems.append("batch has no position_ids: positions run on across conversations")
+    else:
+        pos = batch["position_ids"]
+        n_tokens = sum(len(r["input_ids"]) for r in rows)
+        starts = int((pos[:, :n_tokens] == 0).sum())
+        if starts != expected_starts:
+            problems.append(f"position_ids restart {starts} times, expected {expected_starts} (one per conversation)")
+        if "labels" in batch and bool((batch["labels"][pos == 0] != -100).any()):
+            problems.append("a conversation's first token is trained (it would be predicted from the previous one)")
+    report = {"passed": not problems, "problems": problems, "rows_checked": len(rows),
+              "conversations_checked": expected_starts}
+    if problems:
+        raise PackingError("packed batches are not packed correctly: " + "; ".join(problems)
+                           + ". Train with --no-packing (or fix the backend's collator).")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Pre-pack a Harmony SFT dataset into <path>_packed_<len>/.")
+    parser.add_argument("--train_data_path", required=True, help="datasets save_to_disk folder with a text column")
+    parser.add_argument("--max_seq_length", type=int, required=True)
+    parser.add_argument("--tokenizer", default=None, help="model folder with tokenizer files (default: built-in)")
+    parser.add_argument("--text_field", default="text")
+    parser.add_argument("--force", action="store_true", help="repack even if a matching packed folder exists")
+    args = parser.parse_args(argv)
+
+    from pipeline_lib.sft import load_text_dataset, packed_train_key, tokenize_sft_dataset
+    from pipeline_lib.unsloth_utils import load_training_tokenizer
+
+    tokenizer = load_training_tokenizer(args.tokenizer)
+    dataset = load_text_dataset(args.train_data_path, args.text_field)
+    folder = packed_dataset_dir(args.train_data_path, args.max_seq_length)
+    if args.force:
+        shutil.rmtree(folder, ignore_errors=True)
+    key = packed_train_key(dataset, args.max_seq_length, tokenizer, eval_rows=0, max_train_samples=None)
+    _, info = load_or_pack(lambda: tokenize_sft_dataset(dataset, tokenizer, args.max_seq_length, args.text_field),
+                           folder, args.max_seq_length, key)
+    print(f"[pack_sft] {info['source']}: {folder} rows={info['rows']} conversations={info['conversations']} "
+          f"fill={info['fill_ratio']:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,601 @@
+"""Supervised fine-tuning on Harmony conversations: configs, assistant-only loss masks, data, trainer, final save.
+
+Used by scripts/13_train_lang_adapter.py (Phase 1, tool calling, LoRA r64) and scripts/14_train_core_agent.py
+(Phase 2, agent trajectories, LoRA r128, packing). Each script reads as: parse config -> data -> model + LoRA ->
+trainer -> train (resume) -> save final/ -> metrics; the pieces live here, where tests import them.
+
+Loss mask (the one rule, from token ids): for every ``<|start|>`` (200006) followed by the role token ``assistant``
+(173781) and then a header boundary (``<|channel|>``, ``<|message|>`` or a whitespace-led token such as
+`` to=functions.x``), the trained span is every token after the role up to and including that message's end token
+(``<|end|>`` 200007, ``<|call|>`` 200012 or ``<|return|>`` 200002) — exactly what the model generates after
+``<|start|>assistant``: analysis, tool calls and final answers. System, developer, user and tool-result tokens
+(``<|start|>functions.x to=assistant...``) are never trained. A span also stops before a ``<|start|>`` (a missing end
+token never leaks training into the next message) or at the end of a truncated sequence.
+
+The masks reach TRL 1.15 as the ``assistant_masks`` column of a pre-tokenized dataset: SFTTrainer's
+``_prepare_dataset`` turns it into ``labels`` (-100 where the mask is 0) and DataCollatorForLanguageModeling pads
+labels with -100. We tokenize ourselves rather than use ``assistant_only_loss=True`` because that needs a chat
+template with ``{% generation %}`` markers and our data is already-rendered Harmony text, not messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from trl import SFTConfig
+
+from pipeline_lib.tokenizer import CALL_ID, END_ID, RETURN_ID
+
+START_ID = 200006
+CHANNEL_ID = 200005
+MESSAGE_ID = 200008
+MESSAGE_END_IDS = frozenset({END_ID, CALL_ID, RETURN_ID})
+FIRST_SPECIAL_ID = 199998  # ids >= this are Harmony control tokens
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------------------- configs
+@dataclass
+class PhaseSFTConfig(SFTConfig):
+    """SFTConfig with this machine's precision filled in and the writeup's ``--max_seq_length`` flag.
+
+    bf16 / use_cpu come from pipeline_lib.modeling.detect_precision (TRL defaults to bf16, which a CPU rejects);
+    gradient_checkpointing defaults to on only on CUDA (on CPU it only slows the tiny model down).
+    """
+
+    max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per sample/packed row (= max_length)."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Recompute activations in backward. Default: on with CUDA, off on CPU."})
+    include_num_input_tokens_seen: str = field(
+        default="non_padding", metadata={"help": "Count trained-on tokens (throughput in phase_metrics.json)."})
+
+    def __post_init__(self) -> None:
+        from pipeline_lib.modeling import detect_precision
+
+        precision = detect_precision()
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = precision.bf16
+        if precision.device == "cpu":
+            self.use_cpu = True
+        if self.gradient_checkpointing is None:
+            self.gradient_checkpointing = precision.device == "cuda"
+        if self.max_seq_length is not None:
+            self.max_length = self.max_seq_length
+        self.max_seq_length = self.max_length
+        if not self.max_seq_length or self.max_seq_length < 16:
+            raise ValueError(f"--max_seq_length must be >= 16, got {self.max_seq_length}")
+        super().__post_init__()
+
+
+@dataclass
+class ToolCallingSFTConfig(PhaseSFTConfig):
+    output_dir: str = field(default="checkpoints/tool_calling_sft", metadata={"help": "Run folder."})
+
+
+@dataclass
+class AgentSFTConfig(PhaseSFTConfig):
+    output_dir: str = field(default="checkpoints/agent_sft", metadata={"help": "Run folder."})
+    packing: bool = field(default=True, metadata={
+        "help": "Pack conversations into max_seq_length rows (pipeline_lib/pack_sft.py). --no-packing turns it off."})
+
+
+@dataclass
+class SFTScriptArguments:
+    """What to train on and how to adapt: the flags that are not TrainingArguments."""
+
+    train_data_path: str = field(default="data/coding_tui/tool_calling/train", metadata={
+        "help": "datasets save_to_disk folder with a Harmony `text` column."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (must be 0 with expert LoRA)."})
+    include_experts: bool = field(default=True, metadata={
+        "help": "LoRA on the MoE experts too (--no-include-experts: attention only)."})
+    backend: Literal["auto", "unsloth", "hf"] = field(default="auto", metadata={
+        "help": "auto: Unsloth when CUDA + unsloth are importable, else transformers + PEFT."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA (unsloth backend only)."})
+    eval_split_size: float = field(default=0.05, metadata={
+        "help": "Held-out fraction (<1) or row count (>=1) when --eval_strategy is not 'no'."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    print_mask_example: bool = field(default=False, metadata={
+        "help": "Print the first training sample with trained tokens highlighted, then continue."})
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1:
+            raise ValueError(f"--lora_r must be >= 1, got {self.lora_r}")
+        if self.eval_split_size <= 0:
+            raise ValueError(f"--eval_split_size must be > 0, got {self.eval_split_size}")
+
+
+@dataclass
+class ToolCallingScriptArguments(SFTScriptArguments):
+    model_name_or_path: str = field(default="openai/gpt-oss-20b", metadata={
+        "help": "Base model: hub id or local folder (the tiny model: checkpoints/tiny-gpt-oss)."})
+
+
+@dataclass
+class AgentScriptArguments(SFTScriptArguments):
+    base_model: str = field(default="checkpoints/gpt-oss-20b-coding-tui-merged/hf", metadata={
+        "help": "Base model: the Phase 1.5 merged model folder."})
+    train_data_path: str = field(default="data/coding_tui/agent_traj/train", metadata={
+        "help": "datasets save_to_disk folder with a Harmony `text` column."})
+    lora_r: int = field(default=128, metadata={"help": "LoRA rank."})
+    lang_adapter: str | None = field(default=None, metadata={
+        "help": "A LoRA adapter to merge into --base_model before training (language pipelines; the TUI pipeline "
+                "has none)."})
+    no_merge_lang_adapter: bool = field(default=False, metadata={
+        "help": "Merge no language adapter (the TUI pipeline's setting; also the default when --lang_adapter is "
+                "not given)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lang_adapter and self.no_merge_lang_adapter:
+            raise ValueError("--lang_adapter and --no-merge-lang-adapter contradict each other: drop one")
+
+
+def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
+                     argv: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """TrlParser over (script args, SFTConfig subclass). Precedence: dataclass < YAML < CLI.
+
+    Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call trains with the same
+    hyperparameters as ``--config configs/<phase>.yaml``.
+    """
+    from trl import TrlParser
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in args and Path(default_config).is_file():
+        args = ["--config", str(default_config), *args]
+    parser = TrlParser((script_cls, config_cls))
+    script_args, training_args = parser.parse_args_and_config(args)
+    return script_args, training_args
+
+
+def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) -> str | None:
+    """``auto`` -> newest checkpoint-N with a trainer_state.json (None on a fresh run); a path must exist."""
+    if not value:
+        return None
+    if value == "auto":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        if not Path(output_dir).is_dir():
+            return None
+        candidates = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                            key=lambda p: int(p.name.split("-")[-1]))
+        valid = [p for p in candidates if (p / "trainer_state.json").is_file()]
+        newest = get_last_checkpoint(str(output_dir))
+        if newest and Path(newest) in valid:
+            return newest
+        return str(valid[-1]) if valid else None
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no trainer_state.json there (not a checkpoint)")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------ loss masks
+class HarmonyMasker:
+    """Assistant-only loss masks over token ids (see the module docstring for the rule)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.role_ids = tokenizer("assistant", add_special_tokens=False)["input_ids"]
+        if not self.role_ids:
+            raise ValueError("tokenizer encodes 'assistant' to nothing")
+
+    def _is_header_boundary(self, token_id: int) -> bool:
+        if token_id >= FIRST_SPECIAL_ID:
+            return True
+        text = self.tokenizer.decode([token_id])
+        return bool(text) and text[0].isspace()
+
+    def mask(self, input_ids: Sequence[int]) -> list[int]:
+        ids = list(input_ids)
+        n, k = len(ids), len(self.role_ids)
+        mask = [0] * n
+        i = 0
+        while i < n:
+            role_end = i + 1 + k
+            if (ids[i] == START_ID and ids[i + 1:role_end] == self.role_ids
+                    and (role_end >= n or self._is_header_boundary(ids[role_end]))):
+                j = role_end
+                while j < n and ids[j] != START_ID:
+                    mask[j] = 1
+                    if ids[j] in MESSAGE_END_IDS:
+                        j += 1
+                        break
+                    j += 1
+                i = j
+            else:
+                i += 1
+        return mask
+
+
+@dataclass
+class TokenizeStats:
+    rows_in: int
+    rows_kept: int
+    dropped_no_trained_tokens: int
+    truncated: int
+    tokens: int
+    trained_tokens: int
+    max_seq_length: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def tokenize_sft_dataset(dataset: Any, tokenizer: Any, max_seq_length: int, text_field: str = "text",
+                         num_proc: int | None = None) -> tuple[Any, dict[str, int]]:
+    """Harmony text -> ``input_ids`` + ``assistant_masks``, truncated (keep start) to max_seq_length.
+
+    Rows left with no trained token (all-prompt, or truncated before the first assistant token) are dropped and
+    counted: they would add nothing but padding to a batch.
+    """
+    masker = HarmonyMasker(tokenizer)
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"input_ids": [], "assistant_masks": [], "n_trained": [], "truncated": []}
+        for ids in tokenizer(batch[text_field], add_special_tokens=False)["input_ids"]:
+            mask = masker.mask(ids)
+            out["truncated"].append(len(ids) > max_seq_length)
+            ids, mask = ids[:max_seq_length], mask[:max_seq_length]
+            out["input_ids"].append(ids)
+            out["assistant_masks"].append(mask)
+            out["n_trained"].append(sum(mask))
+        return out
+
+    rows_in = len(dataset)
+    encoded = dataset.map(encode, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
+                          desc="Tokenizing + assistant masks")
+    n_trained = encoded["n_trained"]
+    lengths = [len(x) for x in encoded["input_ids"]]
+    truncated = encoded["truncated"]
+    keep = [i for i, n in enumerate(n_trained) if n > 0]
+    kept = encoded.select(keep).remove_columns(["n_trained", "truncated"])
+    stats = TokenizeStats(rows_in=rows_in, rows_kept=len(keep), dropped_no_trained_tokens=rows_in - len(keep),
+                          truncated=int(sum(truncated)), tokens=int(sum(lengths[i] for i in keep)),
+                          trained_tokens=int(sum(n_trained[i] for i in keep)), max_seq_length=max_seq_length)
+    if not len(kept):
+        raise ValueError(f"no row has an assistant token within max_seq_length={max_seq_length} "
+                         f"({rows_in} rows in): check the data is Harmony text with assistant messages")
+    return kept, stats.as_dict()
+
+
+def render_mask(input_ids: Sequence[int], mask: Sequence[int], tokenizer: Any) -> Any:
+    """rich Text of a sample: trained tokens bold green on black, untrained dim; control tokens in cyan/blue."""
+    from rich.text import Text
+
+    text = Text()
+    for token_id, m in zip(input_ids, mask, strict=True):
+        piece = tokenizer.decode([token_id])
+        special = token_id >= FIRST_SPECIAL_ID
+        if m:
+            text.append(piece, style="bold bright_cyan on grey15" if special else "bold green on grey15")
+        else:
+            text.append(piece, style="blue" if special else "dim")
+    return text
+
+
+def print_mask_example(dataset: Any, tokenizer: Any, index: int = 0, console: Any = None) -> None:
+    """Print one tokenized sample with its loss mask (``--print_mask_example``)."""
+    from rich.console import Console
+    from rich.panel import Panel
+
+    console = console or Console(stderr=True)
+    row = dataset[index]
+    mask = row["assistant_masks"]
+    if "seq_lengths" in row:  # a packed row: show its first conversation
+        mask = mask[:row["seq_lengths"][0]]
+    ids = row["input_ids"][:len(mask)]
+    title = f"sample {index}: {sum(mask)}/{len(ids)} tokens trained (green = loss, dim = context)"
+    console.print(Panel(render_mask(ids, mask, tokenizer), title=title))
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+def load_text_dataset(path: str | os.PathLike, text_field: str = "text") -> Any:
+    """load_from_disk with early, specific errors (missing folder, missing column, empty, non-Harmony text)."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--train_data_path {folder}: no such folder (run data prep first: "
+                                "scripts/tui_data_prep.py)")
+    dataset = load_from_disk(str(folder))
+    if isinstance(dataset, DatasetDict):
+        if "train" not in dataset:
+            raise ValueError(f"--train_data_path {folder}: DatasetDict without a 'train' split ({list(dataset)})")
+        dataset = dataset["train"]
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"--train_data_path {folder}: expected a datasets.Dataset, got {type(dataset).__name__}")
+    if text_field not in dataset.column_names:
+        raise ValueError(f"--train_data_path {folder}: no '{text_field}' column (has {dataset.column_names})")
+    if len(dataset) == 0:
+        raise ValueError(f"--train_data_path {folder}: the dataset is empty")
+    first = dataset[0][text_field]
+    if not isinstance(first, str) or "<|start|>" not in first:
+        raise ValueError(f"--train_data_path {folder}: row 0 '{text_field}' is not Harmony text "
+                         f"(no <|start|>): {str(first)[:80]!r}")
+    return dataset
+
+
+def packed_train_key(dataset: Any, max_seq_length: int, tokenizer: Any, *, eval_rows: int,
+                     max_train_samples: int | None, seed: int = 0) -> str:
+    """What a packed train split is made from; a pre-packed folder with another key is rebuilt."""
+    from pipeline_lib.pack_sft import pack_key
+
+    return pack_key(source=dataset._fingerprint, rows=len(dataset), max_seq_length=max_seq_length,
+                    vocab=len(tokenizer), role_ids=HarmonyMasker(tokenizer).role_ids, eval_rows=eval_rows,
+                    max_train_samples=max_train_samples, seed=seed if eval_rows else None, mask_rule=1)
+
+
+@dataclass
+class SFTData:
+    train: Any
+    eval: Any | None
+    packed: bool
+    stats: dict[str, Any]
+
+
+def eval_row_count(n_rows: int, eval_split_size: float) -> int:
+    n = math.ceil(n_rows * eval_split_size) if eval_split_size < 1 else int(eval_split_size)
+    return max(1, min(n, n_rows - 1))
+
+
+def prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
+                     eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
+                     max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
+    """Load -> (held-out split) -> tokenize + mask + truncate -> (pack, reusing ``<path>_packed_<len>/``)."""
+    from pipeline_lib.pack_sft import load_or_pack, packed_dataset_dir
+
+    raw = load_text_dataset(train_data_path, text_field)
+    if max_train_samples:
+        raw = raw.select(range(min(max_train_samples, len(raw))))
+    eval_raw = None
+    eval_rows = 0
+    if eval_strategy != "no":
+        if len(raw) < 2:
+            raise ValueError(f"--eval_strategy {eval_strategy} needs >= 2 rows to hold one out, have {len(raw)}")
+        eval_rows = eval_row_count(len(raw), eval_split_size)
+        split = raw.train_test_split(test_size=eval_rows, seed=seed)
+        train_raw, eval_raw = split["train"], split["test"]
+    else:
+        train_raw = raw
+    stats: dict[str, Any] = {"eval_rows": eval_rows}
+    eval_ds = None
+    if eval_raw is not None:
+        eval_ds, stats["eval_tokenization"] = tokenize_sft_dataset(eval_raw, tokenizer, max_seq_length, text_field,
+                                                                   num_proc)
+
+    def tokenize_train() -> tuple[Any, dict[str, int]]:
+        return tokenize_sft_dataset(train_raw, tokenizer, max_seq_length, text_field, num_proc)
+
+    if not packing:
+        train, stats["tokenization"] = tokenize_train()
+        stats["packing"] = {"packed": False}
+        return SFTData(train, eval_ds, False, stats)
+    key = packed_train_key(raw, max_seq_length, tokenizer, eval_rows=eval_rows, max_train_samples=max_train_samples,
+                           seed=seed)
+    folder = packed_dataset_dir(train_data_path, max_seq_length)
+    train, info = load_or_pack(tokenize_train, folder, max_seq_length, key,
+                               extra_info={"train_data_path": str(train_data_path)})
+    stats["tokenization"] = info.pop("tokenization", None)
+    stats["packing"] = info
+    return SFTData(train, eval_ds, True, stats)
+
+
+# --------------------------------------------------------------------------------------------------------- trainer
+def load_adapted_model(model_path: str, script_args: SFTScriptArguments, training_args: PhaseSFTConfig,
+                       merge_adapter: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Base model (+ an adapter merged in first, Phase 2's --lang_adapter) + LoRA; returns (model, info)."""
+    from pipeline_lib import unsloth_utils as lora
+
+    backend = lora.resolve_backend(script_args.backend)
+    model, _ = lora.load_model_for_training(model_path, backend=backend, max_seq_length=training_args.max_seq_length,
+                                       load_in_4bit=script_args.load_in_4bit)
+    if merge_adapter:
+        if backend != "hf":
+            raise ValueError("--lang_adapter merging runs on --backend hf; merge it first with "
+                             "scripts/19_merge_adapter.py and pass the merged folder as --base_model")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, merge_adapter).merge_and_unload()
+    experts_targeted = script_args.include_experts and lora.is_moe(model)
+    model = lora.apply_lora_config(model, script_args.lora_r, lora_alpha=script_args.lora_alpha,
+                              lora_dropout=script_args.lora_dropout, include_experts=script_args.include_experts,
+                              backend=backend, max_seq_length=training_args.max_seq_length, seed=training_args.seed)
+    if backend == "unsloth":
+        # Unsloth already wraps the model in its offloaded gradient checkpointing (use_gradient_checkpointing=
+        # "unsloth"); the Trainer's own would checkpoint twice.
+        training_args.gradient_checkpointing = False
+    report = lora.trainable_report(model)
+    return model, {"backend": backend, "trainable": report, "experts_targeted": experts_targeted,
+                   "merged_adapter": merge_adapter}
+
+
+def fused_lm_head_available() -> bool:
+    """TRL 1.15 computes the SFT loss with a Triton kernel (no logits materialised); Triton needs a GPU."""
+    from trl.trainer import utils as trl_utils
+
+    return getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None
+
+
+def _plain_compute_loss(trainer: Any, model: Any, inputs: dict[str, Any],
+                        num_items_in_batch: Any = None) -> Any:
+    """SFTTrainer.compute_loss without TRL's Triton fused LM head (CPU): same loss, same logged metrics.
+
+    Token-summed NLL over labels != -100 divided by num_items_in_batch (the trained tokens of the whole
+    accumulated batch, as TRL does), plus the weighted router aux loss when enabled; entropy,
+    mean_token_accuracy and num_tokens are logged under TRL's names. The full logits are materialised: fine for
+    the tiny model on CPU (2 x 128 tokens x 201,088 vocab = 206 MB), which is the only place this path runs.
+    """
+    import torch
+
+    mode = "train" if model.training else "eval"
+    inputs = {**inputs, "use_cache": False}
+    if trainer.aux_loss_enabled:
+        inputs["output_router_logits"] = True
+    labels = inputs.pop("labels")
+    outputs = model(**inputs)
+    logits = outputs.logits[:, :-1].float()
+    targets = labels[:, 1:].to(logits.device)
+    mask = targets != -100
+    log_probs = torch.log_softmax(logits, dim=-1)
+    token_log_probs = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    num_tokens = mask.sum() if num_items_in_batch is None else num_items_in_batch
+    loss = -(token_log_probs * mask).sum() / torch.as_tensor(num_tokens).clamp(min=1)
+    if trainer.args.average_tokens_across_devices and num_items_in_batch is not None:
+        loss = loss * trainer.accelerator.num_processes
+    if trainer.aux_loss_enabled and getattr(outputs, "aux_loss", None) is not None:
+        steps = trainer.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+        loss = loss + trainer.router_aux_loss_coef * outputs.aux_loss / steps
+    with torch.no_grad():
+        n_valid = mask.sum()
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        correct = (logits.argmax(-1) == targets) & mask
+        metrics = trainer._metrics[mode]
+        metrics["entropy"].append(((entropy * mask).sum() / n_valid).item() if n_valid > 0 else 0.0)
+        metrics["mean_token_accuracy"].append((correct.sum() / n_valid).item() if n_valid > 0 else 0.0)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                trainer._total_train_tokens += int(inputs["attention_mask"].sum())
+            else:
+                trainer._total_train_tokens += int(inputs["input_ids"].numel())
+        metrics["num_tokens"] = [trainer._total_train_tokens]
+    return loss
+
+
+def _harmony_sft_trainer_class() -> type:
+    from trl import SFTTrainer
+
+    class HarmonySFTTrainer(SFTTrainer):
+        """SFTTrainer; on machines without Triton (CPU) the loss is computed from full logits (same definition)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if fused_lm_head_available() or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return _plain_compute_loss(self, model, inputs, num_items_in_batch)
+
+    return HarmonySFTTrainer
+
+
+def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig, data: SFTData,
+                      callbacks: list | None = None) -> Any:
+    """SFTTrainer over the pre-tokenized data; packed data goes through TRL's padding-free collator."""
+    # Rows are already tokenized, truncated (and packed) by prepare_sft_data: TRL only builds labels from
+    # assistant_masks and collates.
+    training_args.packing = False
+    training_args.padding_free = data.packed
+    if data.packed:
+        # TRL refuses padding_free + max_length without its own packing; packed rows are <= max_seq_length already.
+        training_args.max_length = None
+    trainer_cls = _harmony_sft_trainer_class()
+    trainer = trainer_cls(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
+                          processing_class=tokenizer, callbacks=callbacks)
+    if data.packed:
+        from pipeline_lib.pack_sft import check_packed_collation
+
+        data.stats["packing"]["collation_check"] = check_packed_collation(trainer.data_collator, trainer.train_dataset)
+    return trainer
+
+
+def last_logged(log_history: list[dict[str, Any]], key: str) -> float | None:
+    values = [e[key] for e in log_history if isinstance(e.get(key), int | float) and math.isfinite(e[key])]
+    return float(values[-1]) if values else None
+
+
+def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: str, script_args: Any,
+                       training_args: Any, model_info: dict[str, Any], data: SFTData, lora_check: dict[str, Any],
+                       resumed_from: str | None, throughput: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write final/ (adapter, tokenizer, trainer_state.json, provenance.json, phase_metrics.json); return metrics."""
+    from pipeline_lib.metrics import get_avg_loss, loss_history, write_phase_metrics
+    from pipeline_lib.provenance import write_provenance
+
+    final = Path(training_args.output_dir) / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    trainer.state.save_to_json(str(final / "trainer_state.json"))
+    state = json.loads((final / "trainer_state.json").read_text())
+    history = loss_history(state)
+    resumed_step = None
+    if resumed_from:
+        resumed_step = json.loads((Path(resumed_from) / "trainer_state.json").read_text()).get("global_step")
+    metrics = {
+        "phase": phase,
+        "avg_loss_last_10": get_avg_loss(training_args.output_dir, 10),
+        "first_loss": history[0][1] if history else None,
+        "last_loss": history[-1][1] if history else None,
+        "global_step": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "trainable_params": model_info["trainable"]["trainable"],
+        "trainable": model_info["trainable"],
+        "lora_r": script_args.lora_r,
+        "lora_alpha": script_args.lora_alpha if script_args.lora_alpha is not None else 2 * script_args.lora_r,
+        "base_model": base_model,
+        "merged_adapter": model_info.get("merged_adapter"),
+        "backend": model_info["backend"],
+        "max_seq_length": training_args.max_seq_length,
+        "lora_update_check": lora_check,
+        "packing": data.stats.get("packing"),
+        "tokenization": data.stats.get("tokenization"),
+        "eval_rows": data.stats.get("eval_rows", 0),
+        "eval_token_accuracy": last_logged(state.get("log_history", []), "eval_mean_token_accuracy"),
+        "eval_loss": last_logged(state.get("log_history", []), "eval_loss"),
+        "resumed_from_checkpoint": resumed_from,
+        "resumed_from_step": resumed_step,
+        "throughput": throughput,
+    }
+    config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
+    write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)
+    write_phase_metrics(final, metrics)
+    return metrics
+
+
+def check_phase_outcome(metrics: dict[str, Any]) -> None:
+    """Fail loudly (after final/ is written, so the evidence stays) on the silent failures of FINDINGS §5."""
+    problems = []
+    if not metrics["lora_update_check"]["passed"]:
+        problems.append("LoRA update check: " + "; ".join(metrics["lora_update_check"]["problems"]))
+    resumed = metrics.get("resumed_from_step")
+    if resumed is not None and resumed < metrics["max_steps"] and metrics["global_step"] <= resumed:
+        problems.append(f"resume trained nothing: global_step stayed at {resumed}")
+    if metrics["avg_loss_last_10"] is None:
+        problems.append("no training loss was logged")
+    if problems:
+        from pipeline_lib.unsloth_utils import LoraUpdateError
+
+        raise LoraUpdateError(f"{metrics['phase']} finished but is not trustworthy: " + " | ".join(problems))
+
+
+def summary_line(metrics: dict[str, Any], output_dir: str) -> str:
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    experts = metrics["lora_update_check"].get("expert_lora_changed")
+    return (f"{metrics['phase']}: OK steps={metrics['global_step']} loss {fmt(metrics['first_loss'])} -> "
+            f"avg_last_10 {fmt(metrics['avg_loss_last_10'])} trainable={metrics['trainable_params']:,} "
+            f"r={metrics['lora_r']} expert_lora_changed={experts} "
+            f"packed={bool((metrics.get('packing') or {}).get('packed'))} "
+            f"eval_acc={fmt(metrics['eval_token_accuracy'])} -> {Path(output_dir) / 'final'}")
+
+
+def banner(phase: str, model_path: str, script_args: Any, training_args: Any, data: SFTData,
+           model_info: dict[str, Any], print_fn: Callable[[str], None] = print) -> None:
+    tok = data.stats.get("tokenization") or {}
+    pack = data.stats.get("packing") or {}
+    trainable = model_info["trainable"]
+    args = training_args
+    print_fn(f"[{phase}] model={model_path} backend={model_info['backend']} lora_r={script_args.lora_r} "
+             f"trainable={trainable['trainable']:,} (experts {trainable['lora_experts']:,})")
+    print_fn(f"[{phase}] data={script_args.train_data_path} rows={tok.get('rows_kept')} "
+             f"dropped_no_trained_tokens={tok.get('dropped_no_trained_tokens')} truncated={tok.get('truncated')} "
+             f"packed={pack.get('packed')} rows_packed={pack.get('rows')} eval_rows={data.stats.get('eval_rows')}")
+    print_fn(f"[{phase}] batch={args.per_device_train_batch_size}x{args.gradient_accumulation_steps} "
+             f"seq={args.max_seq_length} max_steps={args.max_steps} epochs={args.num_train_epochs} "
+             f"lr={args.learning_rate} out={args.output_dir}")

@@ -1,0 +1,292 @@
+"""LoRA on GPT-OSS: attention AND experts, through Unsloth on CUDA or transformers + PEFT anywhere.
+
+    from pipeline_lib.unsloth_utils import load_model_for_training, apply_lora_config
+    model, tokenizer = load_model_for_training("openai/gpt-oss-20b", backend="auto", max_seq_length=8192)
+    model = apply_lora_config(model, 64)                      # q/k/v/o + experts' gate_up/down, 739,639,296 params
+
+Why experts need care: in transformers 5.x the 32 experts of a GPT-OSS layer are two 3-D parameters
+(``mlp.experts.gate_up_proj`` [32, 2880, 5760], ``mlp.experts.down_proj`` [32, 2880, 2880]), not ``nn.Linear``s.
+``target_modules=["gate_proj", "up_proj", ...]`` silently matches nothing there (Unsloth #3405/#4193: expert LoRA was
+off while logs claimed MoE LoRA). Two backends, one call:
+- ``unsloth`` (CUDA + ``import unsloth`` works): ``FastLanguageModel.get_peft_model(target_modules=[q,k,v,o,
+  gate_up_proj, down_proj], use_gradient_checkpointing="unsloth")``; Unsloth maps the singular fused names onto its
+  split-LoRA expert kernels (8,923 tok/s vs 4,440 stock at r64/seq 4096 on an H100, FINDINGS §3).
+- ``hf`` (everywhere): PEFT ``LoraConfig(target_modules=[q,k,v,o], target_parameters=[experts' 3-D params])``.
+Both give the same count on gpt-oss-20b: r64 -> 739,639,296, r128 -> 1,479,278,592 (attention only: 31,850,496).
+
+The router (``mlp.router``, Linear 2880 -> 32) is never a target: a rank-64/128 "low-rank" update of a 32-output
+matrix is a full-rank rewrite of the routing, which reshuffles which experts see which tokens and so invalidates
+what the frozen experts (and their adapters) learned; it also stays out of Unsloth's fused MoE kernels.
+
+``verify_lora_updates`` is the silent-failure detector every training phase runs after training (FINDINGS §5):
+every LoRA tensor, the experts' included, must have changed and no base weight may have.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+# Unsloth's names for the fused expert projections (singular, FINDINGS §3): it maps them onto the 3-D experts.
+UNSLOTH_TARGET_MODULES = [*ATTENTION_MODULES, "gate_up_proj", "down_proj"]
+Backend = Literal["auto", "unsloth", "hf"]
+# Base tensors up to this many elements are snapshotted exactly; above it (the 20B model: 20.9e9) a float64
+# sum/sum-of-squares fingerprint per tensor keeps the check from doubling GPU memory.
+EXACT_SNAPSHOT_LIMIT = 200_000_000
+
+
+class LoraUpdateError(RuntimeError):
+    """Training finished but the adapter did not learn what it claims (e.g. experts frozen)."""
+
+
+def unsloth_available() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """'auto' -> 'unsloth' when CUDA and unsloth are both there, else 'hf'. Asking for unsloth without them fails."""
+    if backend not in ("auto", "unsloth", "hf"):
+        raise ValueError(f"--backend must be auto, unsloth or hf, got {backend!r}")
+    if backend == "hf":
+        return "hf"
+    have_cuda, have_unsloth = cuda_available(), unsloth_available()
+    if backend == "unsloth" and not (have_cuda and have_unsloth):
+        missing = " and ".join(m for m, ok in (("a CUDA GPU", have_cuda), ("the unsloth package", have_unsloth))
+                               if not ok)
+        raise RuntimeError(f"--backend unsloth needs {missing}; install the gpt_oss extra "
+                           "(pip install -e '.[gpt_oss]') on a CUDA machine, or pass --backend hf")
+    return "unsloth" if have_cuda and have_unsloth else "hf"
+
+
+def is_moe(model: Any) -> bool:
+    """True when the model has GPT-OSS-style experts: 3-D ``experts.gate_up_proj`` parameters."""
+    return any(name.endswith("experts.gate_up_proj") and param.ndim == 3 for name, param in model.named_parameters())
+
+
+def hf_lora_config(r: int, *, lora_alpha: int | None = None, lora_dropout: float = 0.0, experts: bool = True):
+    """PEFT LoraConfig for the hf backend: q/k/v/o modules plus (experts=True) the experts' 3-D parameters."""
+    from peft import LoraConfig
+
+    if experts and lora_dropout:
+        # PEFT's ParamWrapper can't factor dropout out of lora_B(lora_A(dropout(x))) for 3-D parameters.
+        raise ValueError(f"--lora_dropout must be 0 when experts are LoRA targets (got {lora_dropout})")
+    return LoraConfig(
+        r=r,
+        lora_alpha=lora_alpha if lora_alpha is not None else 2 * r,
+        lora_dropout=lora_dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=list(ATTENTION_MODULES),
+        target_parameters=list(EXPERT_PARAMETERS) if experts else None,
+    )
+
+
+def apply_lora_config(model: Any, r: int, *, lora_alpha: int | None = None, lora_dropout: float = 0.0,
+                      include_experts: bool = True, backend: str = "auto", max_seq_length: int | None = None,
+                      seed: int = 3407) -> Any:
+    """Wrap ``model`` with LoRA on attention and, for MoE models (include_experts=True), on the experts.
+
+    lora_alpha defaults to 2*r. The unsloth backend also turns on Unsloth's offloaded gradient checkpointing.
+    """
+    backend = resolve_backend(backend)
+    experts = include_experts and is_moe(model)
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        targets = UNSLOTH_TARGET_MODULES if experts else ATTENTION_MODULES
+        kwargs: dict[str, Any] = {}
+        if max_seq_length is not None:
+            kwargs["max_seq_length"] = max_seq_length
+        return FastLanguageModel.get_peft_model(
+            model,
+            r=r,
+            target_modules=list(targets),
+            lora_alpha=lora_alpha if lora_alpha is not None else 2 * r,
+            lora_dropout=lora_dropout,
+            bias="none",
+            use_gradient_checkpointing="unsloth",
+            random_state=seed,
+            **kwargs,
+        )
+    from peft import get_peft_model
+
+    return get_peft_model(model, hf_lora_config(r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, experts=experts))
+
+
+def load_training_tokenizer(name_or_path: str | os.PathLike | None) -> Any:
+    """The model folder's tokenizer when it has one, else the offline-built gpt-oss tokenizer (same ids)."""
+    from pathlib import Path
+
+    from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+    local = name_or_path is not None and (Path(name_or_path) / "tokenizer_config.json").is_file()
+    return load_gpt_oss_tokenizer(Path(name_or_path) if local else None)
+
+
+def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "auto", max_seq_length: int = 4096,
+                            load_in_4bit: bool = False, precision: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) ready for ``apply_lora_config``.
+
+    unsloth: ``FastLanguageModel.from_pretrained`` (16-bit LoRA, or QLoRA with load_in_4bit).
+    hf: ``pipeline_lib.modeling.load_causal_lm`` (bf16 + flex attention on CUDA, fp32 + eager on CPU; never FA2/FA3,
+    they lack the attention-sink backward), gradient checkpointing on CUDA.
+    The tokenizer comes from the model folder when it has one, else the offline-built gpt-oss tokenizer (identical
+    to the released one, FINDINGS §1), so no hub access is needed for it.
+    """
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
+
+    backend = resolve_backend(backend)
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    tokenizer = load_training_tokenizer(name_or_path)
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, _ = FastLanguageModel.from_pretrained(
+            model_name=str(name_or_path),
+            max_seq_length=max_seq_length,
+            dtype=None,
+            load_in_4bit=load_in_4bit,
+            full_finetuning=False,
+        )
+        return model, tokenizer
+    if load_in_4bit:
+        raise ValueError("--load_in_4bit needs --backend unsloth (bitsandbytes QLoRA); the hf backend trains 16-bit")
+    precision = precision or detect_precision()
+    model = load_causal_lm(name_or_path, precision)
+    if precision.device == "cuda":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def count_lora_trainable(config_or_path: Any, r: int, *, include_experts: bool = True) -> int:
+    """Trainable LoRA parameters for a model config, on a meta-device model (no weights, seconds for 20B)."""
+    from peft import get_peft_model
+
+    from pipeline_lib.modeling import build_meta_model
+
+    model = build_meta_model(config_or_path)
+    peft_model = get_peft_model(model, hf_lora_config(r, experts=include_experts and is_moe(model)))
+    return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+def _group(name: str) -> str:
+    if "lora_" not in name:
+        return "base"
+    return "experts" if "experts" in name else "attention"
+
+
+def trainable_report(model: Any) -> dict[str, int]:
+    """Parameter counts: total, trainable, LoRA on attention / experts, and trainable non-LoRA (must be 0)."""
+    report = {"total": 0, "trainable": 0, "lora_attention": 0, "lora_experts": 0, "trainable_non_lora": 0}
+    for name, param in model.named_parameters():
+        n = param.numel()
+        report["total"] += n
+        if not param.requires_grad:
+            continue
+        report["trainable"] += n
+        group = _group(name)
+        key = {"attention": "lora_attention", "experts": "lora_experts", "base": "trainable_non_lora"}[group]
+        report[key] += n
+    return report
+
+
+@dataclass
+class ParameterSnapshot:
+    """LoRA tensors copied exactly (on CPU); base tensors exactly when small, else a float64 fingerprint."""
+
+    lora: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    base_exact: bool = True
+
+
+def _fingerprint(tensor: Any) -> Any:
+    import torch
+
+    total = torch.zeros(2, dtype=torch.float64, device=tensor.device)
+    # 16M-element chunks: a float64 copy of a whole 20B expert tensor would take 4.2 GB of GPU memory.
+    for chunk in tensor.detach().reshape(-1).split(1 << 24):
+        c = chunk.double()
+        total += torch.stack([c.sum(), c.pow(2).sum()])
+    return total.cpu()
+
+
+def snapshot_parameters(model: Any, *, exact_limit: int = EXACT_SNAPSHOT_LIMIT) -> ParameterSnapshot:
+    """Take before ``trainer.train()``; compare after with ``verify_lora_updates``."""
+    params = list(model.named_parameters())
+    base_size = sum(p.numel() for n, p in params if "lora_" not in n)
+    snap = ParameterSnapshot(base_exact=base_size <= exact_limit)
+    for name, param in params:
+        if "lora_" in name:
+            snap.lora[name] = param.detach().to("cpu", copy=True)
+        elif snap.base_exact:
+            snap.base[name] = param.detach().to("cpu", copy=True)
+        else:
+            snap.base[name] = _fingerprint(param)
+    return snap
+
+
+def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *, require_experts: bool = True,
+                        raise_on_failure: bool = False) -> dict[str, Any]:
+    """Did training change every LoRA tensor (experts included) and no base weight? Returns a JSON-able report.
+
+    ``passed`` is False when: there are no LoRA tensors; any LoRA tensor is unchanged; require_experts and the
+    model has no expert LoRA tensors or any of them is unchanged; or any base tensor changed.
+    """
+    import torch
+
+    lora_unchanged: list[str] = []
+    base_changed: list[str] = []
+    counts = {"attention": [0, 0], "experts": [0, 0]}  # [tensors, changed]
+    for name, param in after_model.named_parameters():
+        if name in before.lora:
+            group = _group(name)
+            changed = not torch.equal(before.lora[name], param.detach().to("cpu"))
+            counts[group][0] += 1
+            counts[group][1] += int(changed)
+            if not changed:
+                lora_unchanged.append(name)
+        elif name in before.base:
+            now = param.detach().to("cpu") if before.base_exact else _fingerprint(param)
+            if not torch.equal(before.base[name], now):
+                base_changed.append(name)
+    n_lora = counts["attention"][0] + counts["experts"][0]
+    problems = []
+    if n_lora == 0:
+        problems.append("no LoRA tensors found")
+    if lora_unchanged:
+        problems.append(f"{len(lora_unchanged)} LoRA tensors unchanged")
+    if require_experts and counts["experts"][0] == 0:
+        problems.append("no expert LoRA tensors: experts were not adapted")
+    elif require_experts and counts["experts"][1] < counts["experts"][0]:
+        problems.append("expert LoRA did not change: experts were not trained")
+    if base_changed:
+        problems.append(f"{len(base_changed)} base weights changed")
+    report = {
+        "passed": not problems,
+        "problems": problems,
+        "lora_tensors": n_lora,
+        "lora_changed": counts["attention"][1] + counts["experts"][1],
+        "attention_lora_tensors": counts["attention"][0],
+        "attention_lora_changed": counts["attention"][1],
+        "expert_lora_tensors": counts["experts"][0],
+        "expert_lora_changed": counts["experts"][1],
+        "experts_trained": counts["experts"][0] > 0 and counts["experts"][1] == counts["experts"][0],
+        "base_tensors_checked": len(before.base),
+        "base_check": "exact" if before.base_exact else "float64 sum/sum-of-squares fingerprint",
+        "base_changed": base_changed[:20],
+        "lora_unchanged": lora_unchanged[:20],
+    }
+    if raise_on_failure and problems:
+        raise LoraUpdateError("LoRA update check failed: " + "; ".join(problems))
+    return report

@@ -1,0 +1,80 @@
+"""Phase 1: tool-calling SFT — LoRA r64 on attention + experts of GPT-OSS, loss on assistant tokens only.
+
+    python3 scripts/13_train_lang_adapter.py --model_name_or_path openai/gpt-oss-20b \\
+        --train_data_path data/coding_tui/tool_calling/train --per_device_train_batch_size 8 \\
+        --gradient_accumulation_steps 6 --max_steps -1 --num_train_epochs 1 \\
+        --output_dir checkpoints/tool_calling_sft --save_steps 250 --max_seq_length 8192 [--lora_r 64] \\
+        [--backend auto|unsloth|hf] [--resume_from_checkpoint DIR|auto] [--logging_steps 1] [--print_mask_example]
+
+Defaults come from configs/tool_calling_sft.yaml (loaded when --config is not given); CLI flags win. Tiny CPU run:
+    python3 scripts/13_train_lang_adapter.py --model_name_or_path checkpoints/tiny-gpt-oss --train_data_path DS \\
+        --max_steps 5 --per_device_train_batch_size 2 --max_seq_length 128 --output_dir /tmp/x --save_steps 2
+
+Writes <output_dir>/checkpoint-N/ and <output_dir>/final/ (adapter, tokenizer, trainer_state.json, provenance.json,
+phase_metrics.json). Exits non-zero if the expert LoRA did not change (FINDINGS §5) or a resume trained nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline_lib.sft import (  # noqa: E402
+    ToolCallingScriptArguments,
+    ToolCallingSFTConfig,
+    banner,
+    build_sft_trainer,
+    check_phase_outcome,
+    finalize_sft_phase,
+    load_adapted_model,
+    parse_phase_args,
+    prepare_sft_data,
+    print_mask_example,
+    resolve_resume_checkpoint,
+    summary_line,
+)
+
+PHASE = "tool_calling_sft"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tool_calling_sft.yaml"
+
+
+def main() -> None:
+    script_args, training_args = parse_phase_args(ToolCallingScriptArguments, ToolCallingSFTConfig, DEFAULT_CONFIG)
+    from pipeline_lib.throughput import ThroughputCallback
+    from pipeline_lib.unsloth_utils import load_training_tokenizer, snapshot_parameters, verify_lora_updates
+
+    model_path = script_args.model_name_or_path
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    tokenizer = load_training_tokenizer(model_path)
+
+    data = prepare_sft_data(script_args.train_data_path, tokenizer, max_seq_length=training_args.max_seq_length,
+                            packing=training_args.packing, eval_strategy=str(training_args.eval_strategy.value),
+                            eval_split_size=script_args.eval_split_size, seed=training_args.seed,
+                            text_field=training_args.dataset_text_field,
+                            max_train_samples=script_args.max_train_samples,
+                            num_proc=training_args.dataset_num_proc)
+    if script_args.print_mask_example:
+        print_mask_example(data.train, tokenizer)
+
+    model, model_info = load_adapted_model(model_path, script_args, training_args)
+    banner(PHASE, model_path, script_args, training_args, data, model_info)
+    before = snapshot_parameters(model)
+    throughput = ThroughputCallback()
+    trainer = build_sft_trainer(model, tokenizer, training_args, data, callbacks=[throughput])
+
+    trainer.train(resume_from_checkpoint=resume)
+    if data.eval is not None:
+        trainer.evaluate()
+
+    lora_check = verify_lora_updates(before, trainer.model, require_experts=model_info["experts_targeted"])
+    metrics = finalize_sft_phase(trainer, tokenizer, phase=PHASE, base_model=model_path, script_args=script_args,
+                                 training_args=training_args, model_info=model_info, data=data,
+                                 lora_check=lora_check, resumed_from=resume, throughput=throughput.summary())
+    check_phase_outcome(metrics)
+    print(summary_line(metrics, training_args.output_dir))
+
+
+if __name__ == "__main__":
+    main()
