@@ -19,7 +19,7 @@ import shlex
 import shutil
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,11 +266,19 @@ class ModelSize:
         return self.parameters * DTYPE_BYTES.get(self.dtype, 2)
 
 
-def model_size(config_path: str | os.PathLike) -> ModelSize:
-    from pipeline_lib.modeling import build_meta_model
+def model_size(config_path: str | os.PathLike, cache_dir: Path | None = None) -> ModelSize:
+    """Parameter count (meta-device model) and sizes; cached in ``cache_dir`` by config hash, since building the
+    meta model costs ~10 s of imports and the pipeline asks before merge and again before export."""
+    import hashlib
 
     config_path = Path(config_path)
-    config = json.loads(config_path.read_text())
+    text = config_path.read_text()
+    cache = cache_dir / f".model_size_{hashlib.sha256(text.encode()).hexdigest()[:16]}.json" if cache_dir else None
+    if cache is not None and cache.is_file():
+        return ModelSize(**json.loads(cache.read_text()))
+    from pipeline_lib.modeling import build_meta_model
+
+    config = json.loads(text)
     dtype = str(config.get("dtype") or config.get("torch_dtype") or "bfloat16").removeprefix("torch.")
     named = [(n, p.numel()) for n, p in build_meta_model(config_path.parent).named_parameters()]
     total = sum(n for _, n in named)
@@ -278,7 +286,11 @@ def model_size(config_path: str | os.PathLike) -> ModelSize:
     if (config.get("quantization_config") or {}).get("quant_method") == "mxfp4":
         experts = sum(n for name, n in named if name.endswith(("experts.gate_up_proj", "experts.down_proj")))
         download = int(experts * MXFP4_BYTES_PER_PARAM + (total - experts) * DTYPE_BYTES.get(dtype, 2))
-    return ModelSize(total, dtype, download)
+    size = ModelSize(total, dtype, download)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(asdict(size)))
+    return size
 
 
 def free_bytes(path: str | os.PathLike) -> int:
@@ -298,7 +310,7 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def disk_preflight(stage: str, model: str, target: Path) -> tuple[bool, str]:
+def disk_preflight(stage: str, model: str, target: Path, cache_dir: Path | None = None) -> tuple[bool, str]:
     """(enough space?, message) for the data/model download (HF cache), merge or export (checkpoints/) stage."""
     if stage == "data":
         cache = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
@@ -313,7 +325,7 @@ def disk_preflight(stage: str, model: str, target: Path) -> tuple[bool, str]:
     free = free_bytes(target)
     if config is None:
         return True, f"disk: no config.json for {model} yet, cannot estimate the {stage} need; {gib(free)} free"
-    need = stage_need(stage, model_size(config))
+    need = stage_need(stage, model_size(config, cache_dir))
     msg = f"disk ({stage}): need ~{gib(need)}, free {gib(free)} at {target}"
     return free >= need, msg
 
@@ -508,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         print(state.shell())
     elif args.command == "disk":
         target = args.workdir / "checkpoints"
-        ok, msg = disk_preflight(args.stage, args.model, target)
+        ok, msg = disk_preflight(args.stage, args.model, target, cache_dir=args.workdir / "logs")
         print(msg if ok else f"NOT ENOUGH DISK SPACE - {msg}")
         return 0 if ok else 1
     elif args.command == "plan":

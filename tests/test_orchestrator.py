@@ -1,0 +1,295 @@
+"""scripts/run_tui_pipeline.sh and pipeline_lib.orchestrate.
+
+Fast tests drive the real bash orchestrator over stand-in phase scripts (tests/fakes/fake_phase.py, selected with
+the test-only TUI_SCRIPTS_DIR) to pin its plumbing: skip/resume/fresh, gates, lock, token scoping, environment.
+The slow tests run the REAL phase scripts end to end on the tiny GPT-OSS (one shared run, copies for variants).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from pipeline_lib.orchestrate import (
+    PipelinePaths,
+    checkpoint_problem,
+    disk_preflight,
+    find_resume_checkpoint,
+    model_slug,
+    training_state,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE = REPO / "scripts" / "run_tui_pipeline.sh"
+FAKE = REPO / "tests" / "fakes" / "fake_phase.py"
+PHASE_SCRIPTS = ("tui_data_prep.py", "13_train_lang_adapter.py", "19_merge_adapter.py", "14_train_core_agent.py",
+                 "17_ipo_preference.py", "18_grpo_rl.py")
+CANARY = "hf_CANARY_d41d8cd98f00b204"
+
+
+def make_checkpoint(run_dir: Path, step: int, *, optimizer: bool = True) -> Path:
+    ckpt = run_dir / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    save_file({"w": np.zeros((8, 8), dtype=np.float32)}, str(ckpt / "adapter_model.safetensors"))
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+    if optimizer:
+        import torch
+
+        torch.save({"state": {}}, ckpt / "optimizer.pt")
+    return ckpt
+
+
+# ---------------------------------------------------------------- checkpoint validity (Python)
+
+
+def test_latest_valid_checkpoint_and_each_corruption_falls_back(tmp_path):
+    run = tmp_path / "run"
+    for step in (10, 20, 30):
+        make_checkpoint(run, step)
+    (run / "checkpoint-x").mkdir()  # not a step: ignored
+    ckpt, warnings = find_resume_checkpoint(run)
+    assert ckpt.name == "checkpoint-30" and warnings == []
+
+    corruptions = {
+        "trainer_state.json missing": lambda c: (c / "trainer_state.json").unlink(),
+        "trainer_state.json unreadable": lambda c: (c / "trainer_state.json").write_text("{trunc"),
+        "truncated": lambda c: (c / "adapter_model.safetensors").write_bytes(
+            (c / "adapter_model.safetensors").read_bytes()[:-7]),
+        "no adapter_model": lambda c: (c / "adapter_model.safetensors").unlink(),
+        "optimizer.pt truncated": lambda c: (c / "optimizer.pt").write_bytes((c / "optimizer.pt").read_bytes()[:50]),
+    }
+    for expected, corrupt in corruptions.items():
+        case = tmp_path / expected.replace(" ", "_")
+        shutil.copytree(run, case)
+        corrupt(case / "checkpoint-30")
+        assert expected in checkpoint_problem(case / "checkpoint-30")
+        ckpt, warnings = find_resume_checkpoint(case)
+        assert ckpt.name == "checkpoint-20", expected
+        assert len(warnings) == 1 and "checkpoint-30" in warnings[0] and "falling back" in warnings[0]
+
+
+def test_training_state_skip_resume_fresh(tmp_path):
+    run = tmp_path / "run"
+    assert training_state(run).action == "fresh"
+    make_checkpoint(run, 10)
+    state = training_state(run)
+    assert (state.action, state.resume_from.name) == ("resume", "checkpoint-10")
+    final = run / "final"
+    final.mkdir()
+    (final / "adapter_config.json").write_text("{}")
+    # final/ killed while saving (adapter weights missing): not finished, resume instead.
+    assert training_state(run).action == "resume" and training_state(run).warnings
+    save_file({"w": np.zeros(4, dtype=np.float32)}, str(final / "adapter_model.safetensors"))
+    assert training_state(run).action == "skip"
+
+
+def test_paths_and_slug(tmp_path):
+    assert model_slug("openai/gpt-oss-20b") == "gpt-oss-20b"
+    assert model_slug("/x/checkpoints/Tiny-GPT-OSS/") == "tiny-gpt-oss"
+    paths = PipelinePaths(tmp_path, "gpt-oss-20b")
+    assert paths.merged_hf == tmp_path / "checkpoints" / "gpt-oss-20b-coding-tui-merged" / "hf"
+    assert paths.run_dir("export") == tmp_path / "checkpoints" / "gpt-oss-20b-coding-tui-export"
+    assert paths.grpo_tasks == tmp_path / "data" / "rust" / "grpo" / "tasks.jsonl"
+
+
+def test_disk_preflight_reports_need_and_free(tmp_path, monkeypatch):
+    from pipeline_lib import orchestrate
+
+    model = REPO / "configs" / "gpt-oss-20b"
+    monkeypatch.setattr(orchestrate, "free_bytes", lambda path: 10 * 2**30)
+    ok, msg = disk_preflight("merge", str(model), tmp_path)
+    assert not ok and "need ~40.9 GiB" in msg and "free 10.0 GiB" in msg  # 20,914,757,184 x 2 bytes x 1.05
+    monkeypatch.setattr(orchestrate, "free_bytes", lambda path: 500 * 2**30)
+    assert disk_preflight("export", str(model), tmp_path)[0]
+
+
+# ---------------------------------------------------------------- bash orchestrator over fake phases
+
+
+@pytest.fixture
+def fake_env(tmp_path):
+    """A folder of fake phase scripts, a tiny model config folder and an environment for the pipeline."""
+    scripts = tmp_path / "fake_scripts"
+    scripts.mkdir()
+    for name in PHASE_SCRIPTS[:-1]:
+        shutil.copy(FAKE, scripts / name)
+    model = tmp_path / "model"
+    from pipeline_lib.tiny_model import tiny_gpt_oss_config
+
+    tiny_gpt_oss_config().save_pretrained(model)
+    env = {k: v for k, v in os.environ.items() if "TOKEN" not in k}
+    env.update(TUI_SCRIPTS_DIR=str(scripts), PYTHON=sys.executable, TUI_PROC1_ENVIRON=str(tmp_path / "no_environ"),
+               TUI_WORKSPACE=str(tmp_path / "no_workspace"))
+    return {"scripts": scripts, "model": model, "env": env, "workdir": tmp_path / "work"}
+
+
+def run_pipeline(fx: dict, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(PIPELINE), "--workdir", str(fx["workdir"]), "--model", str(fx["model"]), *args]
+    return subprocess.run(cmd, env={**fx["env"], **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def calls(fx: dict) -> list[dict]:
+    path = fx["workdir"] / "fake_calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+@pytest.mark.slow  # ~20-45 s: several pipeline runs / three meta-device 20B builds
+def test_fake_run_then_rerun_skips_everything(fake_env):
+    first = run_pipeline(fake_env, env={"HF_TOKEN": CANARY})
+    assert first.returncode == 0, first.stdout + first.stderr
+    names = [c["script"] for c in calls(fake_env)]
+    assert names == ["tui_data_prep.py", "13_train_lang_adapter.py", "19_merge_adapter.py", "14_train_core_agent.py",
+                     "17_ipo_preference.py", "19_merge_adapter.py"]
+    # HF_TOKEN reaches data prep (hub download) only: the model is a local folder.
+    assert [c["script"] for c in calls(fake_env) if c["hf_token"]] == ["tui_data_prep.py"]
+    assert calls(fake_env)[0]["hf_token"] == CANARY
+    assert "set (hf_****" in first.stdout and CANARY not in first.stdout
+    gates = json.loads((fake_env["workdir"] / "logs" / "quality_gates.json").read_text())
+    assert gates["tool_calling"]["passed"] == "true" and gates["grpo"]["status"] == "skipped_no_tasks"
+    logs = fake_env["workdir"] / "logs"
+    assert (logs / "summary.md").is_file() and (logs / "loss_curves.png").is_file()
+    for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "export"):
+        assert (logs / f"phase_{phase}.log").is_file()
+        assert f"START {phase}" in first.stdout and f"END {phase}" in first.stdout
+    pipeline_logs = list(logs.glob("tui_pipeline_*.log"))
+    assert len(pipeline_logs) == 1 and "pipeline complete" in pipeline_logs[0].read_text()
+
+    second = run_pipeline(fake_env, env={"HF_TOKEN": CANARY})
+    assert second.returncode == 0, second.stdout
+    assert len(calls(fake_env)) == 6  # nothing ran again
+    assert second.stdout.count("skip") >= 6 and "GATE tool_calling [HARD]" in second.stdout
+
+
+@pytest.mark.slow  # ~20-45 s: several pipeline runs / three meta-device 20B builds
+def test_resume_passes_latest_checkpoint(fake_env):
+    make_checkpoint(fake_env["workdir"] / "checkpoints" / "tool_calling_sft", 3)
+    bad = make_checkpoint(fake_env["workdir"] / "checkpoints" / "tool_calling_sft", 6)
+    (bad / "trainer_state.json").unlink()
+    result = run_pipeline(fake_env)
+    assert result.returncode == 0, result.stdout
+    train = next(c for c in calls(fake_env) if c["script"] == "13_train_lang_adapter.py")
+    assert train["resumed_from"].endswith("checkpoint-3") and train["start"] == 3
+    assert "checkpoint-6 is not resumable (trainer_state.json missing)" in result.stdout + result.stderr
+
+
+def test_hard_gate_failure_stops_and_is_not_skipped_on_rerun(fake_env):
+    failed = run_pipeline(fake_env, env={"FAKE_LOSS": "2.75"})
+    assert failed.returncode == 1
+    last = failed.stdout.strip().splitlines()[-1]
+    assert last.startswith("HARD GATE FAILED: tool_calling avg_loss_last_10 = 2.75, threshold <= 2.0")
+    assert [c["script"] for c in calls(fake_env)] == ["tui_data_prep.py", "13_train_lang_adapter.py"]
+    assert "| tool_calling_sft | failed |" in (fake_env["workdir"] / "logs" / "summary.md").read_text()
+    again = run_pipeline(fake_env)  # final/ exists: the phase is skipped but its saved gate still fails
+    assert again.returncode == 1 and again.stdout.strip().splitlines()[-1] == last
+    assert len(calls(fake_env)) == 2  # merge never ran
+
+
+def test_second_pipeline_on_same_workdir_is_refused(fake_env):
+    logs = fake_env["workdir"] / "logs"
+    logs.mkdir(parents=True)
+    with open(logs / ".pipeline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("424242\n")
+        lock.flush()
+        refused = run_pipeline(fake_env, timeout=60)
+    assert refused.returncode != 0
+    assert "another pipeline (pid 424242) is running" in refused.stdout
+    assert calls(fake_env) == [] and not (logs / "summary.md").exists()
+
+
+def test_concurrent_launch_refused_while_first_runs(fake_env):
+    cmd = ["bash", str(PIPELINE), "--workdir", str(fake_env["workdir"]), "--model", str(fake_env["model"])]
+    first = subprocess.Popen(cmd, env={**fake_env["env"], "FAKE_STEP_SLEEP": "0.5"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not (fake_env["workdir"] / "logs" / "phase_tool_calling_sft.log").exists():  # 20 steps x 0.5 s
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.2)
+        second = run_pipeline(fake_env, timeout=60)
+        assert second.returncode == 1 and "another pipeline (pid" in second.stdout
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+
+def test_token_from_proc1_environ_and_workspace_caches(fake_env, tmp_path):
+    environ = tmp_path / "environ"
+    environ.write_bytes(b"PATH=/bin\0RUNPOD_SECRET_HF_TOKEN=" + CANARY.encode() + b"\0HOME=/root\0")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    result = run_pipeline(fake_env, "--skip-data", env={"TUI_PROC1_ENVIRON": str(environ),
+                                                         "TUI_WORKSPACE": str(workspace)})
+    # --skip-data with no data: a clear early stop, after the banner.
+    assert result.returncode == 1 and "--skip-data, but" in result.stdout.strip().splitlines()[-1]
+    assert f"HF_HOME={workspace}/.cache/huggingface" in result.stdout and (workspace / "tmp").is_dir()
+    assert "HF_TOKEN:       set (hf_****, from RUNPOD_SECRET_HF_TOKEN in" in result.stdout
+    assert CANARY not in result.stdout + result.stderr
+
+
+def test_bad_arguments_fail_early(fake_env):
+    for args, message in ((["--batch-profile", "huge"], "--batch-profile must be"), (["--bogus"], "unknown argument"),
+                          (["--tiny"], "--tiny uses the embedded tiny GPT-OSS; drop --model")):
+        result = run_pipeline(fake_env, *args, timeout=60)
+        assert result.returncode == 1 and message in result.stdout, args
+    help_text = subprocess.run(["bash", str(PIPELINE), "--help"], capture_output=True, text=True).stdout
+    assert "--batch-profile NAME" in help_text and "--dry-run" in help_text
+
+
+def test_start_wrapper_refuses_second_session_and_passes_flags(tmp_path):
+    """A stub `screen` on PATH: the wrapper must refuse when tui_training exists, else start it detached."""
+    stub = tmp_path / "bin" / "screen"
+    stub.parent.mkdir()
+    stub.write_text('#!/usr/bin/env bash\nif [[ $1 == -ls ]]; then cat "$STUB_SESSIONS"; exit 1; fi\n'
+                    'printf "%s\\n" "$@" > "$STUB_ARGS"\n')
+    stub.chmod(0o755)
+    sessions = tmp_path / "sessions"
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "STUB_SESSIONS": str(sessions),
+           "STUB_ARGS": str(tmp_path / "args")}
+    wrapper = REPO / "scripts" / "start_tui_training.sh"
+    sessions.write_text("There is a screen on:\n\t12345.tui_training\t(Detached)\n1 Socket in /run/screen.\n")
+    refused = subprocess.run(["bash", str(wrapper), "--quick-test"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "screen -r tui_training" in refused.stderr
+    sessions.write_text("No Sockets found in /run/screen.\n")
+    started = subprocess.run(["bash", str(wrapper), "--quick-test", "--workdir", str(tmp_path / "w"),
+                              "--batch-profile", "aggressive"], env=env, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL)
+    assert started.returncode == 0, started.stderr
+    argv = (tmp_path / "args").read_text().splitlines()
+    assert argv[:3] == ["-dmS", "tui_training", "bash"]
+    inner = argv[-1]
+    assert "run_tui_pipeline.sh --quick-test --workdir" in inner and "--batch-profile aggressive" in inner
+    assert f"TUI_PIPELINE_LOG={tmp_path}/w/logs/tui_pipeline_" in inner
+    assert "screen -r tui_training" in started.stdout
+
+
+# ---------------------------------------------------------------- dry run on the real 20B config (no weights)
+
+
+@pytest.mark.slow  # ~20-45 s: several pipeline runs / three meta-device 20B builds
+def test_dry_run_on_config_only_gpt_oss_20b(tmp_path):
+    model = tmp_path / "gpt-oss-20b"
+    model.mkdir()
+    shutil.copy(REPO / "configs" / "gpt-oss-20b" / "config.json", model)
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(PIPELINE), "--dry-run", "--model", str(model), "--workdir",
+                             str(tmp_path / "w")], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "LoRA r64, trainable 739,639,296" in out and "LoRA r128, trainable 1,479,278,592" in out
+    assert "parameters: 20,914,757,184 (bfloat16)" in out
+    assert "batch 8 x accum 6 = 48, seq 8192" in out and "batch 1 x accum 24 = 24, seq 32768" in out
+    assert "grpo              SKIP" in out and "merge ~40.9 GiB" in out
+    assert not (tmp_path / "w").exists()  # a dry run writes nothing
