@@ -289,6 +289,10 @@ def _trained_turn_start(messages: Sequence[Message]) -> int:
 def _check_text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{where} must be a str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{where} is not valid Unicode text (lone surrogate at {exc.start})") from exc
     match = _SPECIAL_LITERAL.search(value)
     if match:
         raise ValueError(f"{where} contains the Harmony control token {match.group()!r}")

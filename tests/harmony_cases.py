@@ -88,7 +88,18 @@ def random_schema(rng: random.Random, depth: int = 0) -> dict[str, Any]:
     elif kind == "oneOf":
         node = {"oneOf": [random_schema(rng, depth + 1) for _ in range(rng.randint(0, 3))]}
     elif kind == "bare":
-        node = rng.choice([{}, {"type": "weird"}, {"type": 5}, {"oneOf": "not a list"}])
+        node = rng.choice(
+            [
+                {},
+                {"type": "weird"},
+                {"type": 5},
+                {"oneOf": "not a list"},
+                {"oneOf": None},
+                {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                {"$ref": "#/$defs/Thing"},
+                {"type": "string", "format": "date", "minLength": 1, "const": "x"},
+            ]
+        )
     elif kind == "object":
         node = random_object_schema(rng, depth + 1)
     elif kind == "array":

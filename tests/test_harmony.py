@@ -239,7 +239,11 @@ def test_vector_ongoing_analysis_and_tool_call(backend):
 
 
 def test_vector_parse_reasoning_response_tokens():
-    parsed = parse_harmony_completion(vector_tokens("test_simple_reasoning_response.txt"))
+    from openai_harmony import Role
+
+    tokens = vector_tokens("test_simple_reasoning_response.txt")
+    parsed = parse_harmony_completion(tokens)
+    assert parse_harmony_completion(tokens, role=Role.ASSISTANT) == parsed
     assert parsed == [
         {
             "role": "assistant",
@@ -484,6 +488,7 @@ def test_normalisation_rules():
         ([{"role": "assistant", "tool_calls": [{"name": "f", "arguments": [1]}]}], {}, "dict or a str"),
         ([{"role": "assistant", "content": "x"}], {"reasoning_effort": "max"}, "reasoning_effort"),
         ([{"role": "bot", "content": "x"}, {"role": "assistant", "content": "x"}], {}, r"messages\[0\]\.role"),
+        ([{"role": "user", "content": "\ud800"}, {"role": "assistant", "content": "x"}], {}, "surrogate"),
     ],
 )
 @pytest.mark.parametrize("backend", BACKENDS)
