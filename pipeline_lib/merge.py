@@ -139,7 +139,8 @@ def smoke_generation(model, tokenizer, settings: MergeSettings) -> dict[str, Any
 
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": SMOKE_PROMPT}], tokenize=False,
                                            add_generation_prompt=True)
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=settings.smoke_new_tokens, do_sample=False,
                              eos_token_id=GENERATION_EOS_IDS, pad_token_id=tokenizer.pad_token_id)

@@ -1,0 +1,490 @@
+"""Phase 5: pick the best adapter, merge it into the right base (HF safetensors), and export GGUF for llama.cpp.
+
+GGUF path (FINDINGS §4, ERRATA): llama.cpp's own ``convert_hf_to_gguf.py`` writes a BF16 GGUF, then
+``llama_cpp.llama_model_quantize`` (the pinned llama-cpp-python's bindings, no CLI needed) makes Q4_K_M (ftype 15)
+and MXFP4_MOE (ftype 38, gpt-oss's native 4-bit: on the real 20B "Q4_K_M" falls back to Q5_0/Q8_0 because
+2880 % 256 != 0). The converter comes from a user's llama.cpp checkout (``--llama-cpp-dir``) or from the
+llama-cpp-python 0.3.36 sdist (its wheel has no converter; PyPI's ``gguf`` wheel has none either), extracted once
+into the cache. Every GGUF is validated: metadata read back with the converter's gguf-py, and llama.cpp logits vs
+the HF model's on short Harmony probes. A GGUF failure leaves the HF export standing (writeup Phase 5): the
+manifest says so and the caller warns.
+
+llama.cpp runs in child processes (``python -m pipeline_lib.gguf_export quantize|logits``): a GGML_ASSERT aborts
+the whole process, which must not take the finished HF export and its manifest down with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.merge import MergeSettings, check, harmony_probe_ids, logits_agreement, merge_adapter
+from pipeline_lib.provenance import REPO_ROOT, provenance, write_json_atomic
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+# sha256 of llama_cpp_python-0.3.36.tar.gz as served by PyPI (checked 2026-11); its vendor/llama.cpp is 0c1e57098.
+LLAMA_CPP_PYTHON_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+SDIST_ENV = "LLAMA_CPP_PYTHON_SDIST"  # path to an already downloaded sdist (offline machines, CI caches)
+QUANT_FTYPES = {"Q4_K_M": 15, "MXFP4_MOE": 38, "Q8_0": 7}  # llama.h enum llama_ftype
+
+# Adapter priority for the export (writeup Phase 5): the latest phase that finished wins. A phase counts only when
+# final/adapter_config.json exists (a crashed run leaves checkpoint-N/ but no final/).
+ADAPTER_PRIORITY: list[tuple[str, str]] = [
+    ("grpo", "agent_sft_grpo"),
+    ("ipo", "agent_sft_ipo"),
+    ("agent_sft", "agent_sft"),
+    ("tool_calling_sft", "tool_calling_sft"),
+]
+
+
+@dataclass
+class GgufSettings:
+    """Validation thresholds (configs/merge.yaml repeats them with reasons)."""
+
+    quants: list[str] = field(default_factory=lambda: ["Q4_K_M", "MXFP4_MOE"])
+    keep_bf16: bool = False  # the BF16 GGUF is the tight reference; ~39 GB on the 20B, so dropped unless asked
+    # BF16 GGUF vs HF logits, rel = max|d| / std(HF). Measured here (tiny model, bf16 merged weights, the probes of
+    # pipeline_lib.merge): 0.017-0.024 with top-1 0.99-1.0; FINDINGS §4: 0.011. Mapping bugs: sinks zeroed 2.4
+    # (here), gate/up swapped 0.65, sinks off 0.54, no sliding window 0.109 (FINDINGS). 0.05 is 2x the worst clean
+    # value and 2x below the smallest tensor-mapping control; plain RoPE (0.046) is caught by the metadata check.
+    bf16_rel_tol: float = 5e-2
+    # One top-1 flip in 87 probe tokens on the tiny model's near-tied random logits (std 0.16); sinks zeroed: 0.85.
+    bf16_min_argmax_agreement: float = 0.95
+    # 4-bit files: rel is 2.2-2.7 on the tiny model (FINDINGS: 0.095-0.125 on its probe), correlation 0.986-0.993 and
+    # top-1 0.68-0.76, close to the sinks-zeroed BF16 control (0.994, 0.85): on their own they cannot tell a mapping
+    # bug from quantization noise (FINDINGS: "Q4 alone does not"). They are sanity floors against a garbage file;
+    # the tight check is the BF16 one above, run on the file the quants are made from.
+    quant_min_correlation: float = 0.95
+    quant_min_argmax_agreement: float = 0.5
+    n_threads: int = 2
+
+
+@dataclass(frozen=True)
+class LlamaCppTools:
+    convert_script: Path
+    gguf_py: Path
+    commit: str
+    source: str
+
+
+class GgufUnavailable(RuntimeError):
+    """The converter could not be found or fetched; the message says what to pass instead."""
+
+
+# ---------------------------------------------------------------- adapter and base choice
+
+
+def find_best_adapter(checkpoints_dir: str | os.PathLike) -> tuple[str, Path] | None:
+    """(phase, final/ folder) of the highest-priority finished adapter, or None."""
+    for phase, folder in ADAPTER_PRIORITY:
+        final = Path(checkpoints_dir) / folder / "final"
+        if (final / "adapter_config.json").is_file():
+            return phase, final
+    return None
+
+
+def choose_export_base(phase: str, model: str, merged_model: str | os.PathLike) -> str:
+    """Phase 2+ adapters were trained on the merged tool-calling model; a tool-calling adapter on the raw model."""
+    if phase == "tool_calling_sft":
+        return str(model)
+    if not (Path(merged_model) / "config.json").is_file():
+        raise FileNotFoundError(f"--merged_model {merged_model}: no config.json; a {phase} adapter needs the merged "
+                                f"tool-calling model as its base (run Phase 1.5 first)")
+    return str(merged_model)
+
+
+# ---------------------------------------------------------------- the converter
+
+
+def _git_commit(folder: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def tools_from_checkout(llama_cpp_dir: str | os.PathLike) -> LlamaCppTools:
+    root = Path(llama_cpp_dir)
+    script, gguf_py = root / "convert_hf_to_gguf.py", root / "gguf-py"
+    if not script.is_file() or not (gguf_py / "gguf").is_dir():
+        raise GgufUnavailable(f"--llama-cpp-dir {root}: expected convert_hf_to_gguf.py and gguf-py/ in it")
+    return LlamaCppTools(script, gguf_py, _git_commit(root), f"checkout {root}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_sdist(dest: Path) -> Path:
+    """pip download the pinned sdist (76 MB, ~30 s with its metadata step); pip verifies it against PyPI."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", str(dest),
+           f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(dest.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"))
+    if result.returncode != 0 or not found:
+        raise GgufUnavailable(
+            f"could not download llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}'s sdist (offline?): pass "
+            f"--llama-cpp-dir DIR (a llama.cpp checkout) or set {SDIST_ENV}=/path/to/llama_cpp_python-"
+            f"{LLAMA_CPP_PYTHON_VERSION}.tar.gz. pip said: {result.stderr.strip()[-500:]}")
+    return found[0]
+
+
+def extract_converter(sdist: Path, dest: Path) -> LlamaCppTools:
+    """Unpack convert_hf_to_gguf.py, conversion/ and gguf-py/ (~2 MB of the 76 MB sdist) and the submodule commit."""
+    actual = _sha256(sdist)
+    if actual != LLAMA_CPP_PYTHON_SDIST_SHA256:
+        raise GgufUnavailable(f"{sdist}: sha256 {actual} is not llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}'s "
+                              f"sdist ({LLAMA_CPP_PYTHON_SDIST_SHA256})")
+    prefix = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}/"
+    vendor = prefix + "vendor/llama.cpp/"
+    head = prefix + ".git/modules/vendor/llama.cpp/HEAD"
+    wanted = (vendor + "convert_hf_to_gguf.py", vendor + "conversion/", vendor + "gguf-py/")
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+    commit = "unknown"
+    with tarfile.open(sdist) as tar:
+        for member in tar:
+            if member.name == head:
+                commit = tar.extractfile(member).read().decode().strip()
+            elif member.isfile() and member.name.startswith(wanted):
+                target = tmp / member.name[len(vendor):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    (tmp / "LLAMA_CPP_COMMIT").write_text(commit + "\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return tools_from_extracted(dest)
+
+
+def tools_from_extracted(folder: Path) -> LlamaCppTools:
+    commit = (folder / "LLAMA_CPP_COMMIT").read_text().strip()
+    return LlamaCppTools(folder / "convert_hf_to_gguf.py", folder / "gguf-py", commit,
+                         f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sdist")
+
+
+def resolve_llama_cpp(llama_cpp_dir: str | os.PathLike | None = None, sdist: str | os.PathLike | None = None,
+                      cache: Path | None = None) -> LlamaCppTools:
+    """A user checkout if given; else the converter unpacked from the pinned sdist (cached; downloaded once)."""
+    if llama_cpp_dir:
+        return tools_from_checkout(llama_cpp_dir)
+    from pipeline_lib.vocab import cache_dir
+
+    cache = cache or cache_dir() / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}"
+    extracted = cache / "llama.cpp"
+    if (extracted / "LLAMA_CPP_COMMIT").is_file() and (extracted / "convert_hf_to_gguf.py").is_file():
+        return tools_from_extracted(extracted)
+    sdist = sdist or os.environ.get(SDIST_ENV)
+    if sdist and not Path(sdist).is_file():
+        raise GgufUnavailable(f"{SDIST_ENV}/--llama-cpp-sdist {sdist}: no such file")
+    sdist_path = Path(sdist) if sdist else download_sdist(cache / "sdist")
+    cache.mkdir(parents=True, exist_ok=True)
+    return extract_converter(sdist_path, extracted)
+
+
+def _child_env(tools: LlamaCppTools | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT)] + ([str(tools.gguf_py)] if tools else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def convert_to_gguf(hf_dir: Path, out_file: Path, tools: LlamaCppTools, outtype: str = "bf16") -> Path:
+    """llama.cpp's converter in a child process, with its own gguf-py first on PYTHONPATH."""
+    cmd = [sys.executable, str(tools.convert_script), str(hf_dir), "--outfile", str(out_file), "--outtype", outtype]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(tools))
+    if result.returncode != 0 or not out_file.is_file():
+        raise RuntimeError(f"convert_hf_to_gguf.py failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return out_file
+
+
+def quantize_gguf(src: Path, dst: Path, quant: str, n_threads: int) -> Path:
+    cmd = [sys.executable, "-m", "pipeline_lib.gguf_export", "quantize", str(src), str(dst), quant,
+           "--threads", str(n_threads)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+    if result.returncode != 0 or not dst.is_file():
+        raise RuntimeError(f"quantize {quant} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return dst
+
+
+def llama_logits(gguf_file: Path, probes: list[list[int]], texts: list[str], n_threads: int) -> dict[str, Any]:
+    """Logits of every probe position from llama.cpp, its own tokenization of each probe's text, and the metadata
+    its loader read (all values as strings)."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        request, logits_file = Path(tmp) / "probes.json", Path(tmp) / "logits.npy"
+        request.write_text(json.dumps({"probes": probes, "texts": texts}))
+        cmd = [sys.executable, "-m", "pipeline_lib.gguf_export", "logits", str(gguf_file), str(request),
+               str(logits_file), "--threads", str(n_threads)]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+        if result.returncode != 0 or not logits_file.is_file():
+            raise RuntimeError(f"llama.cpp logits failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        tokenized = json.loads(request.with_suffix(".tokens.json").read_text())
+        return {"logits": np.load(logits_file), "tokenized": tokenized["tokens"], "metadata": tokenized["metadata"]}
+
+
+# ---------------------------------------------------------------- validation
+
+
+def read_gguf_metadata(gguf_file: Path, tools: LlamaCppTools) -> dict[str, Any]:
+    """Metadata via the converter's own gguf-py reader (the reader that matches its writer). It parses the 201K-entry
+    token arrays in Python (~6 s idle, ~25 s on a busy 2-core box), so only the converter's BF16 output is read
+    this way; the quantized files' metadata comes from llama.cpp's loader (``llama_logits``)."""
+    if str(tools.gguf_py) not in sys.path:
+        sys.path.insert(0, str(tools.gguf_py))
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_file))
+    meta: dict[str, Any] = {}
+    for key, fld in reader.fields.items():
+        if key.startswith("tokenizer.ggml.") and key not in ("tokenizer.ggml.pre", "tokenizer.ggml.model"):
+            continue  # 201K-entry arrays
+        try:
+            meta[key] = fld.contents()
+        except Exception:
+            continue
+    return meta
+
+
+def summarize_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """What goes into the manifest: scalars and short strings (not the chat template or token arrays)."""
+    return {k: v for k, v in meta.items() if not k.startswith("tokenizer.ggml.") or k == "tokenizer.ggml.pre"
+            if isinstance(v, int | float) or (isinstance(v, str) and len(v) <= 200)}
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Equality across readers: gguf-py returns typed values, llama.cpp's loader returns strings."""
+    if got is None or want is None:
+        return got == want
+    if isinstance(want, int | float) and not isinstance(want, bool):
+        try:
+            return abs(float(got) - float(want)) <= 1e-6 * max(1.0, abs(float(want)))
+        except (TypeError, ValueError):
+            return False
+    return str(got) == str(want)
+
+
+def metadata_checks(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The GGUF must describe the same model as config.json: a wrong arch, pre-tokenizer, expert count or rope
+    loads and runs but misbehaves (plain RoPE instead of YaRN was rel 0.046, FINDINGS §4: caught here instead)."""
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    arch = "gpt-oss"
+    expected = {
+        "general.architecture": arch,
+        "tokenizer.ggml.pre": "gpt-4o",  # FINDINGS §1: the gpt-oss tokenizer hashes to the gpt-4o pre-tokenizer
+        f"{arch}.block_count": config["num_hidden_layers"],
+        f"{arch}.expert_count": config["num_local_experts"],
+        f"{arch}.expert_used_count": config["num_experts_per_tok"],
+        f"{arch}.attention.sliding_window": config["sliding_window"],
+        f"{arch}.rope.freq_base": rope.get("rope_theta", config.get("rope_theta")),
+        f"{arch}.rope.scaling.type": rope.get("rope_type") or rope.get("type"),
+        f"{arch}.rope.scaling.factor": rope.get("factor"),
+        f"{arch}.rope.scaling.original_context_length": rope.get("original_max_position_embeddings"),
+    }
+    return {key: check(meta.get(key), want, _same(meta.get(key), want)) for key, want in expected.items()}
+
+
+def logits_checks(agreement: dict[str, float], quantized: bool, settings: GgufSettings) -> dict[str, dict[str, Any]]:
+    if not quantized:
+        return {
+            "logits_rel_max_abs_diff": check(agreement["rel_max_abs_diff"], settings.bf16_rel_tol,
+                                             agreement["rel_max_abs_diff"] <= settings.bf16_rel_tol),
+            "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.bf16_min_argmax_agreement,
+                                             agreement["argmax_agreement"] >= settings.bf16_min_argmax_agreement),
+        }
+    return {
+        "logits_correlation": check(agreement["correlation"], settings.quant_min_correlation,
+                                    agreement["correlation"] >= settings.quant_min_correlation),
+        "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.quant_min_argmax_agreement,
+                                         agreement["argmax_agreement"] >= settings.quant_min_argmax_agreement),
+    }
+
+
+def validate_gguf(gguf_file: Path, hf_reference: dict[str, Any], config: dict[str, Any], tools: LlamaCppTools,
+                  settings: GgufSettings, *, quantized: bool) -> dict[str, Any]:
+    """Metadata + llama.cpp-vs-HF logits for one GGUF; every check has value, threshold, passed."""
+    size = gguf_file.stat().st_size
+    result: dict[str, Any] = {"path": str(gguf_file), "size_bytes": size, "size_gb": round(size / 1e9, 3)}
+    try:
+        llama = llama_logits(gguf_file, hf_reference["probes"], hf_reference["texts"], settings.n_threads)
+        meta = llama["metadata"] if quantized else read_gguf_metadata(gguf_file, tools)
+        result["metadata_reader"] = "llama.cpp loader" if quantized else "gguf-py GGUFReader"
+        result["metadata"] = summarize_metadata(meta)
+        checks = metadata_checks(meta, config)
+        n_vocab, hf_vocab = llama["logits"].shape[-1], hf_reference["logits"].shape[-1]
+        checks["n_vocab"] = check(int(n_vocab), int(hf_vocab), n_vocab == hf_vocab)
+        same_tokens = llama["tokenized"] == hf_reference["probes"]
+        checks["tokenizer_matches_hf"] = check(same_tokens, True, same_tokens)
+        width = min(n_vocab, hf_vocab)
+        agreement = logits_agreement(hf_reference["logits"][:, :width], llama["logits"][:, :width])
+        result["logits"] = agreement
+        checks.update(logits_checks(agreement, quantized, settings))
+    except Exception as exc:
+        checks = {"validation_ran": check(False, True, False, error=f"{type(exc).__name__}: {exc}"[:2000])}
+    result["checks"] = checks
+    result["passed"] = all(entry["passed"] for entry in checks.values())
+    return result
+
+
+def hf_reference_logits(hf_dir: Path) -> dict[str, Any]:
+    """HF logits on the Harmony probes, the reference every GGUF is compared with (fp32 on CPU, bf16 on CUDA)."""
+    import torch
+
+    from pipeline_lib.merge import probe_logits
+    from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+    probes = harmony_probe_ids()
+    tokenizer = load_gpt_oss_tokenizer(hf_dir)
+    texts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in probes]
+    model = load_causal_lm(hf_dir).eval()
+    logits = probe_logits(model, probes).numpy()
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"probes": probes, "texts": texts, "logits": logits}
+
+
+def export_gguf(hf_dir: Path, gguf_dir: Path, name: str, tools: LlamaCppTools, settings: GgufSettings,
+                hf_reference: dict[str, Any] | None = None, progress=None) -> dict[str, Any]:
+    """BF16 conversion, each quant, and validation of every file; returns the manifest's "gguf" section."""
+    step = progress or (lambda description: None)
+    config = json.loads((hf_dir / "config.json").read_text())
+    gguf_dir.mkdir(parents=True, exist_ok=True)
+    step("HF reference logits")
+    hf_reference = hf_reference or hf_reference_logits(hf_dir)
+    step("convert to BF16 GGUF")
+    bf16 = convert_to_gguf(hf_dir, gguf_dir / f"{name}-BF16.gguf", tools, "bf16")
+    files = {"BF16": validate_gguf(bf16, hf_reference, config, tools, settings, quantized=False)}
+    for quant in settings.quants:
+        step(f"quantize {quant}")
+        try:
+            out = quantize_gguf(bf16, gguf_dir / f"{name}-{quant}.gguf", quant, settings.n_threads)
+            files[quant] = validate_gguf(out, hf_reference, config, tools, settings, quantized=True)
+        except Exception as exc:
+            files[quant] = {"passed": False, "checks": {"quantize": check(False, True, False, error=str(exc)[:2000])}}
+    if not settings.keep_bf16:
+        bf16.unlink()
+        files["BF16"]["deleted_after_validation"] = True
+    return {"status": "ok" if all(f["passed"] for f in files.values()) else "failed_validation",
+            "passed": all(f["passed"] for f in files.values()),
+            "llama_cpp_commit": tools.commit, "llama_cpp_source": tools.source, "files": files,
+            "thresholds": {k: v for k, v in vars(settings).items() if k not in ("quants", "n_threads")}}
+
+
+# ---------------------------------------------------------------- Phase 5 as a whole
+
+
+def export_model(checkpoints_dir: str | os.PathLike, model: str, merged_model: str | os.PathLike,
+                 output_dir: str | os.PathLike, *, gguf: bool = True, llama_cpp_dir: str | None = None,
+                 llama_cpp_sdist: str | None = None, merge_settings: MergeSettings | None = None,
+                 gguf_settings: GgufSettings | None = None, config: dict[str, Any] | None = None,
+                 progress=None) -> dict[str, Any]:
+    """Best adapter -> right base -> ``output_dir/hf`` (merge checks) -> ``output_dir/gguf_q4`` (validated GGUF).
+    Writes ``output_dir/manifest.json``. Raises only when there is no adapter or the HF export itself fails to run;
+    failed checks are in the manifest."""
+    output_dir = Path(output_dir)
+    gguf_settings = gguf_settings or GgufSettings()
+    best = find_best_adapter(checkpoints_dir)
+    if best is None:
+        folders = ", ".join(f"{checkpoints_dir}/{folder}/final" for _, folder in ADAPTER_PRIORITY)
+        raise FileNotFoundError(f"--checkpoints_dir {checkpoints_dir}: no adapter_config.json in any of {folders}")
+    phase, adapter = best
+    base = choose_export_base(phase, model, merged_model)
+    hf_manifest = merge_adapter(base, adapter, output_dir / "hf", settings=merge_settings, progress=progress,
+                                extra={"config": config or {}, "mode": "export"})
+    manifest: dict[str, Any] = {
+        "kind": "export",
+        "source_adapter": {"phase": phase, "path": str(adapter)},
+        "base_model": base,
+        "hf": {"path": str(output_dir / "hf"), "passed": hf_manifest["passed"], "checks": hf_manifest["checks"]},
+        "gguf": {"status": "disabled (--no-gguf)", "passed": None},
+    }
+    if gguf and hf_manifest["passed"]:
+        name = output_dir.name.removesuffix("-export")
+        try:
+            tools = resolve_llama_cpp(llama_cpp_dir, llama_cpp_sdist)
+            manifest["gguf"] = export_gguf(output_dir / "hf", output_dir / "gguf_q4", name, tools, gguf_settings,
+                                           progress=progress)
+        except Exception as exc:
+            manifest["gguf"] = {"status": "error", "passed": False, "error": f"{type(exc).__name__}: {exc}"[:4000]}
+    elif gguf:
+        manifest["gguf"] = {"status": "skipped: HF export failed its checks", "passed": False}
+    manifest["passed"] = hf_manifest["passed"]  # the writeup: GGUF failing alone still counts as a good export
+    manifest["gguf_warning"] = manifest["gguf"]["passed"] is False
+    manifest["provenance"] = provenance(config or {})
+    write_json_atomic(output_dir / "manifest.json", manifest)
+    return manifest
+
+
+# ---------------------------------------------------------------- child-process entry points
+
+
+def _quantize_main(args: argparse.Namespace) -> int:
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = QUANT_FTYPES[args.quant]
+    params.nthread = args.threads
+    return int(llama_cpp.llama_model_quantize(str(args.src).encode(), str(args.dst).encode(), ctypes.byref(params)))
+
+
+def _logits_main(args: argparse.Namespace) -> int:
+    import numpy as np
+    from llama_cpp import Llama
+
+    request = json.loads(Path(args.request).read_text())
+    longest = max(len(ids) for ids in request["probes"])
+    llm = Llama(model_path=str(args.gguf), n_ctx=max(128, longest), n_batch=max(128, longest), logits_all=True,
+                n_threads=args.threads, n_gpu_layers=0, verbose=False)
+    rows, tokenized = [], []
+    for ids, text in zip(request["probes"], request["texts"], strict=True):
+        llm.reset()
+        llm.eval(ids)
+        rows.append(np.array(llm.scores[: len(ids)], dtype=np.float32))
+        tokenized.append(llm.tokenize(text.encode(), add_bos=False, special=True))
+    np.save(args.out, np.concatenate(rows))
+    Path(args.request).with_suffix(".tokens.json").write_text(json.dumps({"tokens": tokenized,
+                                                                         "metadata": dict(llm.metadata)}))
+    return 0
+
+
+def _child_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="llama.cpp steps run in a child process by pipeline_lib.gguf_export")
+    sub = parser.add_subparsers(dest="command", required=True)
+    quant = sub.add_parser("quantize")
+    quant.add_argument("src")
+    quant.add_argument("dst")
+    quant.add_argument("quant", choices=sorted(QUANT_FTYPES))
+    quant.add_argument("--threads", type=int, default=2)
+    logits = sub.add_parser("logits")
+    logits.add_argument("gguf")
+    logits.add_argument("request")
+    logits.add_argument("out")
+    logits.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    return _quantize_main(args) if args.command == "quantize" else _logits_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())
