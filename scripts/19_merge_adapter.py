@@ -1,0 +1,156 @@
+"""Phase 1.5 (merge a LoRA adapter into its base) and Phase 5 (export: HF safetensors + validated GGUF).
+
+Merge:
+    python3 scripts/19_merge_adapter.py --adapter_path checkpoints/tool_calling_sft/final \
+        --base_model openai/gpt-oss-20b --output_dir checkpoints/gpt-oss-20b-coding-tui-merged
+    -> <output_dir>/hf/ (bf16 safetensors, tokenizer, chat template, manifest.json, phase_metrics.json).
+    Exit 1 when a check fails (a HARD gate).
+Export:
+    python3 scripts/19_merge_adapter.py --export --checkpoints_dir checkpoints --model openai/gpt-oss-20b \
+        --merged_model checkpoints/gpt-oss-20b-coding-tui-merged/hf \
+        --output_dir checkpoints/gpt-oss-20b-coding-tui-export [--llama-cpp-dir DIR] [--no-gguf]
+    -> hf/, gguf_q4/ (Q4_K_M + MXFP4_MOE), manifest.json. Best adapter: GRPO > IPO > Agent SFT > Tool Calling.
+    Exit 1 only when the HF export fails; a GGUF failure is a warning in the manifest (writeup Phase 5).
+Defaults come from configs/merge.yaml (--config); CLI flags win.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline_lib.gguf_export import QUANT_FTYPES  # noqa: E402  (light: no torch at import)
+
+
+@dataclass
+class MergeScriptArguments:
+    adapter_path: str | None = field(default=None, metadata={"help": "Merge: PEFT adapter folder"})
+    base_model: str | None = field(default=None, metadata={"help": "Merge: base model folder or hub id"})
+    output_dir: str | None = field(default=None, metadata={"help": "Merge: writes <output_dir>/hf; export: hf/, "
+                                                                   "gguf_q4/, manifest.json"})
+    export: bool = field(default=False, metadata={"help": "Phase 5: pick the best adapter and export HF + GGUF"})
+    checkpoints_dir: str = field(default="checkpoints", metadata={"help": "Export: where the phase outputs are"})
+    model: str | None = field(default=None, metadata={"help": "Export: the raw base model (folder or hub id)"})
+    merged_model: str | None = field(default=None, metadata={"help": "Export: merged tool-calling model (default "
+                                                                     "checkpoints/<slug>-coding-tui-merged/hf)"})
+    gguf: bool = field(default=True, metadata={"help": "Export: also write GGUF (--no-gguf to skip)"})
+    llama_cpp_dir: str | None = field(default=None, metadata={"help": "A llama.cpp checkout whose converter to use "
+                                                                      "(default: the pinned llama-cpp-python sdist)"})
+    llama_cpp_sdist: str | None = field(default=None, metadata={"help": "Path to llama_cpp_python-0.3.36.tar.gz "
+                                                                        "(offline; else pip downloads it once)"})
+    quant: str = field(default="Q4_K_M,MXFP4_MOE", metadata={"help": f"Comma list of {sorted(QUANT_FTYPES)}"})
+    keep_bf16_gguf: bool = field(default=False, metadata={"help": "Keep the BF16 GGUF used as reference"})
+    threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
+    save_dtype: str = "bfloat16"
+    max_shard_size: str = "5GB"
+    logits_rel_tol_float32: float = 1e-4
+    logits_rel_tol_bfloat16: float = 3e-2
+    min_size_fraction: float = 0.9
+    smoke_new_tokens: int = 48
+    smoke_min_unique_chars: int = 10
+    gguf_bf16_rel_tol: float = 5e-2
+    gguf_bf16_min_argmax_agreement: float = 0.95
+    gguf_quant_min_correlation: float = 0.95
+    gguf_quant_min_argmax_agreement: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.export:
+            if not self.model:
+                raise ValueError("--export needs --model (the raw base, e.g. openai/gpt-oss-20b)")
+            if not Path(self.checkpoints_dir).is_dir():
+                raise ValueError(f"--checkpoints_dir {self.checkpoints_dir}: no such folder")
+            slug = model_slug(self.model)
+            self.merged_model = self.merged_model or f"{self.checkpoints_dir}/{slug}-coding-tui-merged/hf"
+            self.output_dir = self.output_dir or f"{self.checkpoints_dir}/{slug}-coding-tui-export"
+            unknown = [q for q in self.quant_list if q not in QUANT_FTYPES]
+            if unknown:
+                raise ValueError(f"--quant {self.quant}: unknown {unknown}; choose from {sorted(QUANT_FTYPES)}")
+            if self.llama_cpp_dir and not (Path(self.llama_cpp_dir) / "convert_hf_to_gguf.py").is_file():
+                raise ValueError(f"--llama-cpp-dir {self.llama_cpp_dir}: no convert_hf_to_gguf.py in it")
+            return
+        if not self.adapter_path or not (Path(self.adapter_path) / "adapter_config.json").is_file():
+            raise ValueError(f"--adapter_path {self.adapter_path}: expected a PEFT adapter folder with "
+                             f"adapter_config.json (or pass --export)")
+        if not self.base_model:
+            raise ValueError("--base_model is required (folder or hub id)")
+        if Path(self.base_model).exists() and not (Path(self.base_model) / "config.json").is_file():
+            raise ValueError(f"--base_model {self.base_model}: folder has no config.json")
+        self.output_dir = self.output_dir or f"checkpoints/{model_slug(self.base_model)}-coding-tui-merged"
+        if self.save_dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"--save_dtype {self.save_dtype}: expected bfloat16, float16 or float32")
+
+    @property
+    def quant_list(self) -> list[str]:
+        return [q.strip() for q in self.quant.split(",") if q.strip()]
+
+
+def model_slug(model: str) -> str:
+    """openai/gpt-oss-20b -> gpt-oss-20b; checkpoints/tiny-gpt-oss -> tiny-gpt-oss."""
+    return Path(model.rstrip("/")).name.lower()
+
+
+def main() -> int:
+    import os
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from trl import TrlParser
+
+    from pipeline_lib.gguf_export import GgufSettings, export_model
+    from pipeline_lib.merge import MergeSettings, merge_adapter
+
+    (args,) = TrlParser((MergeScriptArguments,)).parse_args_and_config()
+    console = Console(stderr=True)
+    merge_settings = MergeSettings(
+        save_dtype=args.save_dtype, max_shard_size=args.max_shard_size, min_size_fraction=args.min_size_fraction,
+        logits_rel_tol={"float32": args.logits_rel_tol_float32, "bfloat16": args.logits_rel_tol_bfloat16},
+        smoke_new_tokens=args.smoke_new_tokens, smoke_min_unique_chars=args.smoke_min_unique_chars)
+    config = asdict(args)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("export" if args.export else "merge", total=None)
+
+        def step(description: str) -> None:
+            bar.update(task, description=description)
+
+        if not args.export:
+            manifest = merge_adapter(args.base_model, args.adapter_path, Path(args.output_dir) / "hf",
+                                     settings=merge_settings, progress=step, extra={"config": config})
+        else:
+            gguf_settings = GgufSettings(
+                quants=args.quant_list, keep_bf16=args.keep_bf16_gguf, n_threads=args.threads or os.cpu_count() or 2,
+                bf16_rel_tol=args.gguf_bf16_rel_tol, bf16_min_argmax_agreement=args.gguf_bf16_min_argmax_agreement,
+                quant_min_correlation=args.gguf_quant_min_correlation,
+                quant_min_argmax_agreement=args.gguf_quant_min_argmax_agreement)
+            manifest = export_model(args.checkpoints_dir, args.model, args.merged_model, args.output_dir,
+                                    gguf=args.gguf, llama_cpp_dir=args.llama_cpp_dir,
+                                    llama_cpp_sdist=args.llama_cpp_sdist, merge_settings=merge_settings,
+                                    gguf_settings=gguf_settings, config=config, progress=step)
+
+    checks = manifest["checks"] if not args.export else manifest["hf"]["checks"]
+    for name, entry in checks.items():
+        mark = "ok  " if entry["passed"] else "FAIL"
+        console.print(f"  {mark} {name}: {entry['value']} (threshold {entry['threshold']})")
+    if not args.export:
+        size = checks["size"]["size_gb"]
+        print(f"merge {'PASSED' if manifest['passed'] else 'FAILED'}: {args.output_dir}/hf, {size} GB "
+              f"{args.save_dtype}, merged==adapter rel {checks['merged_equals_adapter']['value']:.2e}, "
+              f"smoke unique_chars {checks['smoke_test']['value']}")
+        return 0 if manifest["passed"] else 1
+    gguf = manifest["gguf"]
+    for quant, entry in gguf.get("files", {}).items():
+        failed = [k for k, v in entry["checks"].items() if not v["passed"]]
+        console.print(f"  GGUF {quant}: {'ok' if entry['passed'] else 'FAIL ' + ', '.join(failed)}")
+    if manifest["gguf_warning"]:
+        console.print(f"[yellow]WARNING: GGUF export did not pass ({gguf.get('status')}); the HF export stands. "
+                      f"{gguf.get('error', 'See manifest.json')}[/yellow]")
+    print(f"export {'PASSED' if manifest['passed'] else 'FAILED'}: {manifest['source_adapter']['phase']} adapter on "
+          f"{manifest['base_model']} -> {args.output_dir}/hf; GGUF {gguf.get('status')}")
+    return 0 if manifest["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
