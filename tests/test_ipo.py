@@ -4,6 +4,7 @@ survives TRL's tokenisation, and the script trains, saves and resumes on the tin
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ SYSTEM = "<|start|>system<|message|>You are a coding agent working in a terminal
 PAIRS = [
     ("Fix the bug", "<|channel|>final<|message|>Here is the fix: use `<=` in the loop bound.<|return|>"),
     ("Add a test", "<|channel|>final<|message|>Added `test_parse_empty` covering the empty input.<|return|>"),
-    ("Why does it crash?", "<|channel|>final<|message|>`config` is None when the file is missing; guard it.<|return|>"),
+    ("Why does it crash?", "<|channel|>final<|message|>`config` is None when the file is absent; guard it.<|return|>"),
     ("Rename the flag", "<|channel|>final<|message|>Renamed `--verbose` to `--debug` in cli.py and docs.<|return|>"),
 ]
 STALL = "<|channel|>final<|message|>I would need to analyze this further before proceeding.<|return|>"
@@ -30,6 +31,16 @@ def preference_rows() -> list[dict[str, str]]:
         rows.append({"text": prompt + chosen, "pref_prompt": prompt, "pref_chosen": chosen, "pref_rejected": STALL,
                      "source": "test"})
     return rows
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_trl_lm_head():
+    """install_cpu_logprob_head sets a TRL module global; leave it as found for the other test files."""
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._ChunkedLogProbFunction
+    yield
+    trl_utils._ChunkedLogProbFunction = original
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +84,16 @@ def ipo_args(tmp_path, **overrides) -> ipo.IPOConfig:
     return ipo.IPOConfig(**kwargs)
 
 
-def build_trainer(sft_adapter_dir, preference_dir, tmp_path):
-    from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
-
+def build_trainer(sft_adapter_dir, preference_dir, tokenizer, tmp_path):
     policy = ipo.load_adapter_policy(sft_adapter_dir)
     dataset = ipo.load_preference_dataset(preference_dir)
-    return ipo.build_ipo_trainer(policy, load_gpt_oss_tokenizer(sft_adapter_dir), dataset, ipo_args(tmp_path))
+    return ipo.build_ipo_trainer(policy, tokenizer, dataset, ipo_args(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def ipo_trainer(sft_adapter_dir, preference_dir, gpt_oss_tokenizer, tmp_path_factory):
+    """Built once (model load + tokenisation + reference precompute); tests below only read from it."""
+    return build_trainer(sft_adapter_dir, preference_dir, gpt_oss_tokenizer, tmp_path_factory.mktemp("ipo"))
 
 
 def plain_logps(model, batch) -> torch.Tensor:
@@ -129,8 +144,8 @@ def test_base_model_resolution(sft_adapter_dir, tiny_model_dir, tmp_path):
         ipo.resolve_base_model(tmp_path)
 
 
-def test_cpu_logprob_head_matches_plain_log_softmax(sft_adapter_dir, preference_dir, tmp_path):
-    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+def test_cpu_logprob_head_matches_plain_log_softmax(ipo_trainer):
+    trainer = ipo_trainer
     batch = ipo.first_batch(trainer)
     model = trainer.model
     fused = torch.cat(ipo.completion_logps(model, batch))
@@ -140,11 +155,10 @@ def test_cpu_logprob_head_matches_plain_log_softmax(sft_adapter_dir, preference_
     assert (fused - plain_logps(model, shifted)).abs().max() > 1.0
 
 
-def test_harmony_text_tokenised_as_is(sft_adapter_dir, preference_dir, tmp_path):
-    from pipeline_lib.tokenizer import BOS_ID, RETURN_ID, load_gpt_oss_tokenizer
+def test_harmony_text_tokenised_as_is(ipo_trainer, gpt_oss_tokenizer):
+    from pipeline_lib.tokenizer import BOS_ID, RETURN_ID
 
-    tokenizer = load_gpt_oss_tokenizer(sft_adapter_dir)
-    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+    tokenizer, trainer = gpt_oss_tokenizer, ipo_trainer
     channel_id = tokenizer.convert_tokens_to_ids("<|channel|>")
     for row, raw in zip(trainer.train_dataset, preference_rows(), strict=True):
         for side in ("chosen", "rejected"):
@@ -156,8 +170,8 @@ def test_harmony_text_tokenised_as_is(sft_adapter_dir, preference_dir, tmp_path)
             assert row[f"{side}_ids"][0] == channel_id and row[f"{side}_ids"][-1] == RETURN_ID
 
 
-def test_reference_is_sft_policy_and_step0_loss_is_closed_form(sft_adapter_dir, preference_dir, tmp_path):
-    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+def test_reference_is_sft_policy_and_step0_loss_is_closed_form(ipo_trainer):
+    trainer = ipo_trainer
     assert "ref" in trainer.model.peft_config
     check = ipo.check_reference_at_step0(trainer)
     assert check.equal and check.max_abs_diff <= 1e-5 and check.pairs == 2
@@ -175,16 +189,14 @@ def test_reference_is_sft_policy_and_step0_loss_is_closed_form(sft_adapter_dir, 
     assert loss == pytest.approx(ipo.ipo_step0_loss(BETA), abs=1e-4) == pytest.approx(25.0)
     assert loss == pytest.approx(ipo_loss_by_hand(policy, ref, batch["completion_mask"], BETA), abs=1e-4)
 
-    assert ipo.drop_reference_adapter(model) and list(model.peft_config) == ["default"]
-    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
 
-
-def test_negative_control_trl_base_reference(sft_adapter_dir, preference_dir, tmp_path, monkeypatch):
-    """TRL's fallback (taken with PEFT < 0.20 + target_parameters): reference = adapter-disabled base."""
+def test_negative_control_trl_base_reference(sft_adapter_dir, preference_dir, gpt_oss_tokenizer, tmp_path,
+                                             monkeypatch):
+    """TRL's own fallback branch (taken with PEFT < 0.20 + target_parameters): reference = adapter-disabled base."""
     import peft
 
     monkeypatch.setattr(peft, "__version__", "0.19.0")
-    trainer = build_trainer(sft_adapter_dir, preference_dir, tmp_path)
+    trainer = build_trainer(sft_adapter_dir, preference_dir, gpt_oss_tokenizer, tmp_path)
     assert "ref" not in trainer.model.peft_config
     check = ipo.check_reference_at_step0(trainer)
     assert not check.equal and check.max_abs_diff > 0.1
@@ -221,25 +233,32 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     command = [sys.executable, str(repo_root / "scripts" / "17_ipo_preference.py"), "--checkpoint",
                str(sft_adapter_dir), "--train_data_path", str(preference_dir), "--per_device_train_batch_size", "2",
                "--gradient_accumulation_steps", "1", "--output_dir", str(out), "--beta", "0.1", "--max_length", "256",
-               "--learning_rate", "1e-3", "--save_steps", "2", "--gradient_checkpointing", "false"]
-    first = subprocess.run([*command, "--max_steps", "2"], capture_output=True, text=True, timeout=300)
+               "--learning_rate", "1e-3", "--save_steps", "1", "--gradient_checkpointing", "false"]
+    first = subprocess.run([*command, "--max_steps", "1"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert first.stdout.strip().splitlines()[-1].startswith("IPO done: 2 steps")
+    assert first.stdout.strip().splitlines()[-1].startswith("IPO done: 1 steps")
     final = out / "final"
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "trainer_state.json",
                  "provenance.json", "phase_metrics.json"):
         assert (final / name).is_file(), name
-    assert not (final / "ref").exists()  # only the trained adapter is saved
+    assert not (final / "ref").exists() and not (out / "checkpoint-1" / "ref").exists()  # the "ref" copy is gone
     metrics = json.loads((final / "phase_metrics.json").read_text())
     assert metrics["phase"] == "ipo" and metrics["reference"] == "sft_policy" and metrics["ref_equals_policy_at_step0"]
-    assert metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3) and metrics["global_step"] == 2
+    assert metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3) and metrics["global_step"] == 1
     assert metrics["beta"] == 0.1 and metrics["rewards_margins"] is not None and metrics["lora_r"] == 8
 
-    second = subprocess.run([*command, "--max_steps", "4", "--resume_from_checkpoint", str(out / "checkpoint-2")],
-                            capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-3000:]
+    # The resumed run goes in-process (same argv parsing, no second interpreter start-up on the 2-core CI box).
+    main = runpy.run_path(command[1], run_name="ipo_script")["main"]
+    main([*command[2:], "--max_steps", "2", "--resume_from_checkpoint", str(out / "checkpoint-1")])
     state = json.loads((final / "trainer_state.json").read_text())
-    steps = [e["step"] for e in state["log_history"] if "loss" in e]
-    assert state["global_step"] == 4 and steps == [1, 2, 3, 4]
+    assert state["global_step"] == 2 and [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2]
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    assert losses[-1] < losses[0]  # lr 1e-3 on 2 fixed pairs: the IPO loss falls
+    assert losses[1] < losses[0]  # lr 1e-3: the IPO loss moves off 25 the right way
+
+    # Every LoRA tensor trained, the experts' included (FINDINGS §5: frozen experts pass silently elsewhere).
+    from safetensors.torch import load_file
+
+    before = load_file(str(sft_adapter_dir / "adapter_model.safetensors"))
+    after = load_file(str(final / "adapter_model.safetensors"))
+    assert before.keys() == after.keys() and any("experts" in k for k in after)
+    assert [k for k in after if torch.equal(after[k], before[k])] == []
