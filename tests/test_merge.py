@@ -1,0 +1,143 @@
+"""Phase 1.5 merge: merged == base+adapter (experts included), with the negative control that drops expert deltas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.merge import (
+    MANIFEST_FILE,
+    merge_adapter,
+    merge_manifest_passed,
+    saved_equals_state,
+    strip_quantization_config,
+)
+
+EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+
+
+def make_tiny_adapter(base_dir: Path, out_dir: Path, *, seed: int = 0, b_std: float = 0.02) -> Path:
+    """r=8 LoRA on q/k/v/o + both expert tensors; B random (PEFT zero-inits it) so every delta is non-zero."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        target_parameters=EXPERT_PARAMETERS)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, b_std)
+    peft_model.save_pretrained(str(out_dir))
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    return make_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "final")
+
+
+@pytest.fixture(scope="module")
+def merged(tiny_model_dir: Path, tiny_adapter: Path, tmp_path_factory) -> tuple[Path, dict]:
+    hf = tmp_path_factory.mktemp("merged") / "hf"
+    return hf, merge_adapter(str(tiny_model_dir), tiny_adapter, hf)
+
+
+def test_adapter_has_expert_lora(tiny_adapter: Path) -> None:
+    from safetensors import safe_open
+
+    config = json.loads((tiny_adapter / "adapter_config.json").read_text())
+    assert sorted(config["target_parameters"]) == sorted(EXPERT_PARAMETERS)
+    with safe_open(str(tiny_adapter / "adapter_model.safetensors"), framework="pt") as fh:
+        keys = list(fh.keys())
+    assert any("experts" in k and "lora_B" in k for k in keys), keys
+
+
+def test_merged_logits_equal_base_plus_adapter(merged: tuple[Path, dict]) -> None:
+    hf, manifest = merged
+    check = manifest["checks"]["merged_equals_adapter"]
+    assert check["passed"] and check["value"] <= check["threshold"] == 1e-4
+    # The check has power: the adapter moves the logits by >1000x the merge error.
+    assert check["adapter_effect_rel"] > 1000 * check["value"]
+    assert manifest["passed"] and merge_manifest_passed(hf) and merge_manifest_passed(hf / MANIFEST_FILE)
+
+
+def test_manifest_checks_and_phase_metrics(merged: tuple[Path, dict]) -> None:
+    from safetensors import safe_open
+
+    hf, manifest = merged
+    on_disk = json.loads((hf / MANIFEST_FILE).read_text())
+    assert set(on_disk["checks"]) == {"merged_equals_adapter", "smoke_test", "config_parses", "saved_equals_merged",
+                                      "size"}
+    for name, entry in on_disk["checks"].items():
+        assert {"value", "threshold", "passed"} <= set(entry), name
+    n_params = on_disk["checks"]["size"]["parameters"]
+    assert on_disk["checks"]["size"]["threshold"] == int(0.9 * n_params * 2)  # bf16: 2 bytes per parameter
+    with safe_open(str(next(hf.glob("*.safetensors"))), framework="pt") as fh:
+        assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {"torch.bfloat16"}
+    config = json.loads((hf / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "gpt_oss"
+    assert (hf / "chat_template.jinja").read_text().startswith("{#-")
+    assert (hf / "tokenizer.json").is_file()
+    metrics = json.loads((hf / "phase_metrics.json").read_text())
+    assert metrics["size_gb"] == on_disk["checks"]["size"]["size_gb"] and metrics["smoke_test"] is True
+    assert metrics["logits_check"]["passed"] is True
+
+
+def test_negative_control_expert_deltas_dropped(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge that folds only the attention LoRA (older unsloth-zoo, FINDINGS §5) must fail the same check."""
+    from peft.tuners.lora.layer import ParamWrapper
+
+    monkeypatch.setattr(ParamWrapper, "merge", lambda self, *args, **kwargs: None)
+    manifest = merge_adapter(str(tiny_model_dir), tiny_adapter, tmp_path / "hf")
+    check = manifest["checks"]["merged_equals_adapter"]
+    assert not check["passed"] and check["value"] > 100 * check["threshold"]
+    assert not manifest["passed"] and not merge_manifest_passed(tmp_path / "hf")
+
+
+def test_truncated_shard_fails_saved_check(merged: tuple[Path, dict], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    hf, _ = merged
+    shard = next(hf.glob("*.safetensors"))
+    state = load_file(str(shard))
+    assert saved_equals_state(hf, state)["passed"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    data = shard.read_bytes()
+    (broken / shard.name).write_bytes(data[: len(data) // 2])
+    result = saved_equals_state(broken, state)
+    assert not result["passed"] and result["errors"]
+
+
+def test_strip_quantization_config(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt_oss",
+                                                      "quantization_config": {"quant_method": "mxfp4"}}))
+    assert strip_quantization_config(tmp_path) is True
+    assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
+    assert strip_quantization_config(tmp_path) is False
+
+
+def test_merge_manifest_passed_rejects_failures(tmp_path: Path) -> None:
+    good = {"checks": {"a": {"value": 1, "threshold": 1, "passed": True}}}
+    assert merge_manifest_passed(good)
+    failing = {"b": {"value": 0, "threshold": 1, "passed": False}}
+    assert not merge_manifest_passed({"checks": {**good["checks"], **failing}})
+    assert not merge_manifest_passed({"checks": {}})
+    assert not merge_manifest_passed(tmp_path / "missing")
+
+
+def test_cli_rejects_bad_adapter_path(repo_root: Path, tmp_path: Path) -> None:
+    shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
+    result = subprocess.run([sys.executable, str(repo_root / "scripts" / "19_merge_adapter.py"), "--adapter_path",
+                             str(tmp_path / "nothing"), "--base_model", "x"], capture_output=True, text=True)
+    assert result.returncode != 0 and "--adapter_path" in result.stderr
