@@ -1,0 +1,145 @@
+"""Every YAML in configs/ loads through the code that uses it (torchtune-style config check): a typo'd key or an
+out-of-range value fails here, not hours into a run. A new config file without a validator below fails too."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def validate_batch_profiles(path: Path) -> None:
+    from pipeline_lib.profiles import PHASES, PROFILE_NAMES, load_profiles, resolve
+
+    load_profiles(path)
+    # writeup §6 tables, spot-checked: balanced tool-calling 8 x 6 @ 8192, agent 1 x 24 @ 32768.
+    assert resolve("balanced", "tool_calling_sft", path=path).effective_batch == 48
+    assert resolve("balanced", "agent_sft", path=path).seq == 32768
+    for profile in PROFILE_NAMES:
+        for phase in PHASES:
+            resolve(profile, phase, path=path)
+
+
+def validate_gates(path: Path) -> None:
+    from pipeline_lib.gates import GATE_PROFILES, load_gate_specs
+
+    for profile in GATE_PROFILES:
+        specs = load_gate_specs(profile, path)
+        assert {s.type for s in specs.values()} <= {"HARD", "SOFT"}
+    default = load_gate_specs("default", path)
+    # writeup §8 table, for the real 20B model
+    assert (default["tool_calling_sft"].op, default["tool_calling_sft"].threshold) == ("<=", 2.0)
+    assert (default["agent_sft"].op, default["agent_sft"].threshold) == ("<=", 1.8)
+    assert (default["grpo"].op, default["grpo"].threshold, default["grpo"].type) == (">", 0.55, "SOFT")
+    assert default["ipo"].type == "SOFT" and default["merge"].type == "HARD"
+    tiny = load_gate_specs("tiny", path)
+    # a random-init tiny model starts at ln(201088) = 12.21: a tiny threshold must sit below that
+    assert tiny["tool_calling_sft"].threshold < 12.2 and tiny["agent_sft"].threshold < 12.2
+
+
+def validate_data_prep(path: Path) -> None:
+    from pipeline_lib.data_prep import load_limits
+
+    config = yaml.safe_load(path.read_text())
+    assert config["source"] in ("hub", "local")
+    assert load_limits(config)
+
+
+def _validate_sft(script_cls_name: str, config_cls_name: str):
+    def validate(path: Path) -> None:
+        from pipeline_lib import sft
+
+        script_args, training_args = sft.parse_phase_args(getattr(sft, script_cls_name),
+                                                          getattr(sft, config_cls_name), path, argv=[])
+        assert training_args.output_dir
+
+    return validate
+
+
+def validate_ipo(path: Path) -> None:
+    """Every key is a field of IPOScriptArguments or IPOConfig, and IPOConfig accepts its share (the script args
+    check that the adapter folder exists, so they are not constructed here)."""
+    import dataclasses
+
+    from pipeline_lib import ipo
+    from pipeline_lib.modeling import detect_precision
+
+    data = yaml.safe_load(path.read_text())
+    script_fields = {f.name for f in dataclasses.fields(ipo.IPOScriptArguments)}
+    config_fields = {f.name for f in dataclasses.fields(ipo.IPOConfig)}
+    unknown = set(data) - script_fields - config_fields
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    args = ipo.IPOConfig(**{**detect_precision().trainer_kwargs(), **{k: v for k, v in data.items()
+                                                                      if k in config_fields}})
+    assert args.beta > 0
+
+
+def validate_merge(path: Path) -> None:
+    """Keys are MergeScriptArguments fields (scripts/19_merge_adapter.py; TrlParser would reject others) with the
+    defaults' types; the dataclass itself checks paths in __post_init__, so it is not constructed here."""
+    import dataclasses
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("merge_script", REPO / "scripts" / "19_merge_adapter.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    fields = {f.name: f for f in dataclasses.fields(module.MergeScriptArguments)}
+    for key, value in yaml.safe_load(path.read_text()).items():
+        if key not in fields:
+            raise ValueError(f"{path}: unknown key {key!r}")
+        default = fields[key].default
+        if default is not None and not isinstance(value, type(default) | (float if isinstance(default, float)
+                                                                          else type(default))):
+            raise ValueError(f"{path}: {key} should be {type(default).__name__}, got {value!r}")
+    assert 0 < yaml.safe_load(path.read_text())["min_size_fraction"] <= 1
+
+
+VALIDATORS = {
+    "merge.yaml": validate_merge,
+    "batch_profiles.yaml": validate_batch_profiles,
+    "gates.yaml": validate_gates,
+    "data_prep.yaml": validate_data_prep,
+    "tool_calling_sft.yaml": _validate_sft("ToolCallingScriptArguments", "ToolCallingSFTConfig"),
+    "agent_sft.yaml": _validate_sft("AgentScriptArguments", "AgentSFTConfig"),
+    "ipo.yaml": validate_ipo,
+}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_config_loads_through_its_code(path: Path):
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict) and data, f"{path}: expected a non-empty mapping"
+    assert path.name in VALIDATORS, f"{path.name}: add a validator to tests/test_configs.py (STYLE §3-4)"
+    VALIDATORS[path.name](path)
+
+
+def test_validators_reject_a_broken_config(tmp_path):
+    """Negative control: the validators are not just yaml.safe_load."""
+    broken = tmp_path / "gates.yaml"
+    broken.write_text((REPO / "configs" / "gates.yaml").read_text().replace("threshold: 2.0", "threshold: two"))
+    with pytest.raises(ValueError):
+        validate_gates(broken)
+    profiles = tmp_path / "batch_profiles.yaml"
+    profiles.write_text((REPO / "configs" / "batch_profiles.yaml").read_text().replace("accum: 6,", "acum: 6,", 1))
+    with pytest.raises(ValueError):
+        validate_batch_profiles(profiles)
+    sft_yaml = tmp_path / "tool_calling_sft.yaml"
+    sft_yaml.write_text((REPO / "configs" / "tool_calling_sft.yaml").read_text() + "\nno_such_key: 1\n")
+    with pytest.raises((ValueError, SystemExit)):
+        VALIDATORS["tool_calling_sft.yaml"](sft_yaml)
+    merge_yaml = tmp_path / "merge.yaml"
+    merge_yaml.write_text((REPO / "configs" / "merge.yaml").read_text().replace("min_size_fraction: 0.9",
+                                                                                "min_size_fraction: lots"))
+    with pytest.raises(ValueError, match="min_size_fraction"):
+        validate_merge(merge_yaml)
+    ipo_yaml = tmp_path / "ipo.yaml"
+    ipo_yaml.write_text((REPO / "configs" / "ipo.yaml").read_text() + "\nbetta: 0.1\n")
+    with pytest.raises(ValueError, match="betta"):
+        validate_ipo(ipo_yaml)
