@@ -14,9 +14,15 @@ How it works — TRL already does each piece, so this module only runs them once
 - At train time TRL's ``DataCollatorForLanguageModeling(padding_free=True)`` turns ``seq_lengths`` into
   ``position_ids`` that restart at 0 for every conversation, sends no ``attention_mask``, and sets the label of each
   conversation's first token to -100 (so no token is trained to predict the next conversation).
-- transformers 5.x (``masking_utils.find_packed_sequence_indices``) builds a block-diagonal causal mask from those
-  position_ids when attention_mask is absent — on eager and flex attention too, not only FlashAttention
-  (tests/test_packing.py proves packed == unpacked loss on the tiny model, and that a wrong packing differs).
+- transformers 5.x (``masking_utils.find_packed_sequence_indices``) can build a block-diagonal causal mask from those
+  position_ids when attention_mask is absent, on eager/sdpa/flex — but ``GptOssModel.forward`` (5.17) does not pass
+  position_ids to ``create_causal_mask``/``create_sliding_window_causal_mask``, so on GPT-OSS packed conversations
+  silently attend to each other (measured on the tiny model: logits of the 2nd conversation off by up to 0.5).
+  ``enable_packed_attention`` adds a forward pre-hook on the GptOssModel that builds both masks from position_ids
+  (what the model would do if it passed them) and hands them in as the per-layer-type mask mapping it accepts;
+  ``verify_packed_attention`` proves on the real model, before training, that a conversation's logits are the same
+  packed behind another one as alone (tests/test_packing.py: packed == unpacked loss, and the unhooked model and
+  non-reset positions differ).
 
 So packed training is SFTTrainer with ``packing=False, padding_free=True, max_length=None`` on this dataset: the same
 TRL code path as ``packing=True``, minus re-tokenizing and re-packing the whole set on every launch or resume.
@@ -143,6 +149,71 @@ def load_or_pack(tokenized_fn: Any, folder: str | os.PathLike, max_seq_length: i
     from datasets import load_from_disk
 
     return load_from_disk(str(folder)), {**info, "source": "packed now", "folder": str(folder)}
+
+
+def _packed_mask_hook(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]] | None:
+    from transformers.masking_utils import (
+        create_causal_mask,
+        create_sliding_window_causal_mask,
+        find_packed_sequence_indices,
+    )
+
+    position_ids = kwargs.get("position_ids")
+    if position_ids is None or kwargs.get("attention_mask") is not None or kwargs.get("past_key_values") is not None:
+        return None
+    if find_packed_sequence_indices(position_ids) is None:  # one sequence per row: the model's own mask is right
+        return None
+    embeds = kwargs.get("inputs_embeds")
+    if embeds is None:
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        weight = module.get_input_embeddings().weight
+        # Only batch, length, dtype and device are read from it: a zero-width stand-in avoids a second embedding.
+        embeds = weight.new_empty((*input_ids.shape, 0))
+    mask_kwargs = {"config": module.config, "inputs_embeds": embeds, "attention_mask": None,
+                   "past_key_values": None, "position_ids": position_ids}
+    kwargs["attention_mask"] = {"full_attention": create_causal_mask(**mask_kwargs),
+                                "sliding_attention": create_sliding_window_causal_mask(**mask_kwargs)}
+    return args, kwargs
+
+
+def enable_packed_attention(model: Any) -> int:
+    """Make GPT-OSS honour packed position_ids (see module docstring). Returns how many modules were hooked."""
+    hooked = 0
+    for module in model.modules():
+        if type(module).__name__ == "GptOssModel" and not getattr(module, "_packed_mask_hooked", False):
+            module.register_forward_pre_hook(_packed_mask_hook, with_kwargs=True)
+            module._packed_mask_hooked = True
+            hooked += 1
+    return hooked
+
+
+def verify_packed_attention(model: Any, first: list[int], second: list[int], *, tolerance: float = 0.05
+                            ) -> dict[str, Any]:
+    """Logits of ``second`` packed behind ``first`` (position_ids reset, no attention_mask) vs ``second`` alone.
+
+    Passes when max |delta| / std(logits) <= tolerance (fp32 tiny model: ~1e-7; bf16 20B: numerical noise;
+    attention leaking across conversations: ~0.1-1). Raises PackingError otherwise.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = model(input_ids=torch.tensor([second], device=device)).logits[0].float()
+            positions = list(range(len(first))) + list(range(len(second)))
+            packed = model(input_ids=torch.tensor([first + second], device=device),
+                           position_ids=torch.tensor([positions], device=device)).logits[0, len(first):].float()
+    finally:
+        model.train(was_training)
+    rel = float((packed - alone).abs().max() / alone.std().clamp(min=1e-6))
+    report = {"passed": rel <= tolerance, "max_rel_logit_diff": rel, "tolerance": tolerance,
+              "tokens": [len(first), len(second)]}
+    if not report["passed"]:
+        raise PackingError(f"packed conversations attend to each other (logits differ by {rel:.3g} x std > "
+                           f"{tolerance}): train with --no-packing or use a backend that honours position_ids")
+    return report
 
 
 def check_packed_collation(collator: Any, dataset: Any, n_rows: int = 4) -> dict[str, Any]:

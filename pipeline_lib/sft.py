@@ -498,10 +498,28 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
     trainer = trainer_cls(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
                           processing_class=tokenizer, callbacks=callbacks)
     if data.packed:
-        from pipeline_lib.pack_sft import check_packed_collation
+        from pipeline_lib import pack_sft
 
-        data.stats["packing"]["collation_check"] = check_packed_collation(trainer.data_collator, trainer.train_dataset)
+        pack_sft.enable_packed_attention(trainer.model)
+        stats = data.stats["packing"]
+        stats["collation_check"] = pack_sft.check_packed_collation(trainer.data_collator, trainer.train_dataset)
+        counts = [len(x) for x in trainer.train_dataset["seq_lengths"]]
+        row = trainer.train_dataset[max(range(len(counts)), key=counts.__getitem__)]
+        if len(row["seq_lengths"]) >= 2:
+            n0, n1 = row["seq_lengths"][:2]
+            first, second = row["input_ids"][:n0], row["input_ids"][n0:n0 + n1]
+            # 128-token prefixes: three short forwards, seconds even on the 20B model
+            stats["attention_check"] = pack_sft.verify_packed_attention(trainer.model, first[-128:], second[:128])
     return trainer
+
+
+def final_evaluate(trainer: Any, data: SFTData) -> None:
+    """Evaluate on the held-out rows at the end, unless the last step was just evaluated."""
+    if data.eval is None:
+        return
+    evaluated = [e.get("step") for e in trainer.state.log_history if "eval_loss" in e]
+    if not evaluated or evaluated[-1] != trainer.state.global_step:
+        trainer.evaluate()
 
 
 def last_logged(log_history: list[dict[str, Any]], key: str) -> float | None:

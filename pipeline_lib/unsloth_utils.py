@@ -240,7 +240,8 @@ def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *, require_
                         raise_on_failure: bool = False) -> dict[str, Any]:
     """Did training change every LoRA tensor (experts included) and no base weight? Returns a JSON-able report.
 
-    ``passed`` is False when: there are no LoRA tensors; any LoRA tensor is unchanged; require_experts and the
+    Needs >= 2 optimizer steps with a non-zero learning rate: lora_B starts at 0, so lora_A gets its first
+    gradient only after B has moved. ``passed`` is False when: there are no LoRA tensors; any LoRA tensor is unchanged; require_experts and the
     model has no expert LoRA tensors or any of them is unchanged; or any base tensor changed.
     """
     import torch

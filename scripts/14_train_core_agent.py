@@ -33,6 +33,7 @@ from pipeline_lib.sft import (  # noqa: E402
     banner,
     build_sft_trainer,
     check_phase_outcome,
+    final_evaluate,
     finalize_sft_phase,
     load_adapted_model,
     parse_phase_args,
@@ -74,8 +75,7 @@ def main() -> None:
     trainer = build_sft_trainer(model, tokenizer, training_args, data, callbacks=[throughput])
 
     trainer.train(resume_from_checkpoint=resume)
-    if data.eval is not None:
-        trainer.evaluate()
+    final_evaluate(trainer, data)
 
     lora_check = verify_lora_updates(before, trainer.model, require_experts=model_info["experts_targeted"])
     metrics = finalize_sft_phase(trainer, tokenizer, phase=PHASE, base_model=model_path, script_args=script_args,

@@ -1,0 +1,254 @@
+"""Assistant-only loss masks (exact, token for token), tokenization/truncation, configs, and the phase scripts."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from sft_fixtures import SYSTEM, TOOLS, chat_conversation, mixed_texts, tool_conversation, write_text_dataset
+
+from pipeline_lib.sft import (
+    AgentScriptArguments,
+    AgentSFTConfig,
+    HarmonyMasker,
+    ToolCallingScriptArguments,
+    ToolCallingSFTConfig,
+    parse_phase_args,
+    render_mask,
+    resolve_resume_checkpoint,
+    tokenize_sft_dataset,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_mask_exact_simple_exchange(gpt_oss_tokenizer):
+    text = "<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>Hello<|return|>"
+    ids = gpt_oss_tokenizer(text, add_special_tokens=False)["input_ids"]
+    # <|start|> user <|message|> Hi <|end|> <|start|> assistant <|channel|> final <|message|> Hello <|return|>
+    assert ids == [200006, 1428, 200008, 12194, 200007, 200006, 173781, 200005, 17196, 200008, 13225, 200002]
+    assert HarmonyMasker(gpt_oss_tokenizer).mask(ids) == [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+
+
+def test_mask_exact_tool_call_and_tool_result(gpt_oss_tokenizer):
+    text = ("<|start|>user<|message|>ls<|end|>"
+            "<|start|>assistant to=functions.run<|channel|>commentary <|constrain|>json<|message|>{}<|call|>"
+            "<|start|>functions.run to=assistant<|channel|>commentary<|message|>ok<|end|>"
+            "<|start|>assistant<|channel|>final<|message|>Done<|return|>")
+    ids = gpt_oss_tokenizer(text, add_special_tokens=False)["input_ids"]
+    expected = [  # (token id, trained), written out by hand
+        (200006, 0), (1428, 0), (200008, 0), (3973, 0), (200007, 0),           # user: ls
+        (200006, 0), (173781, 0),                                               # <|start|>assistant
+        (316, 1), (28, 1), (44580, 1), (14795, 1),                              # to=functions.run
+        (200005, 1), (12606, 1), (815, 1), (220, 1),                            # <|channel|>commentary
+        (200003, 1), (4108, 1), (200008, 1), (12083, 1), (200012, 1),           # <|constrain|>json..{}<|call|>
+        (200006, 0), (44580, 0), (14795, 0), (316, 0), (28, 0), (173781, 0),    # tool result ...to=assistant
+        (200005, 0), (12606, 0), (815, 0), (200008, 0), (525, 0), (200007, 0),  # <|channel|>commentary..ok<|end|>
+        (200006, 0), (173781, 0),                                               # <|start|>assistant
+        (200005, 1), (17196, 1), (200008, 1), (24537, 1), (200002, 1),          # <|channel|>final..Done<|return|>
+    ]
+    assert ids == [t for t, _ in expected]
+    assert HarmonyMasker(gpt_oss_tokenizer).mask(ids) == [m for _, m in expected]
+
+
+def _segments_mask(tokenizer, segments: list[tuple[str, int]]) -> tuple[list[int], list[int]]:
+    ids, mask = [], []
+    for text, trained in segments:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        mask += [trained] * len(piece)
+    return ids, mask
+
+
+def test_mask_full_conversation_by_segments(gpt_oss_tokenizer):
+    """System, developer (tools), user, analysis, call, tool result, final: only the assistant parts are trained."""
+    segments = [
+        (SYSTEM + TOOLS + "<|start|>user<|message|>Run test number 3 and tell me if it passes.<|end|>", 0),
+        ("<|start|>assistant", 0), ("<|channel|>analysis<|message|>I should run test 3 with cargo.<|end|>", 1),
+        ("<|start|>assistant", 0),
+        (' to=functions.run<|channel|>commentary <|constrain|>json<|message|>{"cmd": "cargo test t3"}<|call|>', 1),
+        ("<|start|>functions.run to=assistant<|channel|>commentary<|message|>test t3 ... ok<|end|>", 0),
+        ("<|start|>assistant", 0), ("<|channel|>final<|message|>Test 3 passes.<|return|>", 1),
+    ]
+    ids, expected = _segments_mask(gpt_oss_tokenizer, segments)
+    assert ids == gpt_oss_tokenizer(tool_conversation(3), add_special_tokens=False)["input_ids"]
+    assert HarmonyMasker(gpt_oss_tokenizer).mask(ids) == expected
+
+
+def test_mask_negative_controls(gpt_oss_tokenizer):
+    """A tool result addressed to=assistant, a user saying 'assistant', and a missing end token are not trained on."""
+    masker = HarmonyMasker(gpt_oss_tokenizer)
+    tok = gpt_oss_tokenizer
+    tool_result = tok("<|start|>functions.run to=assistant<|channel|>commentary<|message|>ok<|end|>",
+                      add_special_tokens=False)["input_ids"]
+    assert sum(masker.mask(tool_result)) == 0
+    user = tok("<|start|>user<|message|>assistant, help<|end|>", add_special_tokens=False)["input_ids"]
+    assert sum(masker.mask(user)) == 0
+    # An assistant message without its end token stops before the next <|start|>: the user turn stays untrained.
+    ids, expected = _segments_mask(tok, [("<|start|>assistant", 0), ("<|channel|>final<|message|>Hi", 1),
+                                         ("<|start|>user<|message|>more<|end|>", 0)])
+    assert masker.mask(ids) == expected
+
+
+def test_tokenize_truncates_and_drops_rows_without_trained_tokens(gpt_oss_tokenizer):
+    from datasets import Dataset
+
+    prompt_only = SYSTEM + "<|start|>user<|message|>hello<|end|>"
+    long_prompt = SYSTEM + "<|start|>user<|message|>" + "word " * 200 + "<|end|>" + "<|start|>assistant<|channel|>" \
+        "final<|message|>ok<|return|>"
+    texts = [chat_conversation(0), prompt_only, long_prompt, tool_conversation(1)]
+    ds = Dataset.from_dict({"text": texts})
+    tokenized, stats = tokenize_sft_dataset(ds, gpt_oss_tokenizer, max_seq_length=128)
+    assert stats["rows_in"] == 4 and stats["rows_kept"] == 2 and stats["dropped_no_trained_tokens"] == 2
+    assert stats["truncated"] == 2  # the long prompt (dropped) and the 176-token tool conversation (kept, cut)
+    assert all(len(x) <= 128 for x in tokenized["input_ids"])
+    assert all(len(i) == len(m) and sum(m) > 0 for i, m in zip(tokenized["input_ids"], tokenized["assistant_masks"],
+                                                                strict=True))
+    full = gpt_oss_tokenizer(tool_conversation(1), add_special_tokens=False)["input_ids"]
+    assert tokenized["assistant_masks"][1] == HarmonyMasker(gpt_oss_tokenizer).mask(full)[:128]
+    assert stats["trained_tokens"] == sum(sum(m) for m in tokenized["assistant_masks"])
+
+
+def test_render_mask_colours_trained_tokens(gpt_oss_tokenizer):
+    text = "<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>Hello<|return|>"
+    ids = gpt_oss_tokenizer(text, add_special_tokens=False)["input_ids"]
+    rendered = render_mask(ids, HarmonyMasker(gpt_oss_tokenizer).mask(ids), gpt_oss_tokenizer)
+    assert rendered.plain == text
+    green = [rendered.plain[s.start:s.end] for s in rendered.spans if "green" in str(s.style)]
+    dim = [rendered.plain[s.start:s.end] for s in rendered.spans if str(s.style) == "dim"]
+    control = [rendered.plain[s.start:s.end] for s in rendered.spans if "bright_cyan" in str(s.style)]
+    assert green == ["final", "Hello"] and dim == ["user", "Hi", "assistant"]
+    assert control == ["<|channel|>", "<|message|>", "<|return|>"]
+
+
+@pytest.mark.parametrize("config_name, script_cls, config_cls", [
+    ("tool_calling_sft.yaml", ToolCallingScriptArguments, ToolCallingSFTConfig),
+    ("agent_sft.yaml", AgentScriptArguments, AgentSFTConfig),
+])
+def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls):
+    script_args, training_args = parse_phase_args(
+        script_cls, config_cls, REPO / "configs" / config_name,
+        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", "/tmp/unused-sft-out"])
+    assert script_args.lora_r == 8 and training_args.max_seq_length == 128 and training_args.max_length == 128
+    assert training_args.output_dir == "/tmp/unused-sft-out"
+    assert training_args.logging_steps == 1 and training_args.router_aux_loss_coef == 0.0
+    assert training_args.use_cpu and not training_args.bf16 and not training_args.gradient_checkpointing
+
+
+def test_agent_flags_from_the_writeup():
+    script_args, training_args = parse_phase_args(
+        AgentScriptArguments, AgentSFTConfig, REPO / "configs" / "agent_sft.yaml",
+        ["--base_model", "m", "--no-merge-lang-adapter", "--no-packing", "--eval_strategy", "no",
+         "--max_seq_length", "256"])
+    assert script_args.no_merge_lang_adapter and script_args.lang_adapter is None
+    assert training_args.packing is False and training_args.max_seq_length == 256
+    _, defaults = parse_phase_args(AgentScriptArguments, AgentSFTConfig, REPO / "configs" / "agent_sft.yaml", [])
+    assert defaults.packing is True and defaults.max_seq_length == 32768 and defaults.num_train_epochs == 3
+    with pytest.raises(ValueError, match="contradict"):
+        parse_phase_args(AgentScriptArguments, AgentSFTConfig, REPO / "configs" / "agent_sft.yaml",
+                         ["--lang_adapter", "x", "--no-merge-lang-adapter"])
+
+
+def test_resolve_resume_checkpoint(tmp_path):
+    assert resolve_resume_checkpoint(None, tmp_path) is None
+    assert resolve_resume_checkpoint("auto", tmp_path / "missing") is None
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-12").mkdir()  # interrupted while saving: no trainer_state.json
+    assert resolve_resume_checkpoint("auto", tmp_path) == str(tmp_path / "checkpoint-10")
+    with pytest.raises(FileNotFoundError, match="checkpoint-12"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-12"), tmp_path)
+
+
+# ------------------------------------------------------------------------------- the phase scripts, end to end
+def run_script(name: str, args: list[str], monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    runpy.run_path(str(REPO / "scripts" / name), run_name="__main__")
+
+
+@pytest.fixture(scope="module")
+def sft_dataset(tmp_path_factory) -> Path:
+    return write_text_dataset(tmp_path_factory.mktemp("sft") / "train", mixed_texts(12))
+
+
+@pytest.fixture(scope="module")
+def phase1_run(tiny_model_dir, sft_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("phase1") / "run"
+    mp = pytest.MonkeyPatch()
+    try:
+        run_script("13_train_lang_adapter.py", [
+            "--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+            "--max_seq_length", "128", "--output_dir", str(out), "--save_steps", "1", "--lora_r", "8",
+            "--logging_steps", "1", "--backend", "hf", "--print_mask_example"], mp)
+    finally:
+        mp.undo()
+    return out
+
+
+@pytest.mark.slow
+def test_phase1_script_writes_final(phase1_run):
+    final = phase1_run / "final"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "trainer_state.json",
+                 "provenance.json", "phase_metrics.json"):
+        assert (final / name).is_file(), name
+    metrics = json.loads((final / "phase_metrics.json").read_text())
+    assert metrics["phase"] == "tool_calling_sft" and metrics["global_step"] == 3 and metrics["lora_r"] == 8
+    assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]
+    assert metrics["trainable_params"] == metrics["trainable"]["lora_attention"] + metrics["trainable"]["lora_experts"]
+    assert metrics["avg_loss_last_10"] is not None and metrics["first_loss"] > 10  # random init: ~ln(201088)=12.2
+    assert metrics["eval_token_accuracy"] is None and metrics["packing"] == {"packed": False}
+    adapter = json.loads((final / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+    assert json.loads((final / "provenance.json").read_text())["config"]["script_args"]["lora_r"] == 8
+
+
+@pytest.mark.slow
+def test_resume_continues_step_count_and_loss_curve(phase1_run, tiny_model_dir, sft_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    run = tmp_path / "resumed"
+    run.mkdir()
+    shutil.copytree(phase1_run / "checkpoint-1", run / "checkpoint-1")
+    run_script("13_train_lang_adapter.py", [
+        "--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        "--max_seq_length", "128", "--output_dir", str(run), "--save_steps", "1", "--lora_r", "8",
+        "--logging_steps", "1", "--backend", "hf", "--resume_from_checkpoint", "auto"], monkeypatch)
+    metrics = json.loads((run / "final" / "phase_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 1 and metrics["global_step"] == 3
+    resumed = json.loads((run / "final" / "trainer_state.json").read_text())["log_history"]
+    original = json.loads((phase1_run / "final" / "trainer_state.json").read_text())["log_history"]
+    resumed_losses = [(e["step"], e["loss"]) for e in resumed if "loss" in e]
+    original_losses = [(e["step"], e["loss"]) for e in original if "loss" in e]
+    assert [s for s, _ in resumed_losses] == [1, 2, 3]
+    assert resumed_losses[0] == original_losses[0]  # step 1 comes from checkpoint-1's history, not a new run
+    # Same data order, same adapter at step 1 (restored RNG and weights): the continued curve matches the
+    # uninterrupted one.
+    assert [v for _, v in resumed_losses] == pytest.approx([v for _, v in original_losses], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_phase2_script_packs_evaluates_and_merges_lang_adapter(phase1_run, tiny_model_dir, sft_dataset, tmp_path,
+                                                               monkeypatch):
+    out = tmp_path / "agent"
+    args = ["--base_model", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+            "--max_seq_length", "256", "--output_dir", str(out), "--save_steps", "3", "--lora_r", "4",
+            "--eval_strategy", "steps", "--eval_steps", "3", "--eval_split_size", "2", "--backend", "hf"]
+    run_script("14_train_core_agent.py", [*args, "--lang_adapter", str(phase1_run / "final")], monkeypatch)
+    metrics = json.loads((out / "final" / "phase_metrics.json").read_text())
+    packed_dir = sft_dataset.with_name("train_packed_256")
+    assert metrics["packing"]["packed"] and metrics["packing"]["source"] == "packed now"
+    assert metrics["packing"]["folder"] == str(packed_dir) and (packed_dir / "pack_info.json").is_file()
+    assert metrics["packing"]["conversations"] == 10 and metrics["packing"]["rows"] < 10
+    assert metrics["packing"]["collation_check"]["passed"]
+    assert metrics["packing"]["collation_check"]["conversations_checked"] > metrics["packing"]["collation_check"][
+        "rows_checked"]
+    assert metrics["eval_rows"] == 2 and metrics["eval_token_accuracy"] is not None
+    assert metrics["merged_adapter"] == str(phase1_run / "final") and metrics["lora_update_check"]["passed"]
+    assert metrics["global_step"] == 3 and metrics["lora_r"] == 4
