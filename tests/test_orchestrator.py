@@ -293,3 +293,115 @@ def test_dry_run_on_config_only_gpt_oss_20b(tmp_path):
     assert "batch 8 x accum 6 = 48, seq 8192" in out and "batch 1 x accum 24 = 24, seq 32768" in out
     assert "grpo              SKIP" in out and "merge ~40.9 GiB" in out
     assert not (tmp_path / "w").exists()  # a dry run writes nothing
+
+
+# ---------------------------------------------------------------- end to end on the tiny GPT-OSS (REAL phase scripts)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if "TOKEN" not in k and not k.startswith("TUI_")}
+    return {**env, "PYTHON": sys.executable, **extra}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """ONE real `--tiny` pipeline shared by the end-to-end tests, with an interruption built in: the first launch is
+    SIGKILLed (whole process group) once tool-calling SFT has saved checkpoint-20, checkpoint-20's adapter is then
+    truncated, and the relaunch must fall back to checkpoint-10, resume there and finish every phase.
+    HF_TOKEN is a canary that must not reach any file."""
+    work = tmp_path_factory.mktemp("tiny_e2e")
+    env = clean_env(HF_TOKEN=CANARY)
+    cmd = ["bash", str(PIPELINE), "--tiny", "--workdir", str(work)]
+    ckpt20 = work / "checkpoints" / "tool_calling_sft" / "checkpoint-20"
+    with open(work / "killed_run.out", "w") as out:
+        first = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 900
+        while not (ckpt20 / "trainer_state.json").is_file():  # written last, after the adapter and optimizer
+            assert first.poll() is None, (work / "killed_run.out").read_text()[-3000:]
+            assert time.time() < deadline, "no checkpoint-20 within 15 min"
+            time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    adapter = ckpt20 / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])  # a disk that filled up mid-save
+    t0 = time.time()
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    return {"work": work, "result": second, "seconds": time.time() - t0, "cmd": cmd, "env": env}
+
+
+@pytest.mark.slow
+def test_tiny_run_completes_with_gates_and_exports(tiny_run):
+    result, work = tiny_run["result"], tiny_run["work"]
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    gates = json.loads((work / "logs" / "quality_gates.json").read_text())
+    assert gates["tool_calling"]["passed"] == "true" and float(gates["tool_calling"]["loss"]) < 12.0
+    assert gates["merge"]["passed"] == gates["merge"]["smoke_test"] == gates["merge"]["logits_equivalence"] == "true"
+    assert gates["agent_sft"]["passed"] == "true" and gates["ipo"]["passed"] == "true"
+    assert gates["grpo"]["status"] == "skipped_no_tasks"
+    assert gates["export"]["hf"] == "true" and gates["export"]["gguf"] == "true"
+    export = work / "checkpoints" / "tiny-gpt-oss-coding-tui-export"
+    assert (export / "hf" / "config.json").is_file() and list((export / "gguf_q4").glob("*.gguf"))
+    summary = (work / "logs" / "summary.md").read_text()
+    for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export"):
+        assert f"| {phase} |" in summary
+    assert (work / "logs" / "loss_curves.png").stat().st_size > 1000
+    assert result.stdout.strip().splitlines()[-1].split("] ", 1)[1].startswith("pipeline complete in")
+
+
+@pytest.mark.slow
+def test_sigkill_resume_falls_back_past_corrupt_checkpoint(tiny_run):
+    out, work = tiny_run["result"].stdout, tiny_run["work"]
+    assert "checkpoint-20 is not resumable (adapter_model.safetensors: truncated" in out + tiny_run["result"].stderr
+    assert "tool_calling_sft: resuming from checkpoint-10" in out
+    run_dir = work / "checkpoints" / "tool_calling_sft"
+    metrics = json.loads((run_dir / "final" / "phase_metrics.json").read_text())
+    assert metrics["resumed_from"].endswith("checkpoint-10")
+    state = json.loads((run_dir / "final" / "trainer_state.json").read_text())
+    steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert state["global_step"] == 40 and steps == list(range(1, 41))  # the step count continued from 10
+    assert (run_dir / "checkpoint-20" / "trainer_state.json").is_file()  # rewritten whole by the resumed run
+
+
+@pytest.mark.slow
+def test_rerun_after_success_repeats_no_work(tiny_run):
+    t0 = time.time()
+    again = subprocess.run(tiny_run["cmd"], env=tiny_run["env"], capture_output=True, text=True, timeout=300)
+    seconds = time.time() - t0
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert seconds < 60, seconds
+    runs = [line for line in again.stdout.splitlines() if "] run: " in line]
+    assert len(runs) == 1 and "make_tiny_gpt_oss.py" in runs[0]  # only the idempotent tiny-model check
+    for phase in ("tool_calling_sft", "merge", "agent_sft", "ipo", "export"):
+        assert f"END {phase} (skipped" in again.stdout
+    assert "GATE tool_calling [HARD]" in again.stdout and "GATE merge [HARD]" in again.stdout
+
+
+@pytest.mark.slow
+def test_no_token_canary_in_outputs(tiny_run):
+    work = tiny_run["work"]
+    needle = CANARY.encode()
+    leaks = [p for root in ("logs", "checkpoints", "data") for p in (work / root).rglob("*")
+             if p.is_file() and needle in p.read_bytes()]
+    assert leaks == []
+    assert needle not in (tiny_run["result"].stdout + tiny_run["result"].stderr).encode()
+
+
+@pytest.mark.slow
+def test_hard_gate_failure_on_real_run_blocks_later_phases(tiny_run, tmp_path):
+    """A copy of the finished run, a stricter tool-calling threshold: the rerun skips training but re-checks the
+    saved gate, fails, and never reaches merge (its output was removed from the copy, and is not recreated)."""
+    work = tmp_path / "copy"
+    shutil.copytree(tiny_run["work"], work, ignore=shutil.ignore_patterns(
+        "*-coding-tui-merged", "*-coding-tui-export", "agent_sft*", "tui_pipeline_*.log"))
+    merged = work / "checkpoints" / "tiny-gpt-oss-coding-tui-merged"
+    strict = tmp_path / "gates.yaml"
+    strict.write_text((REPO / "configs" / "gates.yaml").read_text().replace(
+        "tool_calling_sft: {metric: avg_loss_last_10, op: \"<=\", threshold: 12.0",
+        "tool_calling_sft: {metric: avg_loss_last_10, op: \"<=\", threshold: 5.0"))
+    cmd = ["bash", str(PIPELINE), "--tiny", "--workdir", str(work), "--gates-config", str(strict)]
+    for _ in range(2):
+        failed = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=300)
+        assert failed.returncode == 1
+        last = failed.stdout.strip().splitlines()[-1]
+        assert last.startswith("HARD GATE FAILED: tool_calling avg_loss_last_10 = 11.") and "threshold <= 5.0" in last
+        assert "START merge" not in failed.stdout and not merged.exists()
