@@ -369,10 +369,10 @@ def export_gguf(hf_dir: Path, gguf_dir: Path, name: str, tools: LlamaCppTools, s
     step = progress or (lambda description: None)
     config = json.loads((hf_dir / "config.json").read_text())
     gguf_dir.mkdir(parents=True, exist_ok=True)
-    step("HF reference logits")
-    hf_reference = hf_reference or hf_reference_logits(hf_dir)
     step("convert to BF16 GGUF")
     bf16 = convert_to_gguf(hf_dir, gguf_dir / f"{name}-BF16.gguf", tools, "bf16")
+    step("HF reference logits")
+    hf_reference = hf_reference or hf_reference_logits(hf_dir)
     files = {"BF16": validate_gguf(bf16, hf_reference, config, tools, settings, quantized=False)}
     for quant in settings.quants:
         step(f"quantize {quant}")
