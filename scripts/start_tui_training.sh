@@ -50,7 +50,9 @@ log_file=$workdir/logs/tui_pipeline_$(date +%Y%m%d_%H%M%S).log
 
 # The pipeline tees everything into TUI_PIPELINE_LOG itself (under pipefail); the session stays open at the end
 # so the last lines can be read after reattaching.
-inner="cd $(printf '%q' "$REPO_ROOT") && TUI_PIPELINE_LOG=$(printf '%q' "$log_file") bash scripts/run_tui_pipeline.sh"
+# Started from the caller's directory, so relative --workdir/--model/--gates-config mean what they meant here.
+inner="cd $(printf '%q' "$PWD") && TUI_PIPELINE_LOG=$(printf '%q' "$log_file")"
+inner+=" bash $(printf '%q' "$REPO_ROOT/scripts/run_tui_pipeline.sh")"
 [[ $# -eq 0 ]] || inner+=" $(printf '%q ' "$@")"
 inner+="; rc=\$?; echo \"Pipeline finished (exit \$rc). Press Enter to exit.\"; read -r _"
 screen -dmS "$SESSION" bash -c "$inner"
