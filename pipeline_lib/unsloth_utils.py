@@ -68,6 +68,26 @@ def resolve_backend(backend: str = "auto") -> str:
     return "unsloth" if have_cuda and have_unsloth else "hf"
 
 
+def import_unsloth_first(argv: list[str]) -> bool:
+    """Import unsloth before trl/transformers/peft (it patches them on import) unless ``--backend hf`` is asked for.
+
+    Call at the top of a phase script, before anything imports trl. Returns True when unsloth was imported.
+    """
+    backend = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--backend="):
+            backend = arg.split("=", 1)[1]
+        elif arg == "--backend" and i + 1 < len(argv):
+            backend = argv[i + 1]
+    if backend == "hf":
+        return False
+    if not (unsloth_available() and cuda_available()):
+        return False
+    import unsloth  # noqa: F401
+
+    return True
+
+
 def is_moe(model: Any) -> bool:
     """True when the model has GPT-OSS-style experts: 3-D ``experts.gate_up_proj`` parameters."""
     return any(name.endswith("experts.gate_up_proj") and param.ndim == 3 for name, param in model.named_parameters())
@@ -241,8 +261,9 @@ def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *, require_
     """Did training change every LoRA tensor (experts included) and no base weight? Returns a JSON-able report.
 
     Needs >= 2 optimizer steps with a non-zero learning rate: lora_B starts at 0, so lora_A gets its first
-    gradient only after B has moved. ``passed`` is False when: there are no LoRA tensors; any LoRA tensor is unchanged; require_experts and the
-    model has no expert LoRA tensors or any of them is unchanged; or any base tensor changed.
+    gradient only after B has moved. ``passed`` is False when: there are no LoRA tensors; any LoRA tensor is
+    unchanged; require_experts and the model has no expert LoRA tensors or any of them is unchanged; or any base
+    tensor changed.
     """
     import torch
 

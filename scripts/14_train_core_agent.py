@@ -27,6 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.unsloth_utils import import_unsloth_first  # noqa: E402
+
+import_unsloth_first(sys.argv[1:])  # before trl/transformers/peft: Unsloth patches them on import
+
 from pipeline_lib.sft import (  # noqa: E402
     AgentScriptArguments,
     AgentSFTConfig,

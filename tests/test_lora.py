@@ -1,0 +1,108 @@
+"""LoRA on GPT-OSS: exact trainable counts on the 20B config, and every adapter tensor (experts too) really trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline_lib.unsloth_utils import (
+    apply_lora_config,
+    count_lora_trainable,
+    is_moe,
+    resolve_backend,
+    snapshot_parameters,
+    trainable_report,
+    verify_lora_updates,
+)
+
+GPT_OSS_20B = "configs/gpt-oss-20b/config.json"
+
+
+@pytest.mark.parametrize("r, include_experts, expected", [
+    (64, True, 739_639_296),     # FINDINGS §2, writeup "~739M"
+    (128, True, 1_479_278_592),  # writeup "~1.48B"
+    (64, False, 31_850_496),     # attention only: writeup "~31.8M" (what Unsloth #3405 silently trained)
+])
+def test_trainable_counts_gpt_oss_20b(repo_root, r, include_experts, expected):
+    assert count_lora_trainable(repo_root / GPT_OSS_20B, r, include_experts=include_experts) == expected
+
+
+def test_resolve_backend_on_cpu():
+    assert resolve_backend("hf") == "hf"
+    if not torch.cuda.is_available():
+        assert resolve_backend("auto") == "hf"
+        with pytest.raises(RuntimeError, match="--backend unsloth needs a CUDA GPU"):
+            resolve_backend("unsloth")
+    with pytest.raises(ValueError, match="--backend"):
+        resolve_backend("vllm")
+
+
+def lora_model(tiny_model_dir, *, include_experts=True):
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
+
+    torch.manual_seed(0)
+    base = load_causal_lm(tiny_model_dir, detect_precision())
+    assert is_moe(base)
+    return apply_lora_config(base, 4, include_experts=include_experts, backend="hf")
+
+
+def train_steps(model, steps: int = 3) -> None:
+    """A few real AdamW steps on the LoRA parameters (next-token loss on a fixed 2 x 24 batch)."""
+    torch.manual_seed(1)
+    batch = torch.randint(0, 199_000, (2, 24))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def test_every_lora_tensor_trains_and_no_base_weight_changes(tiny_model_dir):
+    model = lora_model(tiny_model_dir)
+    report = trainable_report(model)
+    assert report["lora_experts"] > 0 and report["lora_attention"] > 0 and report["trainable_non_lora"] == 0
+    before = snapshot_parameters(model)
+    train_steps(model)
+    check = verify_lora_updates(before, model)
+    assert check["passed"], check["problems"]
+    assert check["expert_lora_tensors"] == check["expert_lora_changed"] == 2 * 2 * 2  # 2 layers x 2 params x A/B
+    assert check["attention_lora_tensors"] == check["attention_lora_changed"] == 2 * 4 * 2  # 2 layers x q/k/v/o x A/B
+    assert check["base_changed"] == [] and check["base_check"] == "exact"
+
+
+def test_experts_left_out_fails_the_check(tiny_model_dir):
+    """Negative control: attention-only LoRA (the #3405 failure) must not pass as MoE LoRA."""
+    model = lora_model(tiny_model_dir, include_experts=False)
+    before = snapshot_parameters(model)
+    train_steps(model)
+    check = verify_lora_updates(before, model)
+    assert not check["passed"] and not check["experts_trained"]
+    assert check["expert_lora_tensors"] == 0 and check["attention_lora_changed"] == 16
+
+
+def test_frozen_expert_lora_fails_the_check(tiny_model_dir):
+    """Negative control: expert adapters exist but never train (#4193: they were frozen while logs claimed MoE)."""
+    model = lora_model(tiny_model_dir)
+    for name, param in model.named_parameters():
+        if "lora_" in name and "experts" in name:
+            param.requires_grad_(False)
+    before = snapshot_parameters(model)
+    train_steps(model)
+    check = verify_lora_updates(before, model)
+    assert not check["passed"] and check["expert_lora_tensors"] == 8 and check["expert_lora_changed"] == 0
+    assert any("expert LoRA did not change" in p for p in check["problems"])
+
+
+def test_changed_base_weight_fails_the_check(tiny_model_dir):
+    """Negative control: a base weight that moved (e.g. unfrozen by mistake) is caught, exactly or by fingerprint."""
+    model = lora_model(tiny_model_dir)
+    exact, fingerprint = snapshot_parameters(model), snapshot_parameters(model, exact_limit=0)
+    train_steps(model, steps=2)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("experts.base_layer.base_layer.gate_up_proj")
+             or n.endswith("experts.gate_up_proj"))[0, 0, 0] += 1e-3
+    for before in (exact, fingerprint):
+        check = verify_lora_updates(before, model)
+        assert not check["passed"] and len(check["base_changed"]) == 1 and "gate_up_proj" in check["base_changed"][0]
