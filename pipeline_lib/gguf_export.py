@@ -53,10 +53,12 @@ class GgufSettings:
 
     quants: list[str] = field(default_factory=lambda: ["Q4_K_M", "MXFP4_MOE"])
     keep_bf16: bool = False  # the BF16 GGUF is the tight reference; ~39 GB on the 20B, so dropped unless asked
-    # BF16 GGUF vs HF logits, rel = max|d| / std(HF). Measured here (tiny model, bf16 merged weights, the probes of
-    # pipeline_lib.merge): 0.017-0.024 with top-1 0.99-1.0; FINDINGS §4: 0.011. Mapping bugs: sinks zeroed 2.4
-    # (here), gate/up swapped 0.65, sinks off 0.54, no sliding window 0.109 (FINDINGS). 0.05 is 2x the worst clean
-    # value and 2x below the smallest tensor-mapping control; plain RoPE (0.046) is caught by the metadata check.
+    # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.merge.logits_agreement: per-position max|d| / std(HF), 90th
+    # percentile; the max alone trips on one router near-tie flip). Measured on tiny merged models with bf16 weights
+    # and the merge probes: p90 0.017, median 0.014 (max 0.017-2.06: routing flips); FINDINGS §4: max 0.011.
+    # Mapping bugs: sinks zeroed p90 1.0 / median 0.21 (here), gate/up swapped 0.65, sinks off 0.54, no sliding
+    # window 0.109 (FINDINGS, max). 0.05 is ~3x the clean value and ~2x below the smallest tensor-mapping control;
+    # plain RoPE (0.046) is caught by the metadata check instead.
     bf16_rel_tol: float = 5e-2
     # One top-1 flip in 87 probe tokens on the tiny model's near-tied random logits (std 0.16); sinks zeroed: 0.85.
     bf16_min_argmax_agreement: float = 0.95
@@ -305,8 +307,8 @@ def metadata_checks(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, d
 def logits_checks(agreement: dict[str, float], quantized: bool, settings: GgufSettings) -> dict[str, dict[str, Any]]:
     if not quantized:
         return {
-            "logits_rel_max_abs_diff": check(agreement["rel_max_abs_diff"], settings.bf16_rel_tol,
-                                             agreement["rel_max_abs_diff"] <= settings.bf16_rel_tol),
+            "logits_rel_p90": check(agreement["rel_p90"], settings.bf16_rel_tol,
+                                    agreement["rel_p90"] <= settings.bf16_rel_tol),
             "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.bf16_min_argmax_agreement,
                                              agreement["argmax_agreement"] >= settings.bf16_min_argmax_agreement),
         }

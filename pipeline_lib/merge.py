@@ -7,7 +7,8 @@ Phase 1.5 and the HF half of Phase 5 (``scripts/19_merge_adapter.py``). The merg
 hand-written. What we add is the proof, written to ``<hf>/manifest.json``:
 
 - ``merged_equals_adapter``: logits of the merged model == logits of base+adapter (unmerged PEFT) on Harmony probes,
-  rel = max|d| / std(reference). Older merge tools dropped the expert deltas silently (FINDINGS §5); this catches it.
+  rel = max|d| / std(reference) per position, 90th percentile (``logits_agreement`` says why). Older merge tools
+  dropped the expert deltas silently (FINDINGS §5); this catches it.
 - ``saved_equals_merged``: every tensor read back from the safetensors shards is bit-identical to the merged model
   cast to the save dtype, so the file holds exactly what was checked (it also proves every shard loads).
 - ``config_parses``, ``size``: >= 90% of parameter count x dtype bytes (replaces the writeup's fixed 5 GB, ERRATA),
@@ -53,7 +54,7 @@ class MergeSettings:
     """Thresholds of the merge checks (configs/merge.yaml holds the same values with their reasons)."""
 
     save_dtype: str = "bfloat16"
-    # rel = max|merged - (base+adapter)| / std(base+adapter logits). fp32 measured ~5e-6 on the tiny model; bf16
+    # rel_p90 of merged vs base+adapter (logits_agreement). fp32 measured 2e-6..7e-6 on the tiny model; bf16
     # (CUDA) is the cost of rounding W+BA once vs W and BA apart, ~1e-2 (FINDINGS §4 BF16 round trip 1.1e-2).
     logits_rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 3e-2})
     min_size_fraction: float = 0.9
@@ -114,18 +115,26 @@ def probe_logits(model, probes: list[list[int]]):
 
 
 def logits_agreement(reference, candidate) -> dict[str, float]:
-    """rel = max|d| / std(reference) (FINDINGS §4's measure), top-1 agreement and Pearson correlation."""
+    """How close two [positions, vocab] logit arrays are. rel = max over the vocab of |d| / std(reference), per
+    position (FINDINGS §4's measure); the checks use its 90th percentile over positions, ``rel_p90``, because top-k
+    expert routing is discontinuous: a router near-tie flips one expert for an isolated token under any rounding
+    change (measured, BF16 GGUF of a tiny merged model: 1 of 87 positions at 2.06, the other 86 <= 0.024), while a
+    real bug moves every position (attention sinks zeroed: median 0.21, p90 1.0; dropped expert deltas: ~1-3).
+    The max, median, top-1 agreement and Pearson correlation are reported beside it."""
     import torch
 
     reference = torch.as_tensor(reference, dtype=torch.float64)
     candidate = torch.as_tensor(candidate, dtype=torch.float64)
-    diff = (candidate - reference).abs()
+    std = reference.std().clamp_min(1e-30)
+    per_position = (candidate - reference).abs().amax(-1) / std
     ref_c = reference - reference.mean()
     cand_c = candidate - candidate.mean()
     corr = float((ref_c * cand_c).sum() / (ref_c.norm() * cand_c.norm()).clamp_min(1e-30))
     return {
-        "rel_max_abs_diff": float(diff.max() / reference.std().clamp_min(1e-30)),
-        "max_abs_diff": float(diff.max()),
+        "rel_p90": float(per_position.quantile(0.9)),
+        "rel_median": float(per_position.median()),
+        "rel_max_abs_diff": float(per_position.max()),
+        "max_abs_diff": float(per_position.max() * std),
         "argmax_agreement": float((reference.argmax(-1) == candidate.argmax(-1)).double().mean()),
         "correlation": corr,
     }
@@ -266,14 +275,15 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     compute_dtype = precision.torch_dtype_name
     tol = settings.logits_rel_tol[compute_dtype]
     agreement = logits_agreement(adapter_logits, merged_logits)
-    effect = logits_agreement(adapter_logits, base_logits)["rel_max_abs_diff"]
+    effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
     checks: dict[str, dict[str, Any]] = {
-        "merged_equals_adapter": check(agreement["rel_max_abs_diff"], tol, agreement["rel_max_abs_diff"] <= tol,
-                                       max_abs_diff=agreement["max_abs_diff"], compute_dtype=compute_dtype,
-                                       argmax_agreement=agreement["argmax_agreement"],
+        "merged_equals_adapter": check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
+                                       rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
+                                       argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
                                        adapter_effect_rel=effect, probe_tokens=sum(map(len, probes)),
-                                       note="rel = max|merged - (base+adapter)| / std(base+adapter logits); "
-                                            "adapter_effect_rel is the same measure for base vs base+adapter")}
+                                       note="rel = max over vocab |merged - (base+adapter)| / std(base+adapter "
+                                            "logits), 90th percentile over probe positions; adapter_effect_rel is "
+                                            "the same measure for base vs base+adapter")}
 
     step("smoke test")
     checks["smoke_test"] = smoke_generation(merged, tokenizer, settings)
