@@ -543,7 +543,11 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     history = loss_history(state)
     resumed_step = None
     if resumed_from:
-        resumed_step = json.loads((Path(resumed_from) / "trainer_state.json").read_text()).get("global_step")
+        # Not read from resumed_from/trainer_state.json: save_total_limit may have rotated that checkpoint away
+        # during the resumed run (seen: resume from checkpoint-10, limit 3, saves at 20/30/40). HF names it by step.
+        suffix = Path(resumed_from).name.rsplit("-", 1)[-1]
+        resumed_step = (int(suffix) if suffix.isdigit()
+                        else json.loads((Path(resumed_from) / "trainer_state.json").read_text()).get("global_step"))
     metrics = {
         "phase": phase,
         "avg_loss_last_10": get_avg_loss(training_args.output_dir, 10),
