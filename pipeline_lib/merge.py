@@ -281,6 +281,8 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
                                        rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
                                        argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
                                        adapter_effect_rel=effect, probe_tokens=sum(map(len, probes)),
+                                       # Below 10x the tolerance a dropped delta could hide inside it.
+                                       discriminative=effect >= 10 * tol,
                                        note="rel = max over vocab |merged - (base+adapter)| / std(base+adapter "
                                             "logits), 90th percentile over probe positions; adapter_effect_rel is "
                                             "the same measure for base vs base+adapter")}

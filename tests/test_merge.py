@@ -66,7 +66,7 @@ def test_merged_logits_equal_base_plus_adapter(merged: tuple[Path, dict]) -> Non
     check = manifest["checks"]["merged_equals_adapter"]
     assert check["passed"] and check["value"] <= check["threshold"] == 1e-4
     # The check has power: the adapter moves the logits by >1000x the merge error.
-    assert check["adapter_effect_rel"] > 1000 * check["value"]
+    assert check["adapter_effect_rel"] > 1000 * check["value"] and check["discriminative"]
     assert manifest["passed"] and merge_manifest_passed(hf) and merge_manifest_passed(hf / MANIFEST_FILE)
 
 
