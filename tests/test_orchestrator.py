@@ -355,7 +355,7 @@ def test_sigkill_resume_falls_back_past_corrupt_checkpoint(tiny_run):
     assert "tool_calling_sft: resuming from checkpoint-10" in out
     run_dir = work / "checkpoints" / "tool_calling_sft"
     metrics = json.loads((run_dir / "final" / "phase_metrics.json").read_text())
-    assert metrics["resumed_from"].endswith("checkpoint-10")
+    assert metrics["resumed_from_checkpoint"].endswith("checkpoint-10") and metrics["resumed_from_step"] == 10
     state = json.loads((run_dir / "final" / "trainer_state.json").read_text())
     steps = [e["step"] for e in state["log_history"] if "loss" in e]
     assert state["global_step"] == 40 and steps == list(range(1, 41))  # the step count continued from 10
