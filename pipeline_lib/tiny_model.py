@@ -70,7 +70,9 @@ def tiny_gpt_oss_config(spec: TinyGptOssSpec = TinyGptOssSpec()):
     )
 
 
-def build_tiny_gpt_oss(out_dir: str | os.PathLike, spec: TinyGptOssSpec = TinyGptOssSpec(), *, force: bool = False) -> Path:
+def build_tiny_gpt_oss(
+    out_dir: str | os.PathLike, spec: TinyGptOssSpec = TinyGptOssSpec(), *, force: bool = False
+) -> Path:
     """Build, save (safetensors, fp32) and return the tiny model folder, with tokenizer and chat template."""
     import torch
     from transformers import GenerationConfig, GptOssForCausalLM

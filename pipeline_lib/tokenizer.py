@@ -84,7 +84,9 @@ def _build_tokenizer_json(vocab_file: Path) -> str:
     base_size = tok.get_vocab_size()
     if base_size != min(SPECIAL_TOKENS):
         raise RuntimeError(f"o200k_base has {base_size} ids, expected {min(SPECIAL_TOKENS)}")
-    tok.add_special_tokens([AddedToken(SPECIAL_TOKENS[i], normalized=False, special=True) for i in sorted(SPECIAL_TOKENS)])
+    tok.add_special_tokens(
+        [AddedToken(SPECIAL_TOKENS[i], normalized=False, special=True) for i in sorted(SPECIAL_TOKENS)]
+    )
     for token_id, text in SPECIAL_TOKENS.items():
         if tok.token_to_id(text) != token_id:
             raise RuntimeError(f"special token {text} got id {tok.token_to_id(text)}, expected {token_id}")

@@ -48,7 +48,8 @@ def build_random_model(model_dir: Path, config_dir: Path) -> float:
     save_gpt_oss_tokenizer(model_dir)
     del model
     torch.cuda.empty_cache()
-    print(f"random gpt-oss-20b shape: {n:,} params saved to {model_dir} in {time.perf_counter() - t0:.0f}s", flush=True)
+    print(f"random gpt-oss-20b shape: {n:,} params saved to {model_dir} in {time.perf_counter() - t0:.0f}s",
+          flush=True)
     return time.perf_counter() - t0
 
 
