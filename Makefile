@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	  if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q "torch>=2.9,<2.15"; \
 	  else $(BIN)/pip install -q torch==2.13.0; fi
 	$(BIN)/pip install -q -e ".[dev,gguf]"
+	# GGUF converter: llama.cpp's convert_hf_to_gguf.py + conversion/ + gguf-py from the pinned llama-cpp-python
+	# 0.3.36 sdist (its wheel ships none; PyPI's gguf has no converter), fetched once and unpacked (2 MB) into
+	# ~/.cache/gpt_oss_pipeline/. Offline: LLAMA_CPP_PYTHON_SDIST=/path/llama_cpp_python-0.3.36.tar.gz
+	$(BIN)/python -c "from pipeline_lib.gguf_export import resolve_llama_cpp; print('gguf converter:', resolve_llama_cpp().convert_script)"
 	touch $@
 
 demo: install
