@@ -418,72 +418,6 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
                    "merged_adapter": merge_adapter}
 
 
-def fused_lm_head_available() -> bool:
-    """TRL 1.15 computes the SFT loss with a Triton kernel (no logits materialised); Triton needs a GPU."""
-    from trl.trainer import utils as trl_utils
-
-    return getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None
-
-
-def _plain_compute_loss(trainer: Any, model: Any, inputs: dict[str, Any],
-                        num_items_in_batch: Any = None) -> Any:
-    """SFTTrainer.compute_loss without TRL's Triton fused LM head (CPU): same loss, same logged metrics.
-
-    Token-summed NLL over labels != -100 divided by num_items_in_batch (the trained tokens of the whole
-    accumulated batch, as TRL does), plus the weighted router aux loss when enabled; entropy,
-    mean_token_accuracy and num_tokens are logged under TRL's names. The full logits are materialised: fine for
-    the tiny model on CPU (2 x 128 tokens x 201,088 vocab = 206 MB), which is the only place this path runs.
-    """
-    import torch
-
-    mode = "train" if model.training else "eval"
-    inputs = {**inputs, "use_cache": False}
-    if trainer.aux_loss_enabled:
-        inputs["output_router_logits"] = True
-    labels = inputs.pop("labels")
-    outputs = model(**inputs)
-    logits = outputs.logits[:, :-1].float()
-    targets = labels[:, 1:].to(logits.device)
-    mask = targets != -100
-    log_probs = torch.log_softmax(logits, dim=-1)
-    token_log_probs = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    num_tokens = mask.sum() if num_items_in_batch is None else num_items_in_batch
-    loss = -(token_log_probs * mask).sum() / torch.as_tensor(num_tokens).clamp(min=1)
-    if trainer.args.average_tokens_across_devices and num_items_in_batch is not None:
-        loss = loss * trainer.accelerator.num_processes
-    if trainer.aux_loss_enabled and getattr(outputs, "aux_loss", None) is not None:
-        steps = trainer.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
-        loss = loss + trainer.router_aux_loss_coef * outputs.aux_loss / steps
-    with torch.no_grad():
-        n_valid = mask.sum()
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
-        correct = (logits.argmax(-1) == targets) & mask
-        metrics = trainer._metrics[mode]
-        metrics["entropy"].append(((entropy * mask).sum() / n_valid).item() if n_valid > 0 else 0.0)
-        metrics["mean_token_accuracy"].append((correct.sum() / n_valid).item() if n_valid > 0 else 0.0)
-        if mode == "train":
-            if "attention_mask" in inputs:
-                trainer._total_train_tokens += int(inputs["attention_mask"].sum())
-            else:
-                trainer._total_train_tokens += int(inputs["input_ids"].numel())
-        metrics["num_tokens"] = [trainer._total_train_tokens]
-    return loss
-
-
-def _harmony_sft_trainer_class() -> type:
-    from trl import SFTTrainer
-
-    class HarmonySFTTrainer(SFTTrainer):
-        """SFTTrainer; on machines without Triton (CPU) the loss is computed from full logits (same definition)."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if fused_lm_head_available() or return_outputs:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return _plain_compute_loss(self, model, inputs, num_items_in_batch)
-
-    return HarmonySFTTrainer
-
-
 def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig, data: SFTData,
                       callbacks: list | None = None) -> Any:
     """SFTTrainer over the pre-tokenized data; packed data goes through TRL's padding-free collator."""
@@ -494,8 +428,12 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
     if data.packed:
         # TRL refuses padding_free + max_length without its own packing; packed rows are <= max_seq_length already.
         training_args.max_length = None
-    trainer_cls = _harmony_sft_trainer_class()
-    trainer = trainer_cls(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
+    from trl import SFTTrainer
+
+    from pipeline_lib.trl_cpu import install_cpu_logprob_head
+
+    install_cpu_logprob_head()  # CPU only: TRL's loss kernel is Triton
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.eval,
                           processing_class=tokenizer, callbacks=callbacks)
     if data.packed:
         from pipeline_lib import pack_sft
