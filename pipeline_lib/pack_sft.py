@@ -187,32 +187,54 @@ def enable_packed_attention(model: Any) -> int:
     return hooked
 
 
-def verify_packed_attention(model: Any, first: list[int], second: list[int], *, tolerance: float = 0.05
-                            ) -> dict[str, Any]:
+def _per_position_rel(a: Any, ref: Any) -> dict[str, float]:
+    """max |a - ref| over the vocab at each position, over std(ref): its median, 90th percentile and max."""
+    import torch
+
+    per_pos = (a - ref).abs().amax(-1) / ref.std().clamp(min=1e-6)
+    p50, p90 = torch.quantile(per_pos, torch.tensor([0.5, 0.9], device=per_pos.device)).tolist()
+    return {"p50": p50, "p90": p90, "max": float(per_pos.max())}
+
+
+def verify_packed_attention(model: Any, first: list[int], second: list[int], *, tolerance: float = 0.05,
+                            noise_factor: float = 1.5) -> dict[str, Any]:
     """Logits of ``second`` packed behind ``first`` (position_ids reset, no attention_mask) vs ``second`` alone.
 
-    Passes when max |delta| / std(logits) <= tolerance (fp32 tiny model: ~1e-7; bf16 20B: numerical noise;
-    attention leaking across conversations: ~0.1-1). Raises PackingError otherwise.
+    The comparison is made against the model's own numerical noise, measured in the same call: ``second`` followed
+    by ``first`` (a causal model gives its first positions the same logits in exact arithmetic; the layout is the
+    packed one's). Passes when the packed difference's median and 90th percentile over positions stay within
+    ``noise_factor`` x the noise's + ``tolerance`` (all as |delta logits| / std). Measured on the H100
+    (scripts/diag_packed_attention.py, 2026-11-25): fp32 -> noise 0, packed 0, leaking attention p50 6.1; a
+    random-weight bf16 20B -> noise p50 1.28 / p90 1.80 (chaotic expert routing), packed identical to the noise,
+    leaking p50 6.7 / p90 7.3. The tiny fp32 model: ~1e-7. Raises PackingError otherwise.
     """
     import torch
 
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+
+    def logits(ids: list[int], positions: list[int] | None = None) -> Any:
+        kwargs = {"position_ids": torch.tensor([positions], device=device)} if positions is not None else {}
+        return model(input_ids=torch.tensor([ids], device=device), **kwargs).logits[0].float()
+
     try:
         with torch.no_grad():
-            alone = model(input_ids=torch.tensor([second], device=device)).logits[0].float()
+            alone = logits(second)
+            noise = _per_position_rel(logits(second + first)[: len(second)], alone)
             positions = list(range(len(first))) + list(range(len(second)))
-            packed = model(input_ids=torch.tensor([first + second], device=device),
-                           position_ids=torch.tensor([positions], device=device)).logits[0, len(first):].float()
+            diff = _per_position_rel(logits(first + second, positions)[len(first):], alone)
     finally:
         model.train(was_training)
-    rel = float((packed - alone).abs().max() / alone.std().clamp(min=1e-6))
-    report = {"passed": rel <= tolerance, "max_rel_logit_diff": rel, "tolerance": tolerance,
+    passed = all(diff[k] <= noise_factor * noise[k] + tolerance for k in ("p50", "p90"))
+    report = {"passed": passed, "max_rel_logit_diff": diff["max"], "packed_vs_alone": diff,
+              "noise_floor": noise, "tolerance": tolerance, "noise_factor": noise_factor,
               "tokens": [len(first), len(second)]}
-    if not report["passed"]:
-        raise PackingError(f"packed conversations attend to each other (logits differ by {rel:.3g} x std > "
-                           f"{tolerance}): train with --no-packing or use a backend that honours position_ids")
+    if not passed:
+        raise PackingError(f"packed conversations attend to each other (logits differ from the unpacked ones by "
+                           f"p50 {diff['p50']:.3g} / p90 {diff['p90']:.3g} x std; numerical noise p50 "
+                           f"{noise['p50']:.3g} / p90 {noise['p90']:.3g}): train with --no-packing or use a "
+                           f"backend that honours position_ids")
     return report
 
 

@@ -347,6 +347,20 @@ def eval_row_count(n_rows: int, eval_split_size: float) -> int:
     return max(1, min(n, n_rows - 1))
 
 
+def effective_packing(packing: bool, backend: str) -> tuple[bool, str | None]:
+    """Whether this backend can train packed rows, and why not.
+
+    Unsloth 2026.10.9 swaps in its own collator for gpt_oss that sends an attention_mask and no position_ids, so
+    packed conversations would attend to each other (FINDINGS §3; measured on the H100, 2026-11-25:
+    check_packed_collation failed on it). Training unpacked there is correct and, at batch 1 (the agent profiles),
+    costs no padding; the note lands in phase_metrics.json so the choice is visible.
+    """
+    if packing and backend == "unsloth":
+        return False, ("packing off: Unsloth's gpt_oss collator drops position_ids (conversations would attend to "
+                       "each other); trained unpacked. Use --backend hf to train packed.")
+    return packing, None
+
+
 def prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
                      eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
                      max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:

@@ -37,6 +37,7 @@ from pipeline_lib.sft import (  # noqa: E402
     banner,
     build_sft_trainer,
     check_phase_outcome,
+    effective_packing,
     final_evaluate,
     finalize_sft_phase,
     load_adapted_model,
@@ -54,20 +55,31 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "agent_sft.ya
 def main() -> None:
     script_args, training_args = parse_phase_args(AgentScriptArguments, AgentSFTConfig, DEFAULT_CONFIG)
     from pipeline_lib.throughput import ThroughputCallback
-    from pipeline_lib.unsloth_utils import load_training_tokenizer, snapshot_parameters, verify_lora_updates
+    from pipeline_lib.unsloth_utils import (
+        load_training_tokenizer,
+        resolve_backend,
+        snapshot_parameters,
+        verify_lora_updates,
+    )
 
     model_path = script_args.base_model
     if not Path(model_path).is_dir():
         raise FileNotFoundError(f"--base_model {model_path}: no such folder (run Phase 1.5, the merge, first)")
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     tokenizer = load_training_tokenizer(model_path)
+    script_args.backend = resolve_backend(script_args.backend)
+    packing, packing_note = effective_packing(training_args.packing, script_args.backend)
+    if packing_note:
+        print(f"[{PHASE}] WARNING: {packing_note}", flush=True)
 
     data = prepare_sft_data(script_args.train_data_path, tokenizer, max_seq_length=training_args.max_seq_length,
-                            packing=training_args.packing, eval_strategy=str(training_args.eval_strategy.value),
+                            packing=packing, eval_strategy=str(training_args.eval_strategy.value),
                             eval_split_size=script_args.eval_split_size, seed=training_args.seed,
                             text_field=training_args.dataset_text_field,
                             max_train_samples=script_args.max_train_samples,
                             num_proc=training_args.dataset_num_proc)
+    if packing_note:
+        data.stats["packing"]["note"] = packing_note
     if script_args.print_mask_example:
         print_mask_example(data.train, tokenizer)
 

@@ -1,11 +1,16 @@
-"""H100 bench: run Phase 1 (scripts/13_train_lang_adapter.py) itself on a GPT-OSS-20B-shaped random model.
+"""H100 bench: run a training phase script itself on a GPT-OSS-20B-shaped random model.
 
     python scripts/bench_gpu_sft.py --workdir /tmp/bench --backends unsloth,hf --steps 20 --seq 4096 --out $OUT
+    python scripts/bench_gpu_sft.py --phase 2 --backends unsloth --steps 6 --seq 32768 --doc-tokens 3000
+
+Phase 1 = scripts/13_train_lang_adapter.py (LoRA r64, one conversation per row); phase 2 =
+scripts/14_train_core_agent.py (LoRA r128 on --base_model, conversations of ~--doc-tokens packed into --seq rows).
 
 1. Builds a bf16 GptOssForCausalLM from configs/gpt-oss-20b/config.json directly on the GPU (random weights, real
    shape: 20,914,757,184 parameters, ~39 GB) and saves it with the offline tokenizer (skipped if already there).
-2. Writes a synthetic Harmony tool-calling dataset whose rows exceed --seq tokens, so every step trains exactly
-   batch x seq tokens (assistant-only loss: the long part is the assistant's final answer).
+2. Writes a synthetic Harmony dataset. Phase 1: rows exceed --seq tokens, so every step trains exactly batch x seq
+   tokens (assistant-only loss: the long part is the assistant's final answer). Phase 2: rows of ~--doc-tokens,
+   which the phase packs into --seq rows (its packed-attention check runs on the real model first).
 3. Runs the real phase script once per backend and collects phase_metrics.json (trainable parameters, tokens/s
    median after the first step, peak memory), printing a table and writing bench_results.json.
 """
@@ -70,13 +75,17 @@ def make_dataset(data_dir: Path, rows: int, words_per_row: int) -> None:
     Dataset.from_dict({"text": texts, "source": ["bench"] * rows}).save_to_disk(str(data_dir))
 
 
-def run_phase1(backend: str, model_dir: Path, data_dir: Path, out_dir: Path, steps: int, seq: int,
-               batch: int, extra: list[str], timeout: int) -> dict:
-    cmd = [sys.executable, str(REPO / "scripts" / "13_train_lang_adapter.py"),
-           "--model_name_or_path", str(model_dir), "--train_data_path", str(data_dir),
+def run_phase(phase: int, backend: str, model_dir: Path, data_dir: Path, out_dir: Path, steps: int, seq: int,
+              batch: int, extra: list[str], timeout: int) -> dict:
+    if phase == 1:
+        head = ["13_train_lang_adapter.py", "--model_name_or_path", str(model_dir), "--lora_r", "64"]
+    else:
+        head = ["14_train_core_agent.py", "--base_model", str(model_dir), "--no-merge-lang-adapter",
+                "--eval_strategy", "no", "--lora_r", "128"]
+    cmd = [sys.executable, str(REPO / "scripts" / head[0]), *head[1:], "--train_data_path", str(data_dir),
            "--per_device_train_batch_size", str(batch), "--gradient_accumulation_steps", "1",
            "--max_steps", str(steps), "--num_train_epochs", "1", "--output_dir", str(out_dir),
-           "--save_steps", "100000", "--max_seq_length", str(seq), "--lora_r", "64", "--backend", backend,
+           "--save_steps", "100000", "--max_seq_length", str(seq), "--backend", backend,
            "--logging_steps", "1", *extra]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
@@ -96,6 +105,8 @@ def run_phase1(backend: str, model_dir: Path, data_dir: Path, out_dir: Path, ste
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/bench")
+    parser.add_argument("--phase", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--doc-tokens", type=int, default=3000, help="phase 2: approximate tokens per conversation")
     parser.add_argument("--backends", default="unsloth,hf")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seq", type=int, default=4096)
@@ -107,17 +118,22 @@ def main() -> None:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    model_dir, data_dir = work / "gpt-oss-20b-random", work / "data"
+    model_dir, data_dir = work / "gpt-oss-20b-random", work / f"data_phase{args.phase}"
     if not (model_dir / "config.json").is_file():
         build_random_model(model_dir, REPO / "configs" / "gpt-oss-20b")
     if not data_dir.is_dir():
-        make_dataset(data_dir, rows=args.steps * args.batch + 8, words_per_row=int(args.seq * 1.3))
+        if args.phase == 1:
+            make_dataset(data_dir, rows=args.steps * args.batch + 8, words_per_row=int(args.seq * 1.3))
+        else:
+            docs_per_row = max(1, args.seq // args.doc_tokens)
+            make_dataset(data_dir, rows=(args.steps * args.batch + 2) * docs_per_row,
+                         words_per_row=int(args.doc_tokens * 0.9))
     results = []
     for backend in args.backends.split(","):
-        res = run_phase1(backend, model_dir, data_dir, work / f"run_{backend}", args.steps, args.seq, args.batch,
-                         args.extra.split(), args.timeout)
+        res = run_phase(args.phase, backend, model_dir, data_dir, work / f"run_phase{args.phase}_{backend}",
+                        args.steps, args.seq, args.batch, args.extra.split(), args.timeout)
         results.append(res)
-        Path(args.out, "bench_results.json").write_text(json.dumps(results, indent=2))
+        Path(args.out, f"bench_phase{args.phase}_results.json").write_text(json.dumps(results, indent=2))
     print(f"{'backend':8} {'rc':>3} {'trainable':>14} {'tok/s':>9} {'peak GB':>8} {'1st step s':>10} {'wall s':>7}")
     for r in results:
         m = r.get("metrics", {})

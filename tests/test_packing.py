@@ -162,3 +162,12 @@ def test_verify_packed_attention(tiny_model, tiny_model_dir, docs):
     assert report["passed"] and report["max_rel_logit_diff"] < 1e-4
     with pytest.raises(PackingError, match="attend to each other"):
         verify_packed_attention(load_tiny(tiny_model_dir), first, second)
+
+
+def test_packing_is_turned_off_on_unsloth_and_kept_on_hf():
+    from pipeline_lib.sft import effective_packing
+
+    assert effective_packing(True, "hf") == (True, None)
+    packed, note = effective_packing(True, "unsloth")
+    assert packed is False and "position_ids" in note
+    assert effective_packing(False, "unsloth") == (False, None)
