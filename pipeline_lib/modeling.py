@@ -52,6 +52,8 @@ def load_causal_lm(name_or_path: str | os.PathLike, precision: Precision | None 
     from transformers import AutoModelForCausalLM
 
     precision = precision or detect_precision()
+    if precision.attn_implementation == "flex_attention":
+        raise_flex_recompile_limit()
     config = load_config(name_or_path)
     load_kwargs = {
         "dtype": getattr(torch, precision.torch_dtype_name),
@@ -67,6 +69,22 @@ def load_causal_lm(name_or_path: str | os.PathLike, precision: Precision | None 
         load_kwargs["device_map"] = {"": 0}
     load_kwargs.update(kwargs)
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), **load_kwargs)
+
+
+# transformers compiles flex_attention with dynamic=False, so every new sequence length and every mask structure
+# (sliding vs full layers, packed vs single-sequence, eval vs train) is a recompile of the same function. Past
+# dynamo's default cache_size_limit of 8 it silently falls back to the dense math path: measured on the H100
+# (2026-11-25, Phase 2 packed at 32K, after the packed-attention check's eval forwards) that tried to allocate
+# 220 GiB. 64 variants cover a phase's shapes without hiding a real recompile storm.
+FLEX_RECOMPILE_LIMIT = 64
+
+
+def raise_flex_recompile_limit(limit: int = FLEX_RECOMPILE_LIMIT) -> None:
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # renamed in torch 2.6
+    setattr(config, name, max(getattr(config, name), limit))
 
 
 def build_meta_model(config_or_path):
