@@ -16,7 +16,6 @@ the whole process, which must not take the finished HF export and its manifest d
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from typing import Any
 
 from pipeline_lib.merge import MergeSettings, check, harmony_probe_ids, logits_agreement, merge_adapter
 from pipeline_lib.provenance import REPO_ROOT, provenance, write_json_atomic
+from pipeline_lib.vocab import sha256_of
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 # sha256 of llama_cpp_python-0.3.36.tar.gz as served by PyPI (checked 2026-11); its vendor/llama.cpp is 0c1e57098.
@@ -125,14 +125,6 @@ def tools_from_checkout(llama_cpp_dir: str | os.PathLike) -> LlamaCppTools:
     return LlamaCppTools(script, gguf_py, _git_commit(root), f"checkout {root}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_sdist(dest: Path) -> Path:
     """pip download the pinned sdist (76 MB, ~30 s with its metadata step); pip verifies it against PyPI."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -150,7 +142,7 @@ def download_sdist(dest: Path) -> Path:
 
 def extract_converter(sdist: Path, dest: Path) -> LlamaCppTools:
     """Unpack convert_hf_to_gguf.py, conversion/ and gguf-py/ (~2 MB of the 76 MB sdist) and the submodule commit."""
-    actual = _sha256(sdist)
+    actual = sha256_of(sdist)
     if actual != LLAMA_CPP_PYTHON_SDIST_SHA256:
         raise GgufUnavailable(f"{sdist}: sha256 {actual} is not llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}'s "
                               f"sdist ({LLAMA_CPP_PYTHON_SDIST_SHA256})")
