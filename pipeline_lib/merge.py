@@ -54,13 +54,28 @@ class MergeSettings:
     """Thresholds of the merge checks (configs/merge.yaml holds the same values with their reasons)."""
 
     save_dtype: str = "bfloat16"
-    # rel_p90 of merged vs base+adapter (logits_agreement). fp32 measured 2e-6..7e-6 on the tiny model; bf16
-    # (CUDA) is the cost of rounding W+BA once vs W and BA apart, ~1e-2 (FINDINGS §4 BF16 round trip 1.1e-2).
-    logits_rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 3e-2})
+    # rel_p90 of merged vs base+adapter (logits_agreement). fp32 measured 2e-6..7e-6 on the tiny model. bf16 (CUDA,
+    # where fp32 would need ~84 GB for the 20B) carries its own rounding noise: a correct bf16 merge of the tiny
+    # model measured 0.037 whatever the adapter's size (CPU bf16, 2026-11-25), over the 3e-2 first guessed here.
+    logits_rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 0.1})
+    # bf16 only: the merged model must also reproduce the adapter's effect on the logits to within this fraction of
+    # it (tolerance = max(absolute, fraction x adapter effect)). Measured on the tiny model in bf16: correct merge
+    # 0.037; expert deltas dropped 1.99 (effect 2.63) and 0.17 (effect 0.24, a 10x smaller adapter).
+    bf16_effect_fraction: float = 0.25
     min_size_fraction: float = 0.9
     smoke_new_tokens: int = 48
     smoke_min_unique_chars: int = 10
     max_shard_size: str = "5GB"
+
+
+def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect: float) -> float:
+    """Allowed rel_p90 of merged vs base+adapter: absolute in fp32; in bf16 also a fraction of the adapter's effect,
+    since bf16 rounding noise grows with the model (a random 20B measured ~1.7, chaotic routing) while a dropped
+    delta costs a fixed share of the effect."""
+    tol = settings.logits_rel_tol[compute_dtype]
+    if compute_dtype == "bfloat16":
+        tol = max(tol, settings.bf16_effect_fraction * adapter_effect)
+    return tol
 
 
 def check(value: Any, threshold: Any, passed: bool, **extra: Any) -> dict[str, Any]:
@@ -273,16 +288,17 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     merged = peft_model.merge_and_unload().eval()
     merged_logits = probe_logits(merged, probes)
     compute_dtype = precision.torch_dtype_name
-    tol = settings.logits_rel_tol[compute_dtype]
     agreement = logits_agreement(adapter_logits, merged_logits)
     effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
+    tol = merge_tolerance(settings, compute_dtype, effect)
     checks: dict[str, dict[str, Any]] = {
         "merged_equals_adapter": check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
                                        rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
                                        argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
                                        adapter_effect_rel=effect, probe_tokens=sum(map(len, probes)),
-                                       # Below 10x the tolerance a dropped delta could hide inside it.
-                                       discriminative=effect >= 10 * tol,
+                                       # Below 10x the absolute tolerance (the noise scale) a dropped delta
+                                       # could hide inside it.
+                                       discriminative=effect >= 10 * settings.logits_rel_tol[compute_dtype],
                                        note="rel = max over vocab |merged - (base+adapter)| / std(base+adapter "
                                             "logits), 90th percentile over probe positions; adapter_effect_rel is "
                                             "the same measure for base vs base+adapter")}

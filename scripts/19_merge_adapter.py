@@ -47,7 +47,8 @@ class MergeScriptArguments:
     save_dtype: str = "bfloat16"
     max_shard_size: str = "5GB"
     logits_rel_tol_float32: float = 1e-4
-    logits_rel_tol_bfloat16: float = 3e-2
+    logits_rel_tol_bfloat16: float = 0.1
+    logits_bf16_effect_fraction: float = 0.25
     min_size_fraction: float = 0.9
     smoke_new_tokens: int = 48
     smoke_min_unique_chars: int = 10
@@ -108,6 +109,7 @@ def main() -> int:
     merge_settings = MergeSettings(
         save_dtype=args.save_dtype, max_shard_size=args.max_shard_size, min_size_fraction=args.min_size_fraction,
         logits_rel_tol={"float32": args.logits_rel_tol_float32, "bfloat16": args.logits_rel_tol_bfloat16},
+        bf16_effect_fraction=args.logits_bf16_effect_fraction,
         smoke_new_tokens=args.smoke_new_tokens, smoke_min_unique_chars=args.smoke_min_unique_chars)
     config = asdict(args)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:

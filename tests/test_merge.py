@@ -141,3 +141,24 @@ def test_cli_rejects_bad_adapter_path(repo_root: Path, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(repo_root / "scripts" / "19_merge_adapter.py"), "--adapter_path",
                              str(tmp_path / "nothing"), "--base_model", "x"], capture_output=True, text=True)
     assert result.returncode != 0 and "--adapter_path" in result.stderr
+
+
+def test_bf16_merge_passes_and_dropped_expert_deltas_fail(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path merges and checks in bf16, whose rounding noise (0.037 here) is over any fp32-sized tolerance:
+    a correct bf16 merge must pass and the dropped-expert merge must still fail (run in bf16 on the CPU)."""
+    from peft.tuners.lora.layer import ParamWrapper
+
+    from pipeline_lib.modeling import Precision
+
+    bf16 = Precision("cpu", True, "bfloat16", "eager", None)
+    good = merge_adapter(str(tiny_model_dir), tiny_adapter, tmp_path / "good", precision=bf16)
+    check = good["checks"]["merged_equals_adapter"]
+    assert check["compute_dtype"] == "bfloat16" and check["passed"] and check["discriminative"], check
+    assert check["value"] > 1e-3, "bf16 noise is real: an fp32 tolerance would have failed this correct merge"
+
+    monkeypatch.setattr(ParamWrapper, "merge", lambda self, *args, **kwargs: None)
+    dropped = merge_adapter(str(tiny_model_dir), tiny_adapter, tmp_path / "dropped", precision=bf16)
+    check = dropped["checks"]["merged_equals_adapter"]
+    assert not check["passed"] and check["value"] > 2 * check["threshold"], check
+    assert not merge_manifest_passed(tmp_path / "dropped")
