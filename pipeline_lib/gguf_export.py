@@ -343,13 +343,13 @@ def hf_reference_logits(hf_dir: Path) -> dict[str, Any]:
     import torch
 
     from pipeline_lib.merge import probe_logits
-    from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 
     probes = harmony_probe_ids()
     tokenizer = load_gpt_oss_tokenizer(hf_dir)
     texts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in probes]
-    model = load_causal_lm(hf_dir).eval()
+    model = load_causal_lm(hf_dir, detect_precision(attn_implementation="eager")).eval()  # as in merge_adapter
     logits = probe_logits(model, probes).numpy()
     del model
     if torch.cuda.is_available():

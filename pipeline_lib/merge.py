@@ -62,19 +62,22 @@ class MergeSettings:
     # it (tolerance = max(absolute, fraction x adapter effect)). Measured on the tiny model in bf16: correct merge
     # 0.037; expert deltas dropped 1.99 (effect 2.63) and 0.17 (effect 0.24, a 10x smaller adapter).
     bf16_effect_fraction: float = 0.25
+    # bf16 only: tolerance >= noise_factor x the layout noise measured in the same call (probe_logits with a suffix).
+    noise_factor: float = 2.0
     min_size_fraction: float = 0.9
     smoke_new_tokens: int = 48
     smoke_min_unique_chars: int = 10
     max_shard_size: str = "5GB"
 
 
-def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect: float) -> float:
-    """Allowed rel_p90 of merged vs base+adapter: absolute in fp32; in bf16 also a fraction of the adapter's effect,
-    since bf16 rounding noise grows with the model (a random 20B measured ~1.7, chaotic routing) while a dropped
-    delta costs a fixed share of the effect."""
+def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect: float, noise: float) -> float:
+    """Allowed rel_p90 of merged vs base+adapter: the absolute tolerance, and in bf16 also a fraction of the
+    adapter's own effect and a multiple of the noise measured in the same call. bf16 noise depends on the model:
+    0.037 on the tiny one, ~1.5 on a random-weight 20B whose top-k routing is chaotic (H100, 2026-11-25), where a
+    12-layer merge measured 1.47 against an adapter effect of 4.03; a fixed number would fail correct merges."""
     tol = settings.logits_rel_tol[compute_dtype]
     if compute_dtype == "bfloat16":
-        tol = max(tol, settings.bf16_effect_fraction * adapter_effect)
+        tol = max(tol, settings.bf16_effect_fraction * adapter_effect, settings.noise_factor * noise)
     return tol
 
 
@@ -116,15 +119,17 @@ def harmony_probe_ids(conversations: list[list[dict[str, str]]] = PROBE_CONVERSA
     return out
 
 
-def probe_logits(model, probes: list[list[int]]):
-    """fp32 CPU logits of each probe, concatenated over positions: [sum(len), vocab]."""
+def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None):
+    """fp32 CPU logits of each probe, concatenated over positions: [sum(len), vocab]. With ``suffix``, the probe is
+    run with those tokens appended and only its own positions kept: the same logits in exact arithmetic (causal
+    model), so the difference is the model's numerical noise under a changed layout."""
     import torch
 
     device = next(model.parameters()).device
     rows = []
     with torch.no_grad():
         for ids in probes:
-            logits = model(input_ids=torch.tensor([ids], device=device)).logits[0]
+            logits = model(input_ids=torch.tensor([ids + (suffix or [])], device=device)).logits[0, : len(ids)]
             rows.append(logits.float().cpu())
     return torch.cat(rows)
 
@@ -264,7 +269,10 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 
     settings = settings or MergeSettings()
-    precision = precision or detect_precision()
+    # Inference only (probes < 100 tokens, a 48-token generation): eager attention. flex_attention's eval compile
+    # (max-autotune) failed on the H100 for these short probes (NoValidChoicesError, 2026-11-25); eager handles the
+    # sinks and needs no compile.
+    precision = precision or detect_precision(attn_implementation="eager")
     adapter_path, hf_dir = Path(adapter_path), Path(hf_dir)
     step = progress or (lambda description: None)
     if hf_dir.exists():
@@ -283,6 +291,7 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     with peft_model.disable_adapter():
         base_logits = probe_logits(peft_model, probes)
     adapter_logits = probe_logits(peft_model, probes)
+    noise = logits_agreement(adapter_logits, probe_logits(peft_model, probes, suffix=probes[0]))["rel_p90"]
 
     step("merge")
     merged = peft_model.merge_and_unload().eval()
@@ -290,15 +299,16 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     compute_dtype = precision.torch_dtype_name
     agreement = logits_agreement(adapter_logits, merged_logits)
     effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
-    tol = merge_tolerance(settings, compute_dtype, effect)
+    tol = merge_tolerance(settings, compute_dtype, effect, noise)
     checks: dict[str, dict[str, Any]] = {
         "merged_equals_adapter": check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
                                        rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
                                        argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
-                                       adapter_effect_rel=effect, probe_tokens=sum(map(len, probes)),
-                                       # Below 10x the absolute tolerance (the noise scale) a dropped delta
-                                       # could hide inside it.
-                                       discriminative=effect >= 10 * settings.logits_rel_tol[compute_dtype],
+                                       adapter_effect_rel=effect, noise_rel=noise,
+                                       probe_tokens=sum(map(len, probes)),
+                                       # Below 3x the tolerance, losing a third of the adapter (e.g. its expert
+                                       # deltas) could hide inside it: the logits check alone cannot tell.
+                                       discriminative=effect >= 3 * tol,
                                        note="rel = max over vocab |merged - (base+adapter)| / std(base+adapter "
                                             "logits), 90th percentile over probe positions; adapter_effect_rel is "
                                             "the same measure for base vs base+adapter")}

@@ -49,6 +49,7 @@ class MergeScriptArguments:
     logits_rel_tol_float32: float = 1e-4
     logits_rel_tol_bfloat16: float = 0.1
     logits_bf16_effect_fraction: float = 0.25
+    logits_bf16_noise_factor: float = 2.0
     min_size_fraction: float = 0.9
     smoke_new_tokens: int = 48
     smoke_min_unique_chars: int = 10
@@ -109,7 +110,7 @@ def main() -> int:
     merge_settings = MergeSettings(
         save_dtype=args.save_dtype, max_shard_size=args.max_shard_size, min_size_fraction=args.min_size_fraction,
         logits_rel_tol={"float32": args.logits_rel_tol_float32, "bfloat16": args.logits_rel_tol_bfloat16},
-        bf16_effect_fraction=args.logits_bf16_effect_fraction,
+        bf16_effect_fraction=args.logits_bf16_effect_fraction, noise_factor=args.logits_bf16_noise_factor,
         smoke_new_tokens=args.smoke_new_tokens, smoke_min_unique_chars=args.smoke_min_unique_chars)
     config = asdict(args)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:

@@ -1,7 +1,10 @@
 """H100 check of Phase 1.5 on the real shape: merge a random r=64 attention+experts LoRA into a GPT-OSS-20B-shaped
 random bf16 model with the real phase script, and report every manifest check and the time it took.
 
-    python scripts/bench_gpu_merge.py --workdir /tmp/bench [--b-std 0.01] --out $OUT
+    python scripts/bench_gpu_merge.py --workdir /tmp/bench [--b-std 0.01] [--layers 12] --out $OUT
+
+The base and the merged model are both on disk at the end (2 x 39 GB for 24 layers): on a 64 GB disk use --layers 12
+(every layer at its real shape, half of them).
 """
 
 from __future__ import annotations
@@ -46,13 +49,16 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/bench")
     parser.add_argument("--r", type=int, default=64)
     parser.add_argument("--b-std", type=float, default=0.01)
+    parser.add_argument("--layers", type=int, default=None, help="build the random model with this many layers")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
 
     work = Path(args.workdir)
-    model_dir, adapter_dir, merged_dir = work / "gpt-oss-20b-random", work / "adapter", work / "merged"
+    suffix = f"-{args.layers}l" if args.layers else ""
+    model_dir, adapter_dir, merged_dir = (work / f"gpt-oss-20b-random{suffix}", work / f"adapter{suffix}",
+                                          work / f"merged{suffix}")
     if not (model_dir / "config.json").is_file():
-        build_random_model(model_dir, REPO / "configs" / "gpt-oss-20b")
+        build_random_model(model_dir, REPO / "configs" / "gpt-oss-20b", args.layers)
     t0 = time.perf_counter()
     make_adapter(model_dir, adapter_dir, args.r, args.b_std)
     print(f"adapter r={args.r} b_std={args.b_std} in {time.perf_counter() - t0:.0f}s", flush=True)
@@ -63,7 +69,8 @@ def main() -> None:
     wall = time.perf_counter() - t0
     Path(args.out, "merge.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr[-20000:])
     manifest_path = merged_dir / "hf" / "manifest.json"
-    result = {"returncode": proc.returncode, "wall_seconds": round(wall, 1), "r": args.r, "b_std": args.b_std}
+    result = {"returncode": proc.returncode, "wall_seconds": round(wall, 1), "r": args.r, "b_std": args.b_std,
+              "layers": args.layers or 24}
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         result["passed"] = manifest["passed"]

@@ -33,7 +33,7 @@ WORDS = ("alpha beta gamma delta parser token buffer index stream value result e
          "return struct match vector string config build test cargo crate async await trait impl").split()
 
 
-def build_random_model(model_dir: Path, config_dir: Path) -> float:
+def build_random_model(model_dir: Path, config_dir: Path, num_layers: int | None = None) -> float:
     import torch
     from transformers import AutoConfig, GptOssForCausalLM
 
@@ -43,6 +43,9 @@ def build_random_model(model_dir: Path, config_dir: Path) -> float:
     config = AutoConfig.from_pretrained(str(config_dir))
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
+    if num_layers:  # the real per-layer shape, fewer layers (the lent GPU machine has a 64 GB disk)
+        config.num_hidden_layers = num_layers
+        config.layer_types = config.layer_types[:num_layers]
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):
