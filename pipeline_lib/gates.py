@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from pipeline_lib.metrics import get_avg_loss, latest_trainer_state, loss_history, read_phase_metrics
+from pipeline_lib.metrics import get_avg_loss, read_phase_metrics
 from pipeline_lib.provenance import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -136,9 +136,7 @@ def check_reward_gate(spec: GateSpec, run_dir: Path) -> GateResult:
     value = (read_phase_metrics(run_dir / "final") or {}).get("reward_accuracy")
     source = "phase_metrics.json reward_accuracy"
     if value is None:
-        state = latest_trainer_state(run_dir)
-        rewards = loss_history(json.loads(state.read_text()), "reward") if state else []
-        value = sum(v for _, v in rewards[-LOSS_WINDOW:]) / len(rewards[-LOSS_WINDOW:]) if rewards else None
+        value = get_avg_loss(run_dir, n=LOSS_WINDOW, key="reward")
         source = f"mean of the last {LOSS_WINDOW} logged rewards"
     threshold = f"{spec.op} {spec.threshold}"
     if value is None:

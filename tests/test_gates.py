@@ -66,6 +66,25 @@ def test_soft_gates_never_hard_fail(tmp_path):
     assert check_gate(specs["grpo"], run).passed
 
 
+def test_reward_gate_falls_back_to_last_10_logged_rewards(tmp_path):
+    """No phase_metrics.json: the GRPO gate averages the last 10 `reward` entries of trainer_state.json."""
+    spec = load_gate_specs("default")["grpo"]  # reward_accuracy > 0.55, SOFT
+
+    def write_rewards(run: Path, rewards: list[float]) -> Path:
+        (run / "final").mkdir(parents=True)
+        history = [{"step": i + 1, "reward": v, "loss": 0.1} for i, v in enumerate(rewards)]
+        (run / "final" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+        return run
+
+    # 15 steps: the first 5 at 0.0 must not count; the last 10 average 0.65.
+    good = check_gate(spec, write_rewards(tmp_path / "good", [0.0] * 5 + [0.6, 0.7] * 5))
+    assert good.passed and good.value == pytest.approx(0.65) and good.fields["reward_accuracy"] == "0.650"
+    # Negative control: the last 10 average 0.5 (a mean over all 15 would be 0.6 and pass).
+    bad = check_gate(spec, write_rewards(tmp_path / "bad", [0.8] * 5 + [0.5] * 10))
+    assert not bad.passed and not bad.hard_failure and bad.value == pytest.approx(0.5)
+    losses_only = check_gate(spec, write_run(tmp_path / "no_reward", [1.0] * 10))
+    assert not losses_only.passed and losses_only.value is None
+
 def test_merge_gate_passes_complete_merge_and_catches_each_failure(tmp_path):
     spec = load_gate_specs("default")["merge"]
     ok = check_gate(spec, write_merged(tmp_path / "ok"))
