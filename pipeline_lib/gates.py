@@ -164,13 +164,6 @@ def manifest_checks(manifest: dict[str, Any]) -> dict[str, bool]:
     return out
 
 
-def manifest_passed(manifest: dict[str, Any] | None) -> bool:
-    """True only when the manifest says passed and none of its checks failed."""
-    if not manifest or manifest.get("passed") is not True:
-        return False
-    return all(manifest_checks(manifest).values())
-
-
 def safetensors_problem(path: Path) -> str | None:
     """None when the file's header parses and its data is all there (a truncated copy is caught cheaply).
 

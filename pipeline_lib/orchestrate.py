@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.gates import GATE_KEYS, read_gates, read_manifest, safetensors_problem
+from pipeline_lib.merge import merge_manifest_passed
 from pipeline_lib.metrics import latest_trainer_state, loss_history
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +190,8 @@ def training_state(run_dir: str | os.PathLike) -> PhaseState:
 
 def merge_state(merged_dir: str | os.PathLike) -> PhaseState:
     manifest = read_manifest(Path(merged_dir) / "hf" / "manifest.json")
-    if manifest and manifest.get("passed") is True:
+    # The merge gate's own rule (every check passed); read_manifest first so a truncated manifest means "fresh".
+    if manifest is not None and merge_manifest_passed(manifest):
         return PhaseState("skip", "hf/manifest.json says passed")
     return PhaseState("fresh", "no passed hf/manifest.json" if manifest is None else "hf/manifest.json not passed")
 

@@ -26,6 +26,7 @@ from pipeline_lib.orchestrate import (
     checkpoint_problem,
     disk_preflight,
     find_resume_checkpoint,
+    merge_state,
     model_slug,
     training_state,
 )
@@ -93,6 +94,22 @@ def test_training_state_skip_resume_fresh(tmp_path):
     save_file({"w": np.zeros(4, dtype=np.float32)}, str(final / "adapter_model.safetensors"))
     assert training_state(run).action == "skip"
 
+
+def test_merge_state_skips_only_when_every_check_passed(tmp_path):
+    hf = tmp_path / "merged" / "hf"
+    assert merge_state(tmp_path / "merged").action == "fresh"
+    hf.mkdir(parents=True)
+    checks = {"smoke_test": {"passed": True}, "merged_equals_adapter": {"passed": True}}
+    (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": checks}))
+    assert merge_state(tmp_path / "merged").action == "skip"
+    # Negative controls: a failed check under a top-level "passed": true, no checks at all, a truncated file.
+    failed = {**checks, "smoke_test": {"passed": False}}
+    (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": failed}))
+    assert merge_state(tmp_path / "merged").action == "fresh"
+    (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": {}}))
+    assert merge_state(tmp_path / "merged").action == "fresh"
+    (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": checks})[:-5])
+    assert merge_state(tmp_path / "merged").action == "fresh"
 
 def test_paths_and_slug(tmp_path):
     assert model_slug("openai/gpt-oss-20b") == "gpt-oss-20b"
