@@ -284,9 +284,12 @@ def prepare_dataset(spec: DatasetSpec, options: Options, tokenizer,
                 except SkipRow as skip:
                     result.skipped[skip.reason] += 1
                     continue
+                except Exception as err:  # one odd row (e.g. "subject": 5, a HarmonyError) skips that row only
+                    result.skipped[f"error_{type(err).__name__}"] += 1
+                    continue
                 result.examples.append(example)
                 info["kept"] += 1
-        except Exception as err:  # a missing file, a gated repo, a network error: this part fails, the run goes on
+        except Exception as err:  # loading (rows are caught above): a missing file, a gated repo, a network error
             info.update(status="failed", error=_scrub_error(err))
     return result
 

@@ -176,3 +176,23 @@ def test_local_filenames_and_limits():
     assert data_prep.Limits(None, 50).for_part(False, 2) is None
     names = {data_prep.local_filename(s.hub_id, p) for s in data_prep.SPECS for p in s.parts}
     assert names == {p.name for p in (REPO / "data" / "samples").glob("*.jsonl")}
+
+
+def test_one_bad_row_is_skipped_not_the_whole_part(tmp_path, gpt_oss_tokenizer):
+    """A row whose formatter raises something other than SkipRow costs that row, not the dataset part."""
+    name = data_prep.local_filename("nuprl/EditPackFT", None)
+    good = [json.loads(line) for line in (REPO / "data" / "samples" / name).read_text().splitlines() if line.strip()]
+    bad = dict(good[0], subject=5)  # (5 or "").strip() -> AttributeError inside the formatter
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / name).write_text("".join(json.dumps(row) + "\n" for row in [*good, bad]))
+    spec = next(s for s in data_prep.SPECS if s.key == "editpackft")
+    options = data_prep.Options(source="local", local_dir=local, limits={"editpackft": data_prep.Limits(None, 50)})
+    result = data_prep.prepare_dataset(spec, options, gpt_oss_tokenizer)
+    report = result.report()
+    assert report["status"] == "ok" and result.parts["default"]["status"] == "ok"  # the bad row did not fail it
+    assert report["skipped"]["error_AttributeError"] == 1
+    assert report["read"] == len(good) + 1 == report["kept"] + sum(report["skipped"].values())
+    assert report["kept"] >= 1
+    with pytest.raises(AttributeError):  # control: the row really does raise outside SkipRow
+        data_prep.FORMATTERS["editpackft"](bad)
