@@ -298,8 +298,15 @@ def prepare_dataset(spec: DatasetSpec, options: Options, tokenizer,
 
 
 def outputs_exist(output_dir: Path) -> bool:
-    return (output_dir / REPORT_NAME).is_file() and all(
-        (output_dir / category / "train" / "dataset_info.json").is_file() for category in CATEGORIES)
+    """A finished earlier run: its report has no "error" (a failed run leaves older train/ folders) and every
+    category's train/ is saved."""
+    report = output_dir / REPORT_NAME
+    try:
+        finished = "error" not in json.loads(report.read_text())
+    except (OSError, ValueError):  # missing or half-written report: rebuild
+        return False
+    return finished and all((output_dir / category / "train" / "dataset_info.json").is_file()
+                            for category in CATEGORIES)
 
 
 def save_category(examples: list[tuple[str, Example]], category: str, output_dir: Path, seed: int) -> Path:

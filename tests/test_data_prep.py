@@ -196,3 +196,19 @@ def test_one_bad_row_is_skipped_not_the_whole_part(tmp_path, gpt_oss_tokenizer):
     assert report["kept"] >= 1
     with pytest.raises(AttributeError):  # control: the row really does raise outside SkipRow
         data_prep.FORMATTERS["editpackft"](bad)
+
+
+def test_outputs_exist_is_false_after_a_failed_run(tmp_path):
+    """A failed run writes a report with "error" but leaves older train/ folders: the next run must rebuild."""
+    for category in data_prep.CATEGORIES:
+        (tmp_path / category / "train").mkdir(parents=True)
+        (tmp_path / category / "train" / "dataset_info.json").write_text("{}")
+    report = tmp_path / data_prep.REPORT_NAME
+    report.write_text(json.dumps({"source": "local", "categories": {}}))
+    assert data_prep.outputs_exist(tmp_path)  # control: a finished run's output is kept
+    report.write_text(json.dumps({"source": "local", "error": "every dataset failed"}))
+    assert not data_prep.outputs_exist(tmp_path)
+    report.write_text("{not json")
+    assert not data_prep.outputs_exist(tmp_path)
+    report.unlink()
+    assert not data_prep.outputs_exist(tmp_path)
