@@ -212,3 +212,16 @@ def test_outputs_exist_is_false_after_a_failed_run(tmp_path):
     assert not data_prep.outputs_exist(tmp_path)
     report.unlink()
     assert not data_prep.outputs_exist(tmp_path)
+
+
+def test_scrub_error_removes_the_hf_token(monkeypatch):
+    """Hub errors can quote the request (headers, URLs with the token): the text that reaches the report is scrubbed.
+
+    The CLI run in ``built`` reads local files only, so it never touches HF_TOKEN; this checks the scrubber itself.
+    """
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    err = OSError(f"401 Client Error for https://huggingface.co/api (Authorization: Bearer {FAKE_TOKEN})")
+    assert FAKE_TOKEN in str(err)  # control: the raw error text carries the token
+    scrubbed = data_prep._scrub_error(err)
+    assert FAKE_TOKEN not in scrubbed
+    assert scrubbed.startswith("OSError: 401 Client Error") and "<HF_TOKEN>" in scrubbed
