@@ -95,8 +95,9 @@ def validate_merge(path: Path) -> None:
         if key not in fields:
             raise ValueError(f"{path}: unknown key {key!r}")
         default = fields[key].default
-        if default is not None and not isinstance(value, type(default) | (float if isinstance(default, float)
-                                                                          else type(default))):
+        # YAML reads "1" as an int: accept it for a float field (min_size_fraction: 1).
+        allowed = (int, float) if isinstance(default, float) else type(default)
+        if default is not None and not isinstance(value, allowed):
             raise ValueError(f"{path}: {key} should be {type(default).__name__}, got {value!r}")
     assert 0 < yaml.safe_load(path.read_text())["min_size_fraction"] <= 1
 
@@ -139,6 +140,9 @@ def test_validators_reject_a_broken_config(tmp_path):
                                                                                 "min_size_fraction: lots"))
     with pytest.raises(ValueError, match="min_size_fraction"):
         validate_merge(merge_yaml)
+    merge_yaml.write_text((REPO / "configs" / "merge.yaml").read_text().replace("min_size_fraction: 0.9",
+                                                                                "min_size_fraction: 1"))
+    validate_merge(merge_yaml)  # an int for a float field is a valid YAML spelling, not a broken config
     ipo_yaml = tmp_path / "ipo.yaml"
     ipo_yaml.write_text((REPO / "configs" / "ipo.yaml").read_text() + "\nbetta: 0.1\n")
     with pytest.raises(ValueError, match="betta"):
