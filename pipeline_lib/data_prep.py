@@ -204,9 +204,7 @@ def render_example(formatted: Conversation | PreferencePair, tokenizer) -> Examp
                 completions.append(render_training_prompt_and_completion(messages, **kwargs))
                 answer_ok, answer_tokens = roundtrip_ok("".join(completions[-1]), messages, tokenizer)
                 ok, n_tokens = ok and answer_ok, max(n_tokens, answer_tokens)
-            (prompt, chosen), (prompt_rejected, rejected) = completions
-            if prompt != prompt_rejected:
-                raise SkipRow("prefix_mismatch", "rendered prompts differ")
+            (prompt, chosen), (_, rejected) = completions  # same prompt messages, so the same prompt text
             example = Example(prompt + chosen, n_tokens, prompt, chosen, rejected)
     except ValueError as err:
         reason = "special_token_in_text" if "control token" in str(err) else "unrenderable"
