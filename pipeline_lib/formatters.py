@@ -16,7 +16,7 @@ import difflib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Writeup §5, word for word: the developer instructions of every agent trajectory.
@@ -58,7 +58,6 @@ class PreferencePair:
     prompt: Conversation
     chosen: str
     rejected: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------- shared helpers
