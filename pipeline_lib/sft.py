@@ -140,20 +140,29 @@ class AgentScriptArguments(SFTScriptArguments):
             raise ValueError("--lang_adapter and --no-merge-lang-adapter contradict each other: drop one")
 
 
-def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
-                     argv: Sequence[str] | None = None) -> tuple[Any, Any]:
-    """TrlParser over (script args, SFTConfig subclass). Precedence: dataclass < YAML < CLI.
+def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_config: str | os.PathLike,
+                                   argv: Sequence[str] | None = None,
+                                   defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """TrlParser over ``dataclass_types``. Precedence: dataclass < ``defaults`` < YAML < CLI.
 
-    Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call trains with the same
-    hyperparameters as ``--config configs/<phase>.yaml``.
+    Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call runs with the same
+    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here).
     """
     from trl import TrlParser
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in args and Path(default_config).is_file():
         args = ["--config", str(default_config), *args]
-    parser = TrlParser((script_cls, config_cls))
-    script_args, training_args = parser.parse_args_and_config(args)
+    parser = TrlParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
+    return tuple(parser.parse_args_and_config(args))
+
+
+def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
+                     argv: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """(script args, SFTConfig subclass) through parse_args_with_default_config."""
+    script_args, training_args = parse_args_with_default_config((script_cls, config_cls), default_config, argv)
     return script_args, training_args
 
 

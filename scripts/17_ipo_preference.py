@@ -4,7 +4,8 @@
     python3 scripts/17_ipo_preference.py --checkpoint checkpoints/agent_sft/final \\
         --train_data_path data/coding_tui/preference/train --per_device_train_batch_size 2 \\
         --gradient_accumulation_steps 16 --output_dir checkpoints/agent_sft_ipo --beta 0.1 --max_length 8192
-    python3 scripts/17_ipo_preference.py --config configs/ipo.yaml --checkpoint ...   # CLI wins over the YAML
+
+configs/ipo.yaml is loaded even without --config (pass --config FILE for another YAML); CLI flags win over it.
 
 The agent-SFT adapter (on --base_model, default: the adapter's base_model_name_or_path) keeps training, and the
 reference is that same SFT policy at step 0: its log-probs are precomputed once, checked against the policy's on
@@ -27,13 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trl import TrlParser
-
 from pipeline_lib import ipo
 from pipeline_lib.metrics import write_phase_metrics
-from pipeline_lib.modeling import detect_precision
+from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
+from pipeline_lib.sft import parse_args_with_default_config
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ipo.yaml"
 
 
 def load_tokenizer(adapter_dir: str, base_model: str):
@@ -44,11 +46,17 @@ def load_tokenizer(adapter_dir: str, base_model: str):
     return load_gpt_oss_tokenizer()
 
 
+def parse_args(argv: list[str] | None = None, precision: Precision | None = None):
+    """Dataclass < this machine's precision (bf16 on CUDA, fp32 + use_cpu on CPU) < configs/ipo.yaml (or --config
+    FILE) < CLI."""
+    precision = precision or detect_precision()
+    return parse_args_with_default_config((ipo.IPOScriptArguments, ipo.IPOConfig), DEFAULT_CONFIG, argv,
+                                          defaults=precision.trainer_kwargs())
+
+
 def main(argv: list[str] | None = None) -> dict:
     precision = detect_precision()
-    parser = TrlParser((ipo.IPOScriptArguments, ipo.IPOConfig))
-    parser.set_defaults(**precision.trainer_kwargs())  # bf16 on CUDA, fp32 + use_cpu on CPU; YAML/CLI still win
-    script_args, args = parser.parse_args_and_config(args=argv)
+    script_args, args = parse_args(argv, precision)
 
     train_dataset = ipo.load_preference_dataset(script_args.train_data_path)
     base_model = ipo.resolve_base_model(script_args.checkpoint, script_args.base_model)

@@ -11,7 +11,8 @@ Export:
         --output_dir checkpoints/gpt-oss-20b-coding-tui-export [--llama-cpp-dir DIR] [--no-gguf]
     -> hf/, gguf_q4/ (Q4_K_M + MXFP4_MOE), manifest.json. Best adapter: GRPO > IPO > Agent SFT > Tool Calling.
     Exit 1 only when the HF export fails; a GGUF failure is a warning in the manifest (writeup Phase 5).
-Defaults come from configs/merge.yaml (--config); CLI flags win.
+Defaults come from configs/merge.yaml, loaded even without --config (--config FILE picks another YAML);
+CLI flags win.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib.gguf_export import QUANT_FTYPES  # noqa: E402  (light: no torch at import)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "merge.yaml"
 
 
 @dataclass
@@ -94,18 +97,25 @@ def model_slug(model: str) -> str:
     return Path(model.rstrip("/")).name.lower()
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> MergeScriptArguments:
+    """Dataclass < configs/merge.yaml (or --config FILE) < CLI."""
+    from pipeline_lib.sft import parse_args_with_default_config
+
+    (args,) = parse_args_with_default_config((MergeScriptArguments,), DEFAULT_CONFIG, argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
     import os
     from dataclasses import asdict
 
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from trl import TrlParser
 
     from pipeline_lib.gguf_export import GgufSettings, export_model
     from pipeline_lib.merge import MergeSettings, merge_adapter
 
-    (args,) = TrlParser((MergeScriptArguments,)).parse_args_and_config()
+    args = parse_args(argv)
     console = Console(stderr=True)
     merge_settings = MergeSettings(
         save_dtype=args.save_dtype, max_shard_size=args.max_shard_size, min_size_fraction=args.min_size_fraction,

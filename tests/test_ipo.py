@@ -230,13 +230,27 @@ def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir):
         ipo.IPOConfig(output_dir="x", loss_type=["sigmoid"], use_cpu=True, bf16=False)
 
 
+def test_script_loads_ipo_yaml_without_config(repo_root, sft_adapter_dir, preference_dir):
+    """The orchestrator passes no --config: configs/ipo.yaml (cosine, warm-up, save_total_limit) must still apply."""
+    parse_args = runpy.run_path(str(repo_root / "scripts" / "17_ipo_preference.py"), run_name="ipo_script")[
+        "parse_args"]
+    required = ["--checkpoint", str(sft_adapter_dir), "--train_data_path", str(preference_dir)]
+    script_args, args = parse_args(required)
+    # YAML-only values (the dataclass defaults are linear, 0 and None)
+    assert args.lr_scheduler_type == "cosine" and args.warmup_steps == 5 and args.save_total_limit == 3
+    assert args.gradient_accumulation_steps == 16 and script_args.checkpoint == str(sft_adapter_dir)
+    _, args = parse_args([*required, "--lr_scheduler_type", "linear", "--save_total_limit", "1"])
+    assert args.lr_scheduler_type == "linear" and args.save_total_limit == 1 and args.warmup_steps == 5  # CLI wins
+
+
 @pytest.mark.slow
 def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_dir, tmp_path):
     out = tmp_path / "agent_sft_ipo"
     command = [sys.executable, str(repo_root / "scripts" / "17_ipo_preference.py"), "--checkpoint",
                str(sft_adapter_dir), "--train_data_path", str(preference_dir), "--per_device_train_batch_size", "2",
                "--gradient_accumulation_steps", "1", "--output_dir", str(out), "--beta", "0.1", "--max_length", "256",
-               "--learning_rate", "1e-3", "--save_steps", "1", "--gradient_checkpointing", "false"]
+               "--learning_rate", "1e-3", "--save_steps", "1", "--gradient_checkpointing", "false",
+               "--warmup_steps", "0"]  # configs/ipo.yaml warms up over 5 steps: lr 0 at step 1
     first = subprocess.run([*command, "--max_steps", "1"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stdout.strip().splitlines()[-1].startswith("IPO done: 1 steps")

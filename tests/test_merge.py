@@ -143,6 +143,31 @@ def test_cli_rejects_bad_adapter_path(repo_root: Path, tmp_path: Path) -> None:
     assert result.returncode != 0 and "--adapter_path" in result.stderr
 
 
+def test_cli_loads_merge_yaml_without_config(repo_root: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orchestrator passes no --config: the script's default YAML (configs/merge.yaml) must still apply."""
+    import importlib.util
+
+    path = repo_root / "scripts" / "19_merge_adapter.py"
+    spec = importlib.util.spec_from_file_location("merge_script_19", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # @dataclass looks its module up there
+    spec.loader.exec_module(script)
+    assert script.DEFAULT_CONFIG == repo_root / "configs" / "merge.yaml" and script.DEFAULT_CONFIG.is_file()
+    # configs/merge.yaml repeats the dataclass defaults, so a value only a YAML sets proves it is read.
+    yaml = tmp_path / "merge.yaml"
+    yaml.write_text("quant: MXFP4_MOE\nsmoke_new_tokens: 7\n")
+    monkeypatch.setattr(script, "DEFAULT_CONFIG", yaml)
+    (tmp_path / "ckpt").mkdir()
+    export = ["--export", "--model", "m", "--checkpoints_dir", str(tmp_path / "ckpt")]
+    args = script.parse_args(export)
+    assert args.quant_list == ["MXFP4_MOE"] and args.smoke_new_tokens == 7
+    args = script.parse_args([*export, "--smoke_new_tokens", "9"])
+    assert args.smoke_new_tokens == 9 and args.quant_list == ["MXFP4_MOE"]  # CLI wins over the YAML
+    monkeypatch.setattr(script, "DEFAULT_CONFIG", tmp_path / "absent.yaml")
+    assert script.parse_args(export).smoke_new_tokens == 48  # negative control: no YAML, dataclass default
+
+
 def test_bf16_merge_passes_and_dropped_expert_deltas_fail(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The CUDA path merges and checks in bf16, whose rounding noise (0.037 here) is over any fp32-sized tolerance:
