@@ -3,7 +3,9 @@
 Equal to openai/gpt-oss-20b's ``tokenizer.json`` in what matters (measured, see tests/test_tokenizer.py):
 the o200k pre-tokenizer regex, 200,019 BPE ids, the Harmony special tokens at 199998-200018, no BOS/EOS added by
 the post-processor, and a model vocab of 201,088 rows (config.vocab_size > largest id). Building takes a few
-seconds; the result is cached under ``vocab.cache_dir()/tokenizer``.
+seconds; the built ``tokenizer.json`` is cached under
+``vocab.cache_dir()/tokenizer-v<TOKENIZER_CACHE_VERSION>-<first 12 hex of O200K_SHA256>`` and the saved tokenizer
+folder that ``load_gpt_oss_tokenizer()`` loads under ``vocab.cache_dir()/tokenizer-saved``.
 """
 
 from __future__ import annotations
