@@ -217,17 +217,6 @@ def drop_reference_adapter(model) -> bool:
     return True
 
 
-def resolve_resume(resume_from_checkpoint: str | None, output_dir: str | os.PathLike) -> str | None:
-    """An explicit checkpoint folder must exist; without one, continue from the newest checkpoint-N in output_dir."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if resume_from_checkpoint:
-        if not Path(resume_from_checkpoint).is_dir():
-            raise FileNotFoundError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such folder")
-        return resume_from_checkpoint
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-
-
 def _mean_last(history: list[dict[str, Any]], key: str, n: int = 10) -> float | None:
     values = [e[key] for e in history if isinstance(e.get(key), int | float) and math.isfinite(e[key])]
     return sum(values[-n:]) / len(values[-n:]) if values else None

@@ -32,7 +32,7 @@ from pipeline_lib import ipo
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
-from pipeline_lib.sft import parse_args_with_default_config
+from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ipo.yaml"
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     train_dataset = ipo.load_preference_dataset(script_args.train_data_path)
     base_model = ipo.resolve_base_model(script_args.checkpoint, script_args.base_model)
-    resume = ipo.resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    # None -> fresh run, 'auto' -> newest checkpoint-N with trainer_state.json, a path -> that checkpoint
+    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     print(f"IPO: {len(train_dataset)} pairs, policy = reference = {script_args.checkpoint} on {base_model}, "
           f"beta {args.beta}, {precision.device}/{precision.torch_dtype_name}"
           + (f", resuming from {resume}" if resume else ""))
