@@ -342,12 +342,30 @@ train_phase() {
     check_gate "$name" "$run_dir"
 }
 
+# manifest_phase NAME STATE_DIR GATE_DIR TOKEN CMD...: merge and export. Skip when the saved manifest passed
+# (orchestrate state NAME), else disk preflight for stage NAME and run; the gate is checked either way.
+manifest_phase() {
+    local name=$1 state_dir=$2 gate_dir=$3 token=$4
+    shift 4
+    phase_state "$name" "$state_dir"
+    if [[ $ACTION == skip ]]; then
+        PHASE_STATUS=skipped
+        log "$name: skip - $REASON; re-checking its gate"
+    else
+        preflight "$name"
+        run_cmd "$name" "$token" "$@"
+    fi
+    check_gate "$name" "$gate_dir"
+}
+
 # ---------------------------------------------------------------- phases (writeup order)
 
 phase_data_prep() {
     local source=hub
     ((TINY)) && source=local
-    phase_state data "$DATA_DIR" --source "$source" $( ((QUICK_TEST)) && echo --quick-test)
+    local state_args=(--source "$source")
+    ((QUICK_TEST)) && state_args+=(--quick-test)
+    phase_state data "$DATA_DIR" "${state_args[@]}"
     if ((SKIP_DATA)); then
         [[ $ACTION == skip ]] || die "--skip-data, but $DATA_DIR is incomplete ($REASON); run without --skip-data"
         PHASE_STATUS=skipped
@@ -382,16 +400,8 @@ phase_tool_calling_sft() {
 }
 
 phase_merge() {
-    phase_state merge "$MERGED_DIR"
-    if [[ $ACTION == skip ]]; then
-        PHASE_STATUS=skipped
-        log "merge: skip - $REASON; re-checking its gate"
-    else
-        preflight merge
-        run_cmd merge "$MODEL_TOKEN" "$PYTHON" "$SCRIPTS_DIR/19_merge_adapter.py" \
-            --adapter_path "$TOOL_DIR/final" --base_model "$MODEL" --output_dir "$MERGED_DIR"
-    fi
-    check_gate merge "$MERGED_HF"
+    manifest_phase merge "$MERGED_DIR" "$MERGED_HF" "$MODEL_TOKEN" "$PYTHON" "$SCRIPTS_DIR/19_merge_adapter.py" \
+        --adapter_path "$TOOL_DIR/final" --base_model "$MODEL" --output_dir "$MERGED_DIR"
 }
 
 phase_agent_sft() {
@@ -435,18 +445,11 @@ phase_grpo() {
 }
 
 phase_export() {
-    phase_state export "$EXPORT_DIR"
-    if [[ $ACTION == skip ]]; then
-        PHASE_STATUS=skipped
-        log "export: skip - $REASON; re-checking its gate"
-    else
-        preflight export
-        local args=(--export --checkpoints_dir "$CKPT_DIR" --model "$MODEL" --merged_model "$MERGED_HF"
-            --output_dir "$EXPORT_DIR")
-        [[ -z ${LLAMA_CPP_DIR:-} ]] || args+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
-        run_cmd export "$MODEL_TOKEN" "$PYTHON" "$SCRIPTS_DIR/19_merge_adapter.py" "${args[@]}"
-    fi
-    check_gate export "$EXPORT_DIR"
+    local args=(--export --checkpoints_dir "$CKPT_DIR" --model "$MODEL" --merged_model "$MERGED_HF"
+        --output_dir "$EXPORT_DIR")
+    [[ -z ${LLAMA_CPP_DIR:-} ]] || args+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
+    manifest_phase export "$EXPORT_DIR" "$EXPORT_DIR" "$MODEL_TOKEN" "$PYTHON" "$SCRIPTS_DIR/19_merge_adapter.py" \
+        "${args[@]}"
 }
 
 # ---------------------------------------------------------------- main
