@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.gates import GATE_KEYS, read_gates, read_manifest, safetensors_problem
+from pipeline_lib.gates import DTYPE_BYTES, GATE_KEYS, read_gates, read_manifest, safetensors_problem
 from pipeline_lib.merge import merge_manifest_passed
 from pipeline_lib.metrics import latest_trainer_state, loss_history
 
@@ -33,7 +33,6 @@ TRAINED_PHASES = ("tool_calling_sft", "agent_sft", "ipo", "grpo")
 LORA_RANKS = {"tool_calling_sft": 64, "agent_sft": 128}  # writeup §3; IPO/GRPO inherit agent SFT's adapter
 DATASETS = ("tool_calling", "agent_traj", "preference")
 RUN_RECORD = ".run_phases.jsonl"
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # Data download estimate (hub source): the eight datasets of writeup §5 as parquet/json plus their Arrow copies
 # in the datasets cache. Quick test downloads the same files (split slicing happens after download).
 DATA_DOWNLOAD_BYTES = 10 * 2**30
@@ -201,10 +200,10 @@ def export_state(export_dir: str | os.PathLike) -> PhaseState:
     manifest = read_manifest(export / "manifest.json")
     if manifest is None:
         return PhaseState("fresh", "no export manifest.json")
-    missing = [d for d in ("hf",) if not (export / d / "config.json").is_file()]
-    if manifest.get("passed") is True and not missing:
+    hf_config = (export / "hf" / "config.json").is_file()
+    if manifest.get("passed") is True and hf_config:
         return PhaseState("skip", "export manifest.json complete (passed)")
-    return PhaseState("fresh", "export manifest.json incomplete" + (f" (missing {missing})" if missing else ""))
+    return PhaseState("fresh", "export manifest.json incomplete" + ("" if hf_config else " (missing hf/config.json)"))
 
 
 def data_state(data_dir: str | os.PathLike, *, source: str | None = None,
