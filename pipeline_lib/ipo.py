@@ -8,9 +8,8 @@ What this module adds to TRL, and why:
 - Reference log-probs are precomputed once (``precompute_ref_log_probs``), then the "ref" adapter is deleted: no
   second model or adapter stays in memory (r128 on gpt-oss-20b: 1.48B fp32 params, 5.9 GB) and checkpoints hold the
   trained adapter only.
-- A plain-torch LM head for CPU. TRL 1.15 computes every DPO log-prob through a Triton kernel
-  (``trl.kernels.ChunkedLogProbFunction``); the CPU torch build has no Triton, so TRL leaves it None and the first
-  forward fails. ``install_cpu_logprob_head`` fills that slot with the same maths in torch (CUDA keeps TRL's kernel).
+- Not here: the CPU LM head. TRL 1.15 computes every DPO log-prob through a Triton kernel that the CPU torch build
+  lacks; ``build_ipo_trainer`` installs pipeline_lib/trl_cpu.py's torch version (shared with SFT) in that slot.
 - The preference contract: ``pref_prompt`` ends with ``<|start|>assistant`` and each completion is the Harmony
   assistant turn that follows it, ending with ``<|return|>``. The rows are plain text, so TRL applies no chat
   template; it appends ``tokenizer.eos_token`` (``<|return|>``) to any completion not already ending with it, which
@@ -29,7 +28,7 @@ from typing import Any
 from trl import DPOConfig
 
 from pipeline_lib.modeling import Precision, is_local_model, load_causal_lm
-from pipeline_lib.trl_cpu import TorchLogProbHead, install_cpu_logprob_head  # noqa: F401 (re-exported for tests)
+from pipeline_lib.trl_cpu import install_cpu_logprob_head
 
 PREFERENCE_COLUMNS = {"pref_prompt": "prompt", "pref_chosen": "chosen", "pref_rejected": "rejected"}
 PROMPT_END = "<|start|>assistant"

@@ -39,7 +39,6 @@ CHANNEL_ID = 200005
 MESSAGE_ID = 200008
 MESSAGE_END_IDS = frozenset({END_ID, CALL_ID, RETURN_ID})
 FIRST_SPECIAL_ID = 199998  # ids >= this are Harmony control tokens
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------------------------------------- configs

@@ -256,8 +256,8 @@ def snapshot_parameters(model: Any, *, exact_limit: int = EXACT_SNAPSHOT_LIMIT) 
     return snap
 
 
-def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *, require_experts: bool = True,
-                        raise_on_failure: bool = False) -> dict[str, Any]:
+def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *,
+                        require_experts: bool = True) -> dict[str, Any]:
     """Did training change every LoRA tensor (experts included) and no base weight? Returns a JSON-able report.
 
     Needs >= 2 optimizer steps with a non-zero learning rate: lora_B starts at 0, so lora_A gets its first
@@ -309,6 +309,4 @@ def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *, require_
         "base_changed": base_changed[:20],
         "lora_unchanged": lora_unchanged[:20],
     }
-    if raise_on_failure and problems:
-        raise LoraUpdateError("LoRA update check failed: " + "; ".join(problems))
     return report
