@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.merge import MergeSettings, check, harmony_probe_ids, logits_agreement, merge_adapter
-from pipeline_lib.provenance import REPO_ROOT, provenance, write_json_atomic
+from pipeline_lib.provenance import REPO_ROOT, git_sha, provenance, write_json_atomic
 from pipeline_lib.vocab import sha256_of
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -108,21 +108,12 @@ def choose_export_base(phase: str, model: str, merged_model: str | os.PathLike) 
 # ---------------------------------------------------------------- the converter
 
 
-def _git_commit(folder: Path) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
 def tools_from_checkout(llama_cpp_dir: str | os.PathLike) -> LlamaCppTools:
     root = Path(llama_cpp_dir)
     script, gguf_py = root / "convert_hf_to_gguf.py", root / "gguf-py"
     if not script.is_file() or not (gguf_py / "gguf").is_dir():
         raise GgufUnavailable(f"--llama-cpp-dir {root}: expected convert_hf_to_gguf.py and gguf-py/ in it")
-    return LlamaCppTools(script, gguf_py, _git_commit(root), f"checkout {root}")
+    return LlamaCppTools(script, gguf_py, git_sha(root) or "unknown", f"checkout {root}")
 
 
 def download_sdist(dest: Path) -> Path:

@@ -19,9 +19,10 @@ TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "acceler
 SECRET_KEYS = ("hf_token", "token", "hub_token", "api_key", "password")
 
 
-def git_sha() -> str | None:
+def git_sha(folder: str | os.PathLike = REPO_ROOT) -> str | None:
+    """HEAD commit of the git checkout at ``folder`` (default: this repo); None when it is not one."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
