@@ -115,7 +115,7 @@ def test_merge_size_floor_comes_from_config_params_and_dtype(tmp_path):
     manifest = json.loads((hf / "manifest.json").read_text())
     del manifest["checks"]["size"]["parameters"]
     (hf / "manifest.json").write_text(json.dumps(manifest))
-    tiny_gpt_oss_config().save_pretrained(hf)  # 25.9M params; saved dtype float32 -> floor ~ 0.95 x 103 MB
+    tiny_gpt_oss_config().save_pretrained(hf)  # 25.9M params; saved dtype float32 -> floor 0.9 x 103 MB
     result = check_gate(load_gate_specs("default")["merge"], hf)
     assert not result.passed and "size" in result.detail
     assert int(result.fields["parameters"]) > 25_000_000 and result.fields["dtype"] == "float32"

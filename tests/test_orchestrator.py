@@ -185,7 +185,9 @@ def test_fake_run_then_rerun_skips_everything(fake_env):
     second = run_pipeline(fake_env, env={"HF_TOKEN": CANARY})
     assert second.returncode == 0, second.stdout
     assert len(calls(fake_env)) == 6  # nothing ran again
-    assert second.stdout.count("skip") >= 6 and "GATE tool_calling [HARD]" in second.stdout
+    for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export"):
+        assert f"END {phase} (skipped" in second.stdout, phase
+    assert "GATE tool_calling [HARD]" in second.stdout
 
 
 @pytest.mark.slow  # ~20-45 s: several pipeline runs / three meta-device 20B builds
