@@ -30,12 +30,9 @@ def gpt_oss_tokenizer():
 
 @pytest.fixture(scope="session")
 def harmony_encoding():
-    from pipeline_lib.vocab import configure_offline_harmony
+    from pipeline_lib.harmony import harmony_encoding
 
-    configure_offline_harmony()
-    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
-
-    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    return harmony_encoding()
 
 
 @pytest.fixture(scope="session")
