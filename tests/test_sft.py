@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sft_fixtures import SYSTEM, TOOLS, chat_conversation, mixed_texts, tool_conversation, write_text_dataset
 
+from pipeline_lib.modeling import detect_precision
 from pipeline_lib.sft import (
     AgentScriptArguments,
     AgentSFTConfig,
@@ -135,7 +136,9 @@ def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls):
     assert script_args.lora_r == 8 and training_args.max_seq_length == 128 and training_args.max_length == 128
     assert training_args.output_dir == "/tmp/unused-sft-out"
     assert training_args.logging_steps == 1 and training_args.router_aux_loss_coef == 0.0
-    assert training_args.use_cpu and not training_args.bf16 and not training_args.gradient_checkpointing
+    precision = detect_precision()  # the configs leave these to the machine: fp32 + use_cpu on CPU, bf16 on CUDA
+    assert training_args.bf16 == precision.bf16 and training_args.use_cpu == (precision.device == "cpu")
+    assert training_args.gradient_checkpointing == (precision.device == "cuda")
 
 
 def test_agent_flags_from_the_writeup():
@@ -165,6 +168,50 @@ def test_resolve_resume_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------------------- the phase scripts, end to end
+def _hand_cross_entropy(model, rows: list[dict], shift: int = 1) -> float:
+    """Mean next-token cross-entropy over the assistant-masked tokens, one unpadded row at a time: token t is
+    predicted from the logits at t - ``shift`` (1 is right; 0 is the off-by-one bug the negative control plants)."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count = 0.0, 0
+    for row in rows:
+        ids = torch.tensor(row["input_ids"])
+        mask = torch.tensor(row["assistant_masks"], dtype=torch.bool)
+        with torch.no_grad():
+            log_probs = F.log_softmax(model(input_ids=ids[None]).logits[0].float(), dim=-1)
+        positions = torch.nonzero(mask[1:]).squeeze(-1) + 1  # trained tokens that have a predecessor
+        total -= log_probs[positions - shift, ids[positions]].sum().item()
+        count += len(positions)
+    return total / count
+
+
+def test_trainer_sft_loss_is_cross_entropy_over_assistant_tokens(tiny_model_dir, gpt_oss_tokenizer, tmp_path):
+    """TRL's compute_loss (fused LM head -> pipeline_lib.trl_cpu on CPU) == cross-entropy by hand over exactly the
+    assistant-masked tokens; no training step."""
+    import torch
+    from datasets import Dataset
+
+    from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.sft import SFTData, build_sft_trainer
+
+    raw = Dataset.from_dict({"text": mixed_texts(2)})
+    train, stats = tokenize_sft_dataset(raw, gpt_oss_tokenizer, 256)
+    assert 0 < stats["trained_tokens"] < stats["tokens"]  # some context is not trained: the mask matters
+    model = load_causal_lm(str(tiny_model_dir))
+    args = ToolCallingSFTConfig(output_dir=str(tmp_path), max_seq_length=256, per_device_train_batch_size=2,
+                                router_aux_loss_coef=0.0, report_to="none")
+    trainer = build_sft_trainer(model, gpt_oss_tokenizer, args, SFTData(train, None, False, {"packing": None}))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(train))])
+    model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, {k: v.to(model.device) for k, v in batch.items()}).item()
+    rows = [train[i] for i in range(len(train))]
+    assert loss == pytest.approx(_hand_cross_entropy(model, rows), abs=1e-4)
+    # Negative control: targets one position off (logits at t scored against token t) must not match.
+    assert abs(loss - _hand_cross_entropy(model, rows, shift=0)) > 1e-2
+
+
 def run_script(name: str, args: list[str], monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [name, *args])
     runpy.run_path(str(REPO / "scripts" / name), run_name="__main__")
