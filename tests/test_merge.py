@@ -104,13 +104,28 @@ def test_negative_control_expert_deltas_dropped(tiny_model_dir: Path, tiny_adapt
     assert not manifest["passed"] and not merge_manifest_passed(tmp_path / "hf")
 
 
+def test_saved_shards_equal_an_independent_merge(merged: tuple[Path, dict], tiny_model_dir: Path,
+                                                 tiny_adapter: Path) -> None:
+    """The written shards vs base + adapter merged here by PEFT itself (not read back from those shards)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    hf, _ = merged
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    state = PeftModel.from_pretrained(base, str(tiny_adapter)).merge_and_unload().to(torch.bfloat16).state_dict()
+    assert saved_equals_state(hf, state)["passed"]
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16)
+    unmerged = saved_equals_state(hf, base.state_dict())  # negative control: the base without the adapter
+    assert not unmerged["passed"] and unmerged["mismatched"]
+
+
 def test_truncated_shard_fails_saved_check(merged: tuple[Path, dict], tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     hf, _ = merged
     shard = next(hf.glob("*.safetensors"))
     state = load_file(str(shard))
-    assert saved_equals_state(hf, state)["passed"]
     broken = tmp_path / "broken"
     broken.mkdir()
     data = shard.read_bytes()
