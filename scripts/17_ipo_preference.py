@@ -47,11 +47,12 @@ def load_tokenizer(adapter_dir: str, base_model: str):
 
 
 def parse_args(argv: list[str] | None = None, precision: Precision | None = None):
-    """Dataclass < this machine's precision (bf16 on CUDA, fp32 + use_cpu on CPU) < configs/ipo.yaml (or --config
-    FILE) < CLI."""
+    """Dataclass < this machine's precision (bf16 on CUDA, fp32 + use_cpu on CPU; gradient checkpointing on CUDA
+    only, as in the SFT phases) < configs/ipo.yaml (or --config FILE) < CLI."""
     precision = precision or detect_precision()
+    machine = {**precision.trainer_kwargs(), "gradient_checkpointing": precision.device == "cuda"}
     return parse_args_with_default_config((ipo.IPOScriptArguments, ipo.IPOConfig), DEFAULT_CONFIG, argv,
-                                          defaults=precision.trainer_kwargs())
+                                          defaults=machine)
 
 
 def main(argv: list[str] | None = None) -> dict:
