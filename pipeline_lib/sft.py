@@ -145,9 +145,12 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     """TrlParser over ``dataclass_types``. Precedence: dataclass < ``defaults`` < YAML < CLI.
 
     Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call runs with the same
-    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here).
+    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here). A
+    ``--hub_token`` moves to the process's HF_TOKEN (provenance.detach_hub_token): never into training_args.bin.
     """
     from trl import TrlParser
+
+    from pipeline_lib.provenance import detach_hub_token
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in args and Path(default_config).is_file():
@@ -155,7 +158,7 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     parser = TrlParser(dataclass_types)
     if defaults:
         parser.set_defaults(**defaults)
-    return tuple(parser.parse_args_and_config(args))
+    return tuple(detach_hub_token(parsed) for parsed in parser.parse_args_and_config(args))
 
 
 def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
