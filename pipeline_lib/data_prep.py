@@ -7,6 +7,13 @@ file per dataset/config/split named ``<org>__<name>[__<part>].jsonl``), the row 
 pipeline_lib.formatters, the Harmony renderer from pipeline_lib.harmony, and a round-trip check: every kept text,
 tokenized with the real GPT-OSS tokenizer and parsed by openai_harmony, must give back the conversation it came from
 (after the drop rule). Rows that fail anywhere are skipped and counted by reason in prep_report.json.
+
+Row size is bounded before rendering: a formatted row with more than ``max_row_chars`` characters of content
+(default 131,072 = 4 chars/token x 32,768, the longest max_seq_length any phase trains on, configs/agent_sft.yaml;
+data/samples averages 3.42 chars/token, so such a row would be ~38K tokens) is skipped as ``too_long`` without being
+rendered. openai_harmony's tokenizer is quadratic in one unbroken run of characters (100,000 x "x": 5 s, 200 KB: 33
+s) and panics (``pyo3_runtime.PanicException``, a BaseException) on 1 MB; a panic that still happens costs its row
+only (``error_PanicException``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ COMMITPACKFT_LANGS = ("python", "javascript", "java", "go", "c++", "rust")  # wr
 HERMES_CONFIGS = ("func_calling_singleturn", "func_calling", "glaive_func_calling", "json_mode_agentic",
                   "json_mode_singleturn")
 REPORT_NAME = "prep_report.json"
+MAX_ROW_CHARS = 131_072  # 4 chars/token x 32,768 tokens (agent_sft.yaml max_seq_length); see the module docstring
+MAX_NAMED_LINES = 10  # bad local lines named per file in the report (file:line); the rest are only counted
 
 
 class DataPrepError(RuntimeError):
@@ -44,12 +53,11 @@ class DatasetSpec:
     category: str
     parts: tuple[str | None, ...] = (None,)  # configs / splits / languages, one local file each
     part_kind: str | None = None  # "config" | "split" | "commitpackft_lang": how a part is asked of the hub
-    gated: bool = False
 
 
 SPECS: tuple[DatasetSpec, ...] = (
     DatasetSpec("glaive", "glaiveai/glaive-function-calling-v2", "tool_calling"),
-    DatasetSpec("xlam", "Salesforce/xlam-function-calling-60k", "tool_calling", gated=True),
+    DatasetSpec("xlam", "Salesforce/xlam-function-calling-60k", "tool_calling"),  # gated on the hub
     DatasetSpec("hermes", "NousResearch/hermes-function-calling-v1", "tool_calling", HERMES_CONFIGS, "config"),
     DatasetSpec("code_act", "xingyaoww/code-act", "agent_traj", ("codeact", "general"), "split"),
     DatasetSpec("commitpackft", "bigcode/commitpackft", "agent_traj", COMMITPACKFT_LANGS, "commitpackft_lang"),
@@ -82,6 +90,7 @@ class Options:
     quick_test: bool = False
     force: bool = False
     max_tokens: int | None = None
+    max_row_chars: int | None = MAX_ROW_CHARS  # None: no bound before rendering
     seed: int = 42
     limits: dict[str, Limits] = field(default_factory=dict)
     only: tuple[str, ...] = ()  # restrict to these dataset keys (tests, debugging)
@@ -107,33 +116,56 @@ def load_limits(config: dict[str, Any]) -> dict[str, Limits]:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def iter_raw_rows(spec: DatasetSpec, part: str | None, options: Options) -> Iterator[dict[str, Any] | None]:
-    """Raw rows of one dataset part in a seeded shuffled order; None stands for a local line that is not JSON.
+RawRow = tuple[str | None, dict[str, Any] | str]  # (where: "file.jsonl:LINE" for local rows, row or skip reason)
 
-    Raises FileNotFoundError (local file missing) or whatever datasets raises (hub); the caller turns either into a
-    failed part.
+
+def iter_raw_rows(spec: DatasetSpec, part: str | None, options: Options) -> Iterator[RawRow]:
+    """Raw rows of one dataset part in a seeded shuffled order, each with where it came from.
+
+    A local line that is not UTF-8 or not a JSON object comes as its skip reason (``invalid_utf8_line``,
+    ``invalid_json_line``) so it costs that line only. Raises FileNotFoundError (local file missing) or whatever
+    datasets raises (hub); the caller turns either into a failed part.
     """
     if options.source == "hub":
         dataset = _load_hub(spec, part).shuffle(seed=options.seed)
-        yield from dataset
+        for row in dataset:
+            yield None, row
         return
     if options.local_dir is None:
         raise ValueError("--source local needs --local-dir")
     path = Path(options.local_dir) / local_filename(spec.hub_id, part)
     if not path.is_file():
         raise FileNotFoundError(f"missing local file {path}")
-    rows: list[dict[str, Any] | None] = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
+    rows = read_local_rows(path)
+    random.Random(options.seed).shuffle(rows)
+    yield from rows
+
+
+def read_local_rows(path: Path) -> list[RawRow]:
+    """Every non-blank line of a JSON Lines file, decoded line by line (one bad byte costs one line, not the file)."""
+    rows: list[RawRow] = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path.name}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                rows.append((where, "invalid_utf8_line"))
+                continue
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 row = None
-            rows.append(row if isinstance(row, dict) else None)
-    random.Random(options.seed).shuffle(rows)
-    yield from rows
+            rows.append((where, row if isinstance(row, dict) else "invalid_json_line"))
+    return rows
+
+
+def unknown_local_files(local_dir: Path, specs: tuple[DatasetSpec, ...] = SPECS) -> list[str]:
+    """``*.jsonl`` files in ``local_dir`` that no dataset reads (a typo'd name would otherwise pass silently)."""
+    expected = {local_filename(s.hub_id, p) for s in specs for p in s.parts}
+    return sorted(p.name for p in Path(local_dir).glob("*.jsonl") if p.name not in expected)
 
 
 def _load_hub(spec: DatasetSpec, part: str | None):
@@ -149,6 +181,29 @@ def _load_hub(spec: DatasetSpec, part: str | None):
     if spec.part_kind == "split":
         return load_dataset(spec.hub_id, split=part, token=token)
     return load_dataset(spec.hub_id, split="train", token=token)
+
+
+def is_gated_error(error: BaseException) -> bool:
+    """True only when the hub itself said the repo is gated: huggingface_hub's GatedRepoError anywhere in the
+    exception chain, or the DatasetNotFoundError datasets raises from it ("... is a gated dataset on the Hub", its
+    ``raise ... from None`` can drop the chain). A missing or corrupt local file is never "gated"."""
+    from huggingface_hub.errors import GatedRepoError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, GatedRepoError) or (
+                type(current).__name__ == "DatasetNotFoundError" and "is a gated dataset on the Hub" in str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def is_rust_panic(error: BaseException) -> bool:
+    """pyo3's PanicException (openai_harmony panics on e.g. 1 MB of one character). It derives from BaseException,
+    so ``except Exception`` misses it, and its module ``pyo3_runtime`` cannot be imported to name the class."""
+    return type(error).__name__ == "PanicException" and type(error).__module__ == "pyo3_runtime"
 
 
 def _scrub_error(error: BaseException) -> str:
@@ -184,6 +239,23 @@ def roundtrip_ok(text: str, messages: list[dict[str, Any]], tokenizer) -> tuple[
     except Exception:  # openai_harmony raises HarmonyError on malformed token streams
         return False, len(ids)
     return parsed == training_view_messages(messages), len(ids)
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _chars(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_chars(v) for v in value)
+    return 0 if value is None else len(str(value))
+
+
+def content_chars(formatted: Conversation | PreferencePair) -> int:
+    """Characters of what will be rendered: messages, tools and developer text (a pair: prompt + longer answer)."""
+    if isinstance(formatted, PreferencePair):
+        return content_chars(formatted.prompt) + max(len(formatted.chosen), len(formatted.rejected))
+    return _chars([formatted.messages, formatted.tools, formatted.developer_instructions])
 
 
 def render_example(formatted: Conversation | PreferencePair, tokenizer) -> Example:
@@ -263,20 +335,28 @@ def prepare_dataset(spec: DatasetSpec, options: Options, tokenizer,
     limit = options.limits[spec.key].for_part(options.quick_test, len(spec.parts))
     for part in spec.parts:
         name = part or "default"
-        info: dict[str, Any] = {"status": "ok", "read": 0, "kept": 0, "error": None}
+        info: dict[str, Any] = {"status": "ok", "read": 0, "kept": 0, "error": None, "bad_lines": {}}
         result.parts[name] = info
         try:
             rows = iter_raw_rows(spec, part, options)
-            for row in rows:
+            for where, row in rows:
                 if limit is not None and info["kept"] >= limit:
                     break
                 info["read"] += 1
                 result.read += 1
                 advance(1)
                 try:
-                    if row is None:
-                        raise SkipRow("invalid_json_line")
-                    example = render_example(formatter(row), tokenizer)
+                    if isinstance(row, str):  # a local line that is not UTF-8 / not a JSON object
+                        bad = info["bad_lines"].setdefault(row, {"count": 0, "at": []})
+                        bad["count"] += 1
+                        if len(bad["at"]) < MAX_NAMED_LINES:
+                            bad["at"].append(where)
+                        raise SkipRow(row)
+                    formatted = formatter(row)
+                    chars = content_chars(formatted)
+                    if options.max_row_chars is not None and chars > options.max_row_chars:
+                        raise SkipRow("too_long", f"{chars} characters before rendering")
+                    example = render_example(formatted, tokenizer)
                     if options.max_tokens is not None and example.n_tokens > options.max_tokens:
                         raise SkipRow("too_long", f"{example.n_tokens} tokens")
                 except SkipRow as skip:
@@ -285,11 +365,36 @@ def prepare_dataset(spec: DatasetSpec, options: Options, tokenizer,
                 except Exception as err:  # one odd row (e.g. "subject": 5, a HarmonyError) skips that row only
                     result.skipped[f"error_{type(err).__name__}"] += 1
                     continue
+                except BaseException as err:  # a Rust panic in openai_harmony also costs its row only
+                    if not is_rust_panic(err):
+                        raise  # KeyboardInterrupt, SystemExit
+                    result.skipped["error_PanicException"] += 1
+                    continue
                 result.examples.append(example)
                 info["kept"] += 1
+            if options.source == "local" and info["read"] == 0:
+                info["empty"] = True
         except Exception as err:  # loading (rows are caught above): a missing file, a gated repo, a network error
-            info.update(status="failed", error=_scrub_error(err))
+            gated = options.source == "hub" and is_gated_error(err)
+            info.update(status="failed", error=_scrub_error(err), gated=gated)
     return result
+
+
+def part_warnings(result: DatasetResult) -> list[str]:
+    """What the report and the log say about one dataset's parts: failures (gated only on the hub's own answer),
+    empty local files, and the local lines that were not UTF-8 or not JSON (file:line)."""
+    warnings = []
+    for part, info in result.parts.items():
+        label = f"{result.spec.key}/{part}"
+        if info["status"] == "failed":
+            gated = " (gated on the hub: accept its terms and set HF_TOKEN)" if info.get("gated") else ""
+            warnings.append(f"{label} failed{gated}: {info['error']}")
+        if info.get("empty"):
+            warnings.append(f"{label}: the local file has no rows")
+        for reason, bad in info.get("bad_lines", {}).items():
+            more = f" and {bad['count'] - len(bad['at'])} more" if bad["count"] > len(bad["at"]) else ""
+            warnings.append(f"{label}: {reason} skipped at {', '.join(bad['at'])}{more}")
+    return warnings
 
 
 # ------------------------------------------------------------------------------------------------ whole run
@@ -357,17 +462,16 @@ def run(options: Options, tokenizer=None, *, config: dict[str, Any] | None = Non
             progress.update(task, total=result.read, completed=result.read)
             results.append(result)
 
-    warnings = []
-    for result in results:
-        for part, info in result.parts.items():
-            if info["status"] == "failed":
-                gated = " (gated on the hub: accept its terms and set HF_TOKEN)" if result.spec.gated else ""
-                warnings.append(f"{result.spec.key}/{part} failed{gated}: {info['error']}")
+    warnings = [w for result in results for w in part_warnings(result)]
+    if options.source == "local" and options.local_dir is not None:
+        warnings += [f"unknown local file {name} ignored: no dataset reads it (names: <org>__<name>[__<part>].jsonl, "
+                     f"see data_prep.SPECS)" for name in unknown_local_files(Path(options.local_dir))]
     report: dict[str, Any] = {
         "source": options.source,
         "local_dir": str(options.local_dir) if options.local_dir else None,
         "quick_test": options.quick_test,
         "max_tokens": options.max_tokens,
+        "max_row_chars": options.max_row_chars,
         "seed": options.seed,
         "datasets": {r.spec.key: r.report() for r in results},
         "categories": {},
