@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib import phases
 from pipeline_lib.formatters import FORMATTERS, Conversation, PreferencePair, SkipRow
 from pipeline_lib.provenance import provenance, write_json_atomic
 
@@ -89,7 +90,7 @@ class Limits:
 class Options:
     source: str = "local"  # hub | local
     local_dir: Path | None = None
-    output_dir: Path = Path("data/coding_tui")
+    output_dir: Path = Path(phases.default_run_dir(phases.DATA_PREP))
     quick_test: bool = False
     force: bool = False
     max_tokens: int | None = None

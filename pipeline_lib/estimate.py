@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from pipeline_lib import phases
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_PATH = REPO_ROOT / "configs" / "throughput.yaml"
 DATA_CONFIG_PATH = REPO_ROOT / "configs" / "data_prep.yaml"
@@ -81,7 +83,7 @@ def load_throughput(path: Path = THROUGHPUT_PATH) -> ThroughputTable:
         training.append(Measurement(str(row["card"]), str(row["phase"]), str(row["backend"]),
                                     float(row["tokens_per_second"]), int(row["seq"]), str(row["date"]),
                                     str(row["source"])))
-    for i, row in enumerate(raw.get("merge") or []):
+    for i, row in enumerate(raw.get(phases.MERGE.name) or []):
         missing = {"card", "seconds", "parameters", "date", "source"} - set(row)
         if missing:
             raise ValueError(f"{path}: merge[{i}]: missing {', '.join(sorted(missing))}")

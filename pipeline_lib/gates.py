@@ -7,7 +7,7 @@
 `check` reads the phase's saved outputs (trainer_state.json, merge/export manifest.json), merges the result into
 logs/quality_gates.json (atomically, under a lock) and exits 1 on a HARD failure with gate, value and threshold on
 the last line. Values are written as strings, in the writeup's shape:
-{"tool_calling": {"loss": "1.458", "passed": "true", ...}, "merge": {"size_gb": ..., "smoke_test": ...}, ...}.
+{"tool_calling": {"loss": "1.458", "passed": "true", ...}, "merge": {"size_gib": ..., "smoke_test": ...}, ...}.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ from typing import Any
 
 import yaml
 
+from pipeline_lib import phases
+from pipeline_lib.merge import EQUIVALENCE_CHECK, SMOKE_CHECK, merge_manifest_problems
 from pipeline_lib.metrics import get_avg_loss, read_phase_metrics
 from pipeline_lib.provenance import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GATES_CONFIG = REPO_ROOT / "configs" / "gates.yaml"
 GATE_PROFILES = ("default", "tiny")
-# Phase name (CLI, configs) -> key in quality_gates.json (the writeup's names).
-GATE_KEYS = {"tool_calling_sft": "tool_calling", "merge": "merge", "agent_sft": "agent_sft", "ipo": "ipo",
-             "grpo": "grpo", "export": "export"}
+# Phase name (CLI, configs) -> key in quality_gates.json (the writeup's names), from the phase table.
+GATE_KEYS = phases.GATE_KEYS
 METRICS = {"avg_loss_last_10", "merged_size", "loss_logged", "reward_accuracy", "export_verified"}
 OPS = {"<=": lambda v, t: v <= t, ">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<": lambda v, t: v < t}
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1}
@@ -232,29 +233,41 @@ def check_merge_gate(spec: GateSpec, hf_dir: Path) -> GateResult:
     bad = [p for p in (safetensors_problem(s) for s in shards) if p]
     problems += bad or ([] if shards else ["no *.safetensors"])
     checks = manifest_checks(manifest) if manifest else {}
-    smoke = [ok for name, ok in checks.items() if "smoke" in name.lower()]
-    # pipeline_lib.merge names it merged_equals_adapter (merged logits == base+adapter logits)
-    logits = [ok for name, ok in checks.items() if "equal" in name.lower() and "adapter" in name.lower()]
-    if not smoke:
-        problems.append("manifest has no smoke-test check")
-    if not logits:
-        problems.append("manifest has no logits-equivalence check")
-    failed_checks = [name for name, ok in checks.items() if not ok]
-    if failed_checks:
-        problems.append(f"manifest checks failed: {', '.join(failed_checks)}")
+    if manifest is not None:
+        problems += merge_manifest_problems(manifest)  # the merge's own rule (pipeline_lib.merge)
+    smoke = checks.get(SMOKE_CHECK) is True
+    logits = checks.get(EQUIVALENCE_CHECK) is True
     if manifest is not None and manifest.get("passed") is not True:
         problems.append("manifest passed != true")
     size_ok = size >= floor > 0
     if not size_ok:
         problems.append(f"size {size / 2**30:.3f} GiB < floor {floor / 2**30:.3f} GiB")
-    smoke_ok = config_ok and not bad and bool(shards) and bool(smoke) and all(smoke)
+    smoke_ok = config_ok and not bad and bool(shards) and smoke
     passed = not problems
-    fields = {"size_gb": f"{size / 2**30:.2f}", "passed": _b(passed), "smoke_test": _b(smoke_ok),
-              "logits_equivalence": _b(bool(logits) and all(logits)),
-              "size_floor_gb": f"{floor / 2**30:.2f}", "parameters": str(params), "dtype": dtype}
+    fields = {"size_gib": f"{size / 2**30:.2f}", "passed": _b(passed), "smoke_test": _b(smoke_ok),
+              "logits_equivalence": _b(logits),
+              "size_floor_gib": f"{floor / 2**30:.2f}", "parameters": str(params), "dtype": dtype}
     threshold = f">= {floor / 2**30:.3f} GiB ({spec.size_fraction} x {params:,} params x {dtype}) + checks"
     return GateResult(spec.phase, spec.type, passed, spec.metric, size / 2**30, threshold, "; ".join(problems),
                       fields)
+
+
+def export_problems(export_dir: Path) -> list[str]:
+    """Why an export does not count as done (empty when it does): the manifest passed, hf/config.json exists and
+    every hf/*.safetensors shard is whole. The one rule for the orchestrator's skip and the export gate, so a
+    truncated hf/model.safetensors is redone instead of passing as "manifest passed"."""
+    manifest = read_manifest(export_dir / "manifest.json")
+    if manifest is None:
+        return [f"{export_dir / 'manifest.json'} missing or unreadable"]
+    hf_dir = export_dir / "hf"
+    problems = [] if manifest.get("passed") is True and (manifest.get("hf") or {}).get("passed") is True else [
+        "manifest does not say the HF export passed"]
+    if not (hf_dir / "config.json").is_file():
+        problems.append("hf/config.json missing")
+    shards = sorted(hf_dir.glob("*.safetensors"))
+    problems += [p for p in (safetensors_problem(s) for s in shards) if p] or ([] if shards else
+                                                                               ["no hf/*.safetensors"])
+    return problems
 
 
 def check_export_gate(spec: GateSpec, export_dir: Path) -> GateResult:
@@ -267,11 +280,10 @@ def check_export_gate(spec: GateSpec, export_dir: Path) -> GateResult:
         return GateResult(spec.phase, spec.type, False, spec.metric, None, threshold,
                           f"{export_dir / 'manifest.json'} missing or unreadable", {"passed": "false"})
     hf, gguf = manifest.get("hf") or {}, manifest.get("gguf") or {}
-    hf_ok = hf.get("passed") is True and (export_dir / "hf" / "config.json").is_file()
+    file_problems = export_problems(export_dir)
+    hf_ok = not file_problems
     gguf_ok = gguf.get("passed") is True
-    problems = [f"HF check {name} failed" for name, ok in manifest_checks(hf).items() if not ok]
-    if not hf_ok and not problems:
-        problems.append("HF export not verified")
+    problems = [f"HF check {name} failed" for name, ok in manifest_checks(hf).items() if not ok] or file_problems
     if not gguf_ok:
         problems.append(f"GGUF not verified ({gguf.get('status', 'no gguf section')})")
     passed = hf_ok and (gguf_ok or spec.gguf_type == "SOFT")

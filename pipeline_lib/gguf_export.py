@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib import phases
 from pipeline_lib.merge import MergeSettings, check, harmony_probe_ids, logits_agreement, merge_adapter
 from pipeline_lib.provenance import REPO_ROOT, git_sha, provenance, write_json_atomic
 from pipeline_lib.vocab import sha256_of
@@ -37,14 +38,10 @@ LLAMA_CPP_PYTHON_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36
 SDIST_ENV = "LLAMA_CPP_PYTHON_SDIST"  # path to an already downloaded sdist (offline machines, CI caches)
 QUANT_FTYPES = {"Q4_K_M": 15, "MXFP4_MOE": 38, "Q8_0": 7}  # llama.h enum llama_ftype
 
-# Adapter priority for the export (writeup Phase 5): the latest phase that finished wins. A phase counts only when
-# final/adapter_config.json exists (a crashed run leaves checkpoint-N/ but no final/).
-ADAPTER_PRIORITY: list[tuple[str, str]] = [
-    ("grpo", "agent_sft_grpo"),
-    ("ipo", "agent_sft_ipo"),
-    ("agent_sft", "agent_sft"),
-    ("tool_calling_sft", "tool_calling_sft"),
-]
+# Adapter priority for the export (writeup Phase 5): the latest trained phase that finished wins, as
+# (phase name, run folder under checkpoints/), from pipeline_lib.phases. A phase counts only when its final/ holds a
+# finished adapter (checkpoints.final_adapter_problem: a crashed run leaves checkpoint-N/ and maybe a partial final/).
+ADAPTER_PRIORITY: list[tuple[str, str]] = [(p.name, p.folder) for p in phases.ADAPTER_PRIORITY]
 
 
 @dataclass
@@ -88,16 +85,18 @@ class GgufUnavailable(RuntimeError):
 
 def find_best_adapter(checkpoints_dir: str | os.PathLike) -> tuple[str, Path] | None:
     """(phase, final/ folder) of the highest-priority finished adapter, or None."""
+    from pipeline_lib.checkpoints import final_adapter_problem
+
     for phase, folder in ADAPTER_PRIORITY:
         final = Path(checkpoints_dir) / folder / "final"
-        if (final / "adapter_config.json").is_file():
+        if final_adapter_problem(final) is None:
             return phase, final
     return None
 
 
 def choose_export_base(phase: str, model: str, merged_model: str | os.PathLike) -> str:
     """Phase 2+ adapters were trained on the merged tool-calling model; a tool-calling adapter on the raw model."""
-    if phase == "tool_calling_sft":
+    if not phases.get(phase).on_merged_model:
         return str(model)
     if not (Path(merged_model) / "config.json").is_file():
         raise FileNotFoundError(f"--merged_model {merged_model}: no config.json; a {phase} adapter needs the merged "
@@ -307,7 +306,7 @@ def validate_gguf(gguf_file: Path, hf_reference: dict[str, Any], config: dict[st
                   settings: GgufSettings, *, quantized: bool) -> dict[str, Any]:
     """Metadata + llama.cpp-vs-HF logits for one GGUF; every check has value, threshold, passed."""
     size = gguf_file.stat().st_size
-    result: dict[str, Any] = {"path": str(gguf_file), "size_bytes": size, "size_gb": round(size / 1e9, 3)}
+    result: dict[str, Any] = {"path": str(gguf_file), "size_bytes": size, "size_gib": round(size / 2**30, 3)}
     try:
         llama = llama_logits(gguf_file, hf_reference["probes"], hf_reference["texts"], settings.n_threads)
         meta = llama["metadata"] if quantized else read_gguf_metadata(gguf_file, tools)
@@ -395,9 +394,9 @@ def export_model(checkpoints_dir: str | os.PathLike, model: str, merged_model: s
     phase, adapter = best
     base = choose_export_base(phase, model, merged_model)
     hf_manifest = merge_adapter(base, adapter, output_dir / "hf", settings=merge_settings, progress=progress,
-                                extra={"config": config or {}, "mode": "export"})
+                                extra={"config": config or {}, "mode": phases.EXPORT.name})
     manifest: dict[str, Any] = {
-        "kind": "export",
+        "kind": phases.EXPORT.name,
         "source_adapter": {"phase": phase, "path": str(adapter)},
         "base_model": base,
         "hf": {"path": str(output_dir / "hf"), "passed": hf_manifest["passed"], "checks": hf_manifest["checks"]},

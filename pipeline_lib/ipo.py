@@ -27,6 +27,7 @@ from typing import Any
 
 from trl import DPOConfig
 
+from pipeline_lib import phases
 from pipeline_lib.modeling import Precision, is_local_model, load_causal_lm
 from pipeline_lib.trl_cpu import install_cpu_logprob_head
 
@@ -37,15 +38,18 @@ COMPLETION_END = "<|return|>"  # = the tokenizer's eos_token, so TRL's add_eos l
 REFERENCE_ADAPTER = "ref"  # the name TRL gives its copy of the policy adapter
 # Summed completion log-probs (hundreds of tokens) of the same weights through the same batch agree to ~1e-6 in fp32
 # on CPU; a reference that is the base model instead differs by whole nats.
+PHASE = phases.IPO.name
+IPO_LOSS = "ipo"  # TRL DPOConfig.loss_type value (TRL's name, not the phase's)
 REFERENCE_ATOL = 1e-4
 REFERENCE_RTOL = 1e-5  # bf16 sums over thousands of tokens on GPU
 
 
 @dataclass
 class IPOScriptArguments:
-    checkpoint: str = field(metadata={"help": "Agent-SFT LoRA adapter folder (adapter_config.json): the trainable "
-                                              "policy and the IPO reference."})
-    train_data_path: str = field(default="data/coding_tui/preference/train",
+    checkpoint: str = field(default=phases.default_final(phases.AGENT_SFT), metadata={
+        "help": "Agent-SFT LoRA adapter folder (adapter_config.json): the trainable "
+                "policy and the IPO reference."})
+    train_data_path: str = field(default=phases.default_train_data(phases.IPO),
                                  metadata={"help": "datasets.save_to_disk folder with pref_prompt/pref_chosen/"
                                                    "pref_rejected columns (Harmony text)."})
     base_model: str | None = field(default=None,
@@ -65,8 +69,9 @@ class IPOScriptArguments:
 class IPOConfig(DPOConfig):
     """DPOConfig with this phase's defaults; configs/ipo.yaml and the CLI override them."""
 
-    output_dir: str = field(default="checkpoints/agent_sft_ipo", metadata={"help": "Where checkpoints and final/ go."})
-    loss_type: list[str] = field(default_factory=lambda: ["ipo"], metadata={"help": "Must stay ['ipo']."})
+    output_dir: str = field(default=phases.default_run_dir(phases.IPO),
+                            metadata={"help": "Where checkpoints and final/ go."})
+    loss_type: list[str] = field(default_factory=lambda: [IPO_LOSS], metadata={"help": "Must stay ['ipo']."})
     beta: float = field(default=0.1, metadata={"help": "IPO's tau: the target log-ratio margin is 1/(2*beta)."})
     precompute_ref_log_probs: bool = field(default=True, metadata={"help": "Score the reference once, up front."})
     # gpt-oss's config declares 0.9, and TRL adds coef * load-balancing loss whenever the config has the attribute:
@@ -80,7 +85,7 @@ class IPOConfig(DPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.loss_type != ["ipo"]:
+        if self.loss_type != [IPO_LOSS]:
             raise ValueError(f"--loss_type must be ['ipo'] for this phase, got {self.loss_type}")
         if not self.beta > 0:
             raise ValueError(f"--beta must be > 0 (IPO's tau), got {self.beta}")
@@ -95,7 +100,7 @@ def adapter_config(adapter_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(adapter_dir) / "adapter_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"--checkpoint {adapter_dir}: no adapter_config.json (expected a LoRA adapter folder "
-                                "such as checkpoints/agent_sft/final)")
+                                f"such as {phases.default_final(phases.AGENT_SFT)})")
     return json.loads(path.read_text())
 
 
@@ -226,7 +231,7 @@ def ipo_phase_metrics(log_history: list[dict[str, Any]], *, check: ReferenceChec
     """phase_metrics.json for the orchestrator (SOFT gate: logged only)."""
     losses = [e["loss"] for e in log_history if isinstance(e.get("loss"), int | float)]
     return {
-        "phase": "ipo",
+        "phase": PHASE,
         "loss": _mean_last(log_history, "loss"),
         "loss_step0": losses[0] if losses else None,
         "loss_step0_closed_form": ipo_step0_loss(beta),

@@ -28,9 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib import phases
 from pipeline_lib.provenance import provenance, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
+SMOKE_CHECK = "smoke_test"
+EQUIVALENCE_CHECK = "merged_equals_adapter"  # merged logits == base+adapter logits
+REQUIRED_CHECKS = (EQUIVALENCE_CHECK, SMOKE_CHECK)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 # Probe conversations for the logits checks: short (< 100 tokens, FINDINGS §4: llama.cpp ignores YaRN
@@ -86,17 +90,31 @@ def check(value: Any, threshold: Any, passed: bool, **extra: Any) -> dict[str, A
     return {"value": value, "threshold": threshold, "passed": bool(passed), **extra}
 
 
+def merge_manifest_problems(manifest: dict[str, Any] | None) -> list[str]:
+    """What keeps a merge manifest from counting as passed: the one rule used by the merge itself, the orchestrator's
+    skip decision and the merge gate. Every check must have passed and the two that prove the merge worked
+    (REQUIRED_CHECKS) must be there."""
+    checks = manifest.get("checks") if isinstance(manifest, dict) else None
+    if not isinstance(checks, dict) or not checks:
+        return ["manifest has no checks"]
+    problems = [f"manifest has no {name} check" for name in REQUIRED_CHECKS if name not in checks]
+    failed = [name for name, entry in checks.items() if not (isinstance(entry, dict) and entry.get("passed") is True)]
+    if failed:
+        problems.append(f"manifest checks failed: {', '.join(failed)}")
+    return problems
+
+
 def merge_manifest_passed(manifest: dict[str, Any] | str | os.PathLike) -> bool:
-    """True when every check in a merge manifest (dict or path to manifest.json) passed; the orchestrator's gate."""
+    """True when a merge manifest (dict, or path to manifest.json or its folder) passed (merge_manifest_problems)."""
     if not isinstance(manifest, dict):
         path = Path(manifest)
         if path.is_dir():
             path = path / MANIFEST_FILE
-        if not path.is_file():
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):  # missing or truncated: not passed
             return False
-        manifest = json.loads(path.read_text())
-    checks = manifest.get("checks", {})
-    return bool(checks) and all(entry.get("passed") is True for entry in checks.values())
+    return not merge_manifest_problems(manifest)
 
 
 def harmony_probe_ids(conversations: list[list[dict[str, str]]] = PROBE_CONVERSATIONS) -> list[list[int]]:
@@ -293,7 +311,7 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     adapter_logits = probe_logits(peft_model, probes)
     noise = logits_agreement(adapter_logits, probe_logits(peft_model, probes, suffix=probes[0]))["rel_p90"]
 
-    step("merge")
+    step("merging")
     merged = peft_model.merge_and_unload().eval()
     merged_logits = probe_logits(merged, probes)
     compute_dtype = precision.torch_dtype_name
@@ -329,11 +347,11 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     n_params, expected_bytes = expected_model_bytes(hf_dir, settings.save_dtype)
     size = safetensors_size(hf_dir)
     floor = int(settings.min_size_fraction * expected_bytes)
-    checks["size"] = check(size, floor, size >= floor, size_gb=round(size / 1e9, 3), parameters=n_params,
+    checks["size"] = check(size, floor, size >= floor, size_gib=round(size / 2**30, 3), parameters=n_params,
                            dtype=settings.save_dtype, note=f"{settings.min_size_fraction:.0%} of parameters x dtype")
 
     manifest = {
-        "kind": "merge",
+        "kind": phases.MERGE.name,
         "base_model": str(base_model),
         "adapter_path": str(adapter_path),
         "adapter": {"r": lora_config.r, "lora_alpha": lora_config.lora_alpha,
@@ -351,8 +369,8 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     manifest["passed"] = merge_manifest_passed(manifest)
     write_json_atomic(hf_dir / MANIFEST_FILE, manifest)
     write_phase_metrics(hf_dir, {
-        "phase": "merge",
-        "size_gb": checks["size"]["size_gb"],
+        "phase": phases.MERGE.name,
+        "size_gib": checks["size"]["size_gib"],
         "smoke_test": checks["smoke_test"]["passed"],
         "unique_chars": checks["smoke_test"]["value"],
         "logits_check": {k: checks["merged_equals_adapter"][k]

@@ -1,38 +1,66 @@
-"""Python side of scripts/run_tui_pipeline.sh: paths, resume decisions, disk preflight, dry-run plan, summary.
+"""Python side of scripts/run_tui_pipeline.sh: paths, per-phase decisions and commands, input records, disk
+preflight, input validation, dry-run plan, summary.
 
-The bash orchestrator runs the phases; every decision that needs to read a file is made here, so it is tested:
+The bash orchestrator runs the phases; every decision that reads a file is made here, so it is tested. ``CTX`` is
+the run's context flags (--workdir W --model M --batch-profile P [--quick-test] [--tiny] [--skip-data]
+[--configs-dir D] [--scripts-dir D] [--grpo-language L] [--python PY] [--llama-cpp-dir D]):
 
-    python -m pipeline_lib.orchestrate paths --workdir W --model M [--grpo-language rust]   # shell assignments
-    python -m pipeline_lib.orchestrate state training|merge|export|data DIR                 # shell assignments
-    python -m pipeline_lib.orchestrate disk --stage download|merge|export --model M --workdir W
-    python -m pipeline_lib.orchestrate plan --workdir W --model M --profile balanced [...]  # --dry-run
-    python -m pipeline_lib.orchestrate summary --workdir W [--profile P]                    # logs/summary.md
+    python -m pipeline_lib.orchestrate paths CTX               # shell assignments: folders, PHASE_NAMES
+    python -m pipeline_lib.orchestrate preflight CTX --gates-config FILE   # every input checked before any phase
+    python -m pipeline_lib.orchestrate step PHASE CTX          # decide skip/resume/redo/fresh, move stale output
+                                                               # aside, record inputs; prints ACTION, CMD, ...
+    python -m pipeline_lib.orchestrate record PHASE CTX        # after the phase ran: record what it was made from
+    python -m pipeline_lib.orchestrate disk --stage S CTX      # free space vs need (stale folders counted)
+    python -m pipeline_lib.orchestrate prune-stale CTX         # delete <dir>.stale-* folders
+    python -m pipeline_lib.orchestrate plan CTX                # --dry-run
+    python -m pipeline_lib.orchestrate summary CTX             # logs/summary.md
+
+State rules (README "State: skipped, resumed, redone"): every phase's run folder holds ``pipeline_inputs.json``, a
+fingerprint of what it was made from (config file, batch values, --quick-test, base model, upstream outputs' own
+fingerprints, data prep's source files). A finished phase whose recorded inputs still match is skipped; one that no
+longer matches is redone and its old folder moved to ``<dir>.stale-<UTC time>``; since the redone output has a new
+fingerprint, every phase that consumes it is redone in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
-import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.gates import DTYPE_BYTES, GATE_KEYS, read_gates, read_manifest, safetensors_problem
+from pipeline_lib import phases
+from pipeline_lib.checkpoints import (  # noqa: F401  (re-exported: the resume rule's home is checkpoints.py)
+    checkpoint_problem,
+    final_adapter_problem,
+    find_resume_checkpoint,
+)
+from pipeline_lib.gates import DTYPE_BYTES, GATE_KEYS, export_problems, read_gates, read_manifest, safetensors_problem
 from pipeline_lib.merge import merge_manifest_passed
 from pipeline_lib.metrics import latest_trainer_state, loss_history
+from pipeline_lib.phases import model_slug
+from pipeline_lib.provenance import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export")
-TRAINED_PHASES = ("tool_calling_sft", "agent_sft", "ipo", "grpo")
-LORA_RANKS = {"tool_calling_sft": 64, "agent_sft": 128}  # writeup §3; IPO/GRPO inherit agent SFT's adapter
-DATASETS = ("tool_calling", "agent_traj", "preference")
+CONFIGS_DIR = REPO_ROOT / "configs"
+SCRIPTS_DIR = REPO_ROOT / "scripts"
+SAMPLES_DIR = REPO_ROOT / "data" / "samples"  # --tiny's local data source
+DEFAULT_MODEL = "openai/gpt-oss-20b"
+PHASES = phases.NAMES
+TRAINED_PHASES = tuple(p.name for p in phases.TRAINED)
+DATASETS = phases.DATASETS
 RUN_RECORD = ".run_phases.jsonl"
+DECISIONS = ".run_decisions.jsonl"
+RECORD_FILE = "pipeline_inputs.json"
+STALE_MARK = ".stale-"
+QUICK_TEST_DIR = "quick-test"  # --quick-test keeps its data/, checkpoints/ and logs/ under <workdir>/quick-test/
 # Data download estimate (hub source): the eight datasets of writeup §5 as parquet/json plus their Arrow copies
 # in the datasets cache. Quick test downloads the same files (split slicing happens after download).
 DATA_DOWNLOAD_BYTES = 10 * 2**30
@@ -43,12 +71,7 @@ MXFP4_BYTES_PER_PARAM = 4.25 / 8  # 4-bit values + one shared 8-bit scale per 32
 HEADROOM = 1.05  # 5% over the estimate
 
 
-# ---------------------------------------------------------------- paths
-
-
-def model_slug(model: str) -> str:
-    """Last path component lowercased: openai/gpt-oss-20b -> gpt-oss-20b, checkpoints/tiny-gpt-oss -> tiny-gpt-oss."""
-    return Path(model.rstrip("/")).name.lower()
+# ---------------------------------------------------------------- paths and run context
 
 
 @dataclass(frozen=True)
@@ -56,102 +79,118 @@ class PipelinePaths:
     workdir: Path
     slug: str
     grpo_language: str = "rust"
+    quick_test: bool = False
+
+    @property
+    def base(self) -> Path:
+        """Where this run's state lives: the workdir, or <workdir>/quick-test for --quick-test (never shared)."""
+        return self.workdir / QUICK_TEST_DIR if self.quick_test else self.workdir
 
     @property
     def data(self) -> Path:
-        return self.workdir / "data" / "coding_tui"
+        return self.run_dir(phases.DATA_PREP.name)
 
     @property
     def checkpoints(self) -> Path:
-        return self.workdir / "checkpoints"
+        return self.base / phases.CHECKPOINTS_ROOT
 
     @property
     def logs(self) -> Path:
-        return self.workdir / "logs"
+        return self.base / "logs"
 
     def run_dir(self, phase: str) -> Path:
-        names = {"tool_calling_sft": "tool_calling_sft", "agent_sft": "agent_sft", "ipo": "agent_sft_ipo",
-                 "grpo": "agent_sft_grpo", "merge": f"{self.slug}-coding-tui-merged",
-                 "export": f"{self.slug}-coding-tui-export"}
-        return self.checkpoints / names[phase]
+        return phases.get(phase).run_dir(self.base, self.slug)
 
     @property
     def merged_hf(self) -> Path:
-        return self.run_dir("merge") / "hf"
+        return self.run_dir(phases.MERGE.name) / "hf"
 
     @property
     def grpo_tasks(self) -> Path:
-        return self.workdir / "data" / self.grpo_language / "grpo" / "tasks.jsonl"
+        return self.workdir / phases.GRPO_TASKS_FILE.format(language=self.grpo_language)
 
     @property
     def gates_file(self) -> Path:
         return self.logs / "quality_gates.json"
 
+    @property
+    def lock_file(self) -> Path:
+        """One pipeline per workdir, quick test or not (they share the GPU)."""
+        return self.workdir / "logs" / ".pipeline.lock"
+
+    def train_data(self, phase: phases.Phase) -> Path:
+        return self.data / str(phase.dataset) / "train"
+
+    def final_adapters(self) -> list[tuple[phases.Phase, Path]]:
+        """Trained stages in order with their finished final/ folders (what an evaluation step compares)."""
+        return phases.final_adapters(self.base, self.slug)
+
+    def stale_folders(self) -> list[Path]:
+        return sorted(p for root in (self.base / phases.DATA_ROOT, self.checkpoints) if root.is_dir()
+                      for p in root.iterdir() if STALE_MARK in p.name and p.is_dir())
+
     def shell(self) -> dict[str, str]:
         return {"DATA_DIR": str(self.data), "CKPT_DIR": str(self.checkpoints), "LOG_DIR": str(self.logs),
-                "SLUG": self.slug, "TOOL_DIR": str(self.run_dir("tool_calling_sft")),
-                "MERGED_DIR": str(self.run_dir("merge")), "MERGED_HF": str(self.merged_hf),
-                "AGENT_DIR": str(self.run_dir("agent_sft")), "IPO_DIR": str(self.run_dir("ipo")),
-                "GRPO_DIR": str(self.run_dir("grpo")), "EXPORT_DIR": str(self.run_dir("export")),
-                "GRPO_TASKS": str(self.grpo_tasks), "GATES_FILE": str(self.gates_file)}
+                "EXPORT_DIR": str(self.run_dir(phases.EXPORT.name)), "GATES_FILE": str(self.gates_file),
+                "LOCK_FILE": str(self.lock_file), "RUN_RECORD": str(self.logs / RUN_RECORD),
+                "DECISIONS_FILE": str(self.logs / DECISIONS), "PHASE_NAMES": " ".join(phases.NAMES)}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run was asked for; the same flags reach every orchestrate subcommand."""
+
+    workdir: Path
+    model: str
+    profile: str = "balanced"  # batch profile (tiny with --tiny)
+    quick_test: bool = False
+    tiny: bool = False
+    skip_data: bool = False
+    grpo_language: str = "rust"
+    configs_dir: Path = CONFIGS_DIR
+    scripts_dir: Path = SCRIPTS_DIR
+    python: str = field(default_factory=lambda: sys.executable)
+    llama_cpp_dir: str | None = None
+    local_data: Path = SAMPLES_DIR  # --tiny's data source
+
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(self.workdir, model_slug(self.model), self.grpo_language, self.quick_test)
+
+    @property
+    def batch_profile(self) -> str:
+        return "tiny" if self.tiny else self.profile
+
+    @property
+    def gate_profile(self) -> str:
+        return "tiny" if self.tiny else "default"
+
+    @property
+    def model_is_local(self) -> bool:
+        return self.tiny or Path(self.model).is_dir()
+
+    @property
+    def data_source(self) -> str:
+        return "local" if self.tiny else "hub"
+
+    def config_file(self, phase: phases.Phase) -> Path:
+        return self.configs_dir / phase.config
+
+    def script(self, phase: phases.Phase) -> Path:
+        return self.scripts_dir / phase.script
+
+    def batch(self, phase: phases.Phase) -> Any:
+        from pipeline_lib.profiles import resolve
+
+        return resolve(self.batch_profile, phase.name, quick_test=self.quick_test,
+                       path=self.configs_dir / "batch_profiles.yaml")
 
 
 def shell_assignments(values: dict[str, Any]) -> str:
     return "\n".join(f"{k}={shlex.quote('' if v is None else str(v))}" for k, v in values.items())
 
 
-# ---------------------------------------------------------------- checkpoints and phase state
-
-
-def _step(path: Path) -> int:
-    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
-    return int(m.group(1)) if m else -1
-
-
-def checkpoint_problem(ckpt: Path) -> str | None:
-    """None when HF Trainer can resume from ``ckpt``; else what is wrong.
-
-    The Trainer writes trainer_state.json last (after weights, optimizer, scheduler, RNG), so a run killed while
-    saving leaves it missing; a disk that filled up leaves truncated safetensors or torch zip files.
-    """
-    state = ckpt / "trainer_state.json"
-    if not state.is_file():
-        return "trainer_state.json missing"
-    try:
-        step = json.loads(state.read_text())["global_step"]
-        if not isinstance(step, int):
-            raise ValueError("global_step is not an integer")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"trainer_state.json unreadable ({exc.__class__.__name__})"
-    weights = sorted(ckpt.glob("adapter_model*.safetensors")) or sorted(ckpt.glob("model*.safetensors"))
-    if not weights:
-        return "no adapter_model/model safetensors"
-    for path in weights:
-        problem = safetensors_problem(path)
-        if problem:
-            return problem
-    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt"):
-        path = ckpt / name
-        if path.exists():
-            try:  # torch.save files are zip archives; a truncated one has no central directory
-                with zipfile.ZipFile(path):
-                    pass
-            except (OSError, zipfile.BadZipFile):
-                return f"{name} truncated or corrupt"
-    return None
-
-
-def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
-    """Newest valid checkpoint-N under run_dir and a warning for every newer one that is not valid."""
-    warnings = []
-    for ckpt in sorted(Path(run_dir).glob("checkpoint-*"), key=_step, reverse=True):
-        if _step(ckpt) < 0 or not ckpt.is_dir():
-            continue
-        problem = checkpoint_problem(ckpt)
-        if problem is None:
-            return ckpt, warnings
-        warnings.append(f"{ckpt.name} is not resumable ({problem}); falling back to an earlier checkpoint")
-    return None, warnings
+# ---------------------------------------------------------------- what is on disk (one rule per question)
 
 
 @dataclass(frozen=True)
@@ -166,7 +205,7 @@ class PhaseState:
 
 
 def training_state(run_dir: str | os.PathLike) -> PhaseState:
-    """Writeup §2 auto-resume: final/adapter_config.json -> skip; checkpoint-* -> resume (newest VALID); else fresh.
+    """Writeup §2 auto-resume: a finished final/ -> skip; checkpoint-* -> resume (newest VALID); else fresh.
 
     A final/ whose adapter weights do not load (killed while saving) does not count as finished.
     """
@@ -174,8 +213,7 @@ def training_state(run_dir: str | os.PathLike) -> PhaseState:
     final = run / "final"
     warnings = []
     if (final / "adapter_config.json").is_file():
-        weights = sorted(final.glob("adapter_model*.safetensors"))
-        problem = safetensors_problem(weights[0]) if weights else "adapter_model.safetensors missing"
+        problem = final_adapter_problem(final)
         if problem is None:
             return PhaseState("skip", f"{final / 'adapter_config.json'} present")
         warnings.append(f"{final} is incomplete ({problem}); not treating the phase as finished")
@@ -188,39 +226,391 @@ def training_state(run_dir: str | os.PathLike) -> PhaseState:
 
 
 def merge_state(merged_dir: str | os.PathLike) -> PhaseState:
-    manifest = read_manifest(Path(merged_dir) / "hf" / "manifest.json")
-    # The merge gate's own rule (every check passed); read_manifest first so a truncated manifest means "fresh".
-    if manifest is not None and merge_manifest_passed(manifest):
-        return PhaseState("skip", "hf/manifest.json says passed")
-    return PhaseState("fresh", "no passed hf/manifest.json" if manifest is None else "hf/manifest.json not passed")
+    """Skip when hf/manifest.json passed (pipeline_lib.merge's rule) and every shard it wrote is still whole."""
+    hf = Path(merged_dir) / "hf"
+    manifest = read_manifest(hf / "manifest.json")
+    if manifest is None:
+        return PhaseState("fresh", "no passed hf/manifest.json")
+    if not merge_manifest_passed(manifest):
+        return PhaseState("fresh", "hf/manifest.json not passed")
+    shards = sorted(hf.glob("*.safetensors"))
+    bad = [p for p in (safetensors_problem(s) for s in shards) if p] or ([] if shards else ["no *.safetensors"])
+    if bad:
+        return PhaseState("fresh", f"hf/manifest.json passed but the files are not whole ({'; '.join(bad)})")
+    return PhaseState("skip", "hf/manifest.json says passed, shards whole")
 
 
 def export_state(export_dir: str | os.PathLike) -> PhaseState:
+    """Skip when the export manifest passed and its files are still whole (gates.export_problems, also the gate's
+    rule): a truncated hf/model.safetensors is redone, not skipped."""
     export = Path(export_dir)
-    manifest = read_manifest(export / "manifest.json")
-    if manifest is None:
+    if read_manifest(export / "manifest.json") is None:
         return PhaseState("fresh", "no export manifest.json")
-    hf_config = (export / "hf" / "config.json").is_file()
-    if manifest.get("passed") is True and hf_config:
-        return PhaseState("skip", "export manifest.json complete (passed)")
-    return PhaseState("fresh", "export manifest.json incomplete" + ("" if hf_config else " (missing hf/config.json)"))
+    problems = export_problems(export)
+    if problems:
+        return PhaseState("fresh", "export incomplete: " + "; ".join(problems))
+    return PhaseState("skip", "export manifest.json passed, files whole")
 
 
-def data_state(data_dir: str | os.PathLike, *, source: str | None = None,
-               quick_test: bool | None = None) -> PhaseState:
-    """Skip when the three datasets and prep_report.json exist (the data prep script keeps them too, writeup §4);
-    warn when they were built for another source or quick-test setting."""
+def data_state(data_dir: str | os.PathLike) -> PhaseState:
+    """Skip when data prep finished (pipeline_lib.data_prep.outputs_exist: every dataset saved, report without an
+    error)."""
+    from pipeline_lib.data_prep import outputs_exist
+
     data = Path(data_dir)
-    missing = [name for name in DATASETS if not (data / name / "train" / "dataset_info.json").is_file()]
-    if not missing and (data / "prep_report.json").is_file():
-        report = read_manifest(data / "prep_report.json") or {}
-        built = (report.get("source"), report.get("quick_test"))
-        wanted = (source if source is not None else built[0], quick_test if quick_test is not None else built[1])
-        warnings = () if built == wanted else (
-            f"{data} was built with source={built[0]} quick_test={built[1]}, this run asks for source={wanted[0]} "
-            f"quick_test={wanted[1]}; it is reused - delete it (or use another --workdir) to rebuild",)
-        return PhaseState("skip", f"{data} holds all three datasets and prep_report.json", None, warnings)
-    return PhaseState("fresh", f"missing: {', '.join(missing) or 'prep_report.json'}")
+    if outputs_exist(data):
+        return PhaseState("skip", f"{data} holds every dataset and a finished prep_report.json")
+    if (data / "prep_report.json").is_file():
+        return PhaseState("fresh", "prep_report.json records an error or a dataset is missing")
+    return PhaseState("fresh", "no prep_report.json yet")
+
+
+def disk_state(phase: phases.Phase, run_dir: Path) -> PhaseState:
+    states = {phases.KIND_DATA: data_state, phases.KIND_TRAIN: training_state, phases.KIND_MERGE: merge_state,
+              phases.KIND_EXPORT: export_state}
+    return states[phase.kind](run_dir)
+
+
+# ---------------------------------------------------------------- what a phase was made from
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stat(path: Path) -> list[Any]:
+    """Cheap identity of a large file: name, size, mtime. Hashing 39 GB of merged weights on every rerun is not
+    affordable; a retrained or rewritten file changes size or mtime."""
+    st = path.stat()
+    return [path.name, st.st_size, st.st_mtime_ns]
+
+
+def model_identity(model: str) -> dict[str, Any]:
+    """The base model as an input: a hub id by name; a folder by its config.json content and weight files."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return {"hub_id": model}
+    config = folder / "config.json"
+    return {"folder": str(folder.resolve()), "config": sha256_file(config) if config.is_file() else None,
+            "weights": [_stat(p) for p in sorted(folder.glob("*.safetensors"))]}
+
+
+def output_fingerprint(phase: phases.Phase, ctx: RunContext) -> str | None:
+    """Identity of a finished phase's output (None when it has none): its own recorded inputs plus the files
+    downstream phases read. Small files by content, weights by name/size/mtime (_stat)."""
+    run = ctx.paths.run_dir(phase.name)
+    if disk_state(phase, run).action != "skip":
+        return None
+    if phase.kind == phases.KIND_DATA:  # state.json carries each dataset's content fingerprint; cache-*.arrow is not
+        files = [run / "prep_report.json"] + sorted(run.glob("*/*/state.json"))
+        listing = [[str(p.relative_to(run)), sha256_file(p)] for p in files]
+    elif phase.kind == phases.KIND_TRAIN:
+        final = run / "final"
+        listing = [["adapter_config.json", sha256_file(final / "adapter_config.json")]]
+        listing += [_stat(p) for p in sorted(final.glob("adapter_model*.safetensors"))]
+    else:
+        folder = run / "hf" if phase.kind == phases.KIND_MERGE else run
+        listing = [["manifest.json", sha256_file(folder / "manifest.json")]]
+        listing += [_stat(p) for p in sorted((run / "hf").glob("*.safetensors"))]
+    record = read_record(run)
+    return sha256_json({"inputs": record.get("fingerprint") if record else None, "files": listing})
+
+
+def phase_inputs(phase: phases.Phase, ctx: RunContext) -> dict[str, Any]:
+    """Everything that decides what ``phase`` produces, as it stands now."""
+    config = ctx.config_file(phase)
+    inputs: dict[str, Any] = {"config": sha256_file(config) if config.is_file() else None,
+                              "quick_test": ctx.quick_test}
+    if phases.MODEL in phase.consumes:
+        inputs["model"] = model_identity(ctx.model)
+    if phase.trains:
+        inputs["batch"] = asdict(ctx.batch(phase))
+    upstream = {name: output_fingerprint(phases.get(name), ctx) for name in phase.consumes if name in phases.BY_NAME}
+    if upstream:
+        inputs["upstream"] = upstream
+    if phases.GRPO_TASKS in phase.consumes:
+        tasks = ctx.paths.grpo_tasks
+        inputs["grpo_tasks"] = sha256_file(tasks) if tasks.is_file() else None
+    if phase.kind == phases.KIND_DATA:
+        inputs["source"] = ctx.data_source
+        if ctx.data_source == "local":  # the bundled rows are small (~1 MB): hash them, so an edited file rebuilds
+            inputs["local_files"] = {p.name: sha256_file(p) for p in sorted(ctx.local_data.glob("*.jsonl"))}
+    return inputs
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    return read_manifest(Path(run_dir) / RECORD_FILE)
+
+
+def write_record(phase: phases.Phase, ctx: RunContext) -> Path:
+    """Record the current inputs in the run folder (and, for a training phase, beside its adapter in final/)."""
+    run = ctx.paths.run_dir(phase.name)
+    inputs = phase_inputs(phase, ctx)
+    record = {"phase": phase.name, "fingerprint": sha256_json(inputs), "inputs": inputs,
+              "recorded_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    path = write_json_atomic(run / RECORD_FILE, record)
+    if phase.trains and (run / "final").is_dir():
+        write_json_atomic(run / "final" / RECORD_FILE, record)
+    return path
+
+
+def what_changed(old: dict[str, Any], new: dict[str, Any], phase: phases.Phase, ctx: RunContext) -> str:
+    """Why recorded inputs no longer match, in words ("upstream tool_calling_sft changed")."""
+    reasons = []
+    for name in sorted(set(old.get("upstream") or {}) | set(new.get("upstream") or {})):
+        if (old.get("upstream") or {}).get(name) != (new.get("upstream") or {}).get(name):
+            reasons.append(f"upstream {name} changed")
+    if old.get("quick_test") != new.get("quick_test"):
+        reasons.append(f"built by a {'quick test' if old.get('quick_test') else 'production'} run")
+    if old.get("config") != new.get("config"):
+        reasons.append(f"{ctx.config_file(phase)} changed")
+    if old.get("batch") != new.get("batch"):
+        reasons.append(f"batch settings changed ({old.get('batch')} -> {new.get('batch')})")
+    if old.get("model") != new.get("model"):
+        reasons.append("base model changed")
+    if old.get("source") != new.get("source") or old.get("local_files") != new.get("local_files"):
+        changed = sorted(k for k in set(old.get("local_files") or {}) | set(new.get("local_files") or {})
+                         if (old.get("local_files") or {}).get(k) != (new.get("local_files") or {}).get(k))
+        reasons.append("source data changed" + (f" ({', '.join(changed)})" if changed else ""))
+    if old.get("grpo_tasks") != new.get("grpo_tasks"):
+        reasons.append("GRPO task file changed")
+    return "; ".join(reasons) or "recorded inputs differ"
+
+
+# ---------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Decision:
+    phase: str
+    action: str  # skip | resume | redo | fresh | absent (recorded, not run) | missing (--skip-data without data)
+    reason: str
+    resume_from: Path | None = None
+    warnings: tuple[str, ...] = ()
+    status: str | None = None  # absent: the status recorded in quality_gates.json
+
+
+def decide(name: str, ctx: RunContext, *, redone: frozenset[str] = frozenset()) -> Decision:
+    """skip / resume / redo / fresh for one phase. ``redone``: phases this run redoes before it (a dry run knows
+    them in advance; at run time a redone upstream shows up as a changed fingerprint)."""
+    phase = phases.get(name)
+    paths = ctx.paths
+    run = paths.run_dir(name)
+    if phases.GRPO_TASKS in phase.consumes:
+        if not paths.grpo_tasks.is_file():  # writeup §4: the TUI-only pipeline has no execution-reward tasks
+            return Decision(name, "absent", f"no task file {paths.grpo_tasks}; run language-specific training to "
+                            "generate task data", status="skipped_no_tasks")
+        if not ctx.script(phase).is_file():
+            return Decision(name, "absent", f"tasks exist at {paths.grpo_tasks} but {ctx.script(phase)} is not "
+                            "installed", status="skipped_no_script")
+    state = disk_state(phase, run)
+    warnings = list(state.warnings)
+    if phase.kind == phases.KIND_DATA and ctx.skip_data:
+        if state.action != "skip":
+            return Decision(name, "missing", f"--skip-data, but {run} is incomplete ({state.reason}); run without "
+                            "--skip-data")
+        record = read_record(run)
+        if record and record.get("fingerprint") != sha256_json(phase_inputs(phase, ctx)):
+            warnings.append(f"{run} was made from other inputs "
+                            f"({what_changed(record['inputs'], phase_inputs(phase, ctx), phase, ctx)}); "
+                            "--skip-data uses it anyway")
+        return Decision(name, "skip", f"--skip-data: using {run}", warnings=tuple(warnings))
+    if state.action in ("skip", "resume"):
+        upstream_redone = [u for u in phase.consumes if u in redone]
+        record = read_record(run)
+        if upstream_redone:
+            return Decision(name, "redo", f"upstream {', '.join(upstream_redone)} is redone first",
+                            warnings=tuple(warnings))
+        current = phase_inputs(phase, ctx)
+        if record is None or "fingerprint" not in record:
+            warnings.append(f"{run} has no {RECORD_FILE} (made by an older pipeline or by hand): reused as is, "
+                            "and its current inputs are recorded now")
+        elif record["fingerprint"] != sha256_json(current):
+            return Decision(name, "redo", what_changed(record.get("inputs") or {}, current, phase, ctx),
+                            warnings=tuple(warnings))
+    return Decision(name, state.action, state.reason, state.resume_from, tuple(warnings))
+
+
+def decide_all(ctx: RunContext) -> list[Decision]:
+    """Every phase's decision in order, a redo carried downstream (what --dry-run prints)."""
+    out, redone = [], set()
+    for name in phases.NAMES:
+        decision = decide(name, ctx, redone=frozenset(redone))
+        if decision.action == "redo":
+            redone.add(name)
+        out.append(decision)
+    return out
+
+
+def move_aside(folder: Path) -> Path:
+    """<folder>.stale-<UTC time>: kept until --prune-stale, never deleted otherwise."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = folder.with_name(f"{folder.name}{STALE_MARK}{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}{STALE_MARK}{stamp}-{n}")
+    os.replace(folder, target)
+    return target
+
+
+# ---------------------------------------------------------------- commands
+
+
+def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None = None) -> list[str]:
+    """The phase script's command line: paths and the batch profile's values only; every other setting comes from
+    the phase's configs/*.yaml, passed as --config."""
+    paths = ctx.paths
+    run = paths.run_dir(phase.name)
+    cmd = [ctx.python, str(ctx.script(phase)), "--config", str(ctx.config_file(phase))]
+    if phase.kind == phases.KIND_DATA:
+        cmd += ["--output-dir", str(run), "--source", ctx.data_source]
+        if ctx.data_source == "local":
+            cmd += ["--local-dir", str(ctx.local_data)]
+        if ctx.quick_test:
+            cmd.append("--quick-test")
+        return cmd
+    if phase.kind == phases.KIND_MERGE:
+        return cmd + ["--adapter_path", str(paths.run_dir(phases.TOOL_CALLING.name) / "final"),
+                      "--base_model", ctx.model, "--output_dir", str(run)]
+    if phase.kind == phases.KIND_EXPORT:
+        cmd += ["--export", "--checkpoints_dir", str(paths.checkpoints), "--model", ctx.model,
+                "--merged_model", str(paths.merged_hf), "--output_dir", str(run)]
+        return cmd + (["--llama-cpp-dir", ctx.llama_cpp_dir] if ctx.llama_cpp_dir else [])
+    batch = ctx.batch(phase)
+    if phase is phases.TOOL_CALLING:
+        cmd += ["--model_name_or_path", ctx.model, "--train_data_path", str(paths.train_data(phase)),
+                "--max_seq_length", str(batch.seq)]
+    elif phase is phases.AGENT_SFT:
+        cmd += ["--base_model", str(paths.merged_hf), "--train_data_path", str(paths.train_data(phase)),
+                "--max_seq_length", str(batch.seq)]
+    elif phase is phases.IPO:
+        cmd += ["--checkpoint", str(paths.run_dir(phases.AGENT_SFT.name) / "final"), "--base_model",
+                str(paths.merged_hf), "--train_data_path", str(paths.train_data(phase)), "--max_length",
+                str(batch.seq)]
+    elif phase is phases.GRPO:
+        cmd += ["--checkpoint", str(grpo_policy(paths)), "--task_source", str(paths.grpo_tasks),
+                "--language", ctx.grpo_language]
+    cmd += ["--per_device_train_batch_size", str(batch.batch), "--gradient_accumulation_steps", str(batch.accum),
+            "--max_steps", str(batch.max_steps), "--output_dir", str(run)]
+    if batch.save_steps is not None:
+        cmd += ["--save_steps", str(batch.save_steps)]
+    if resume_from is not None:
+        cmd += ["--resume_from_checkpoint", str(resume_from)]
+    return cmd
+
+
+def grpo_policy(paths: PipelinePaths) -> Path:
+    """The adapter GRPO continues: the newest finished one before it (IPO's, else agent SFT's)."""
+    for phase in reversed(phases.TRAINED[:phases.TRAINED.index(phases.GRPO)]):
+        final = paths.run_dir(phase.name) / "final"
+        if final_adapter_problem(final) is None:
+            return final
+    return paths.run_dir(phases.IPO.name) / "final"
+
+
+def gate_dir(phase: phases.Phase, paths: PipelinePaths) -> Path | None:
+    if phase.gate_key is None:
+        return None
+    run = paths.run_dir(phase.name)
+    return run / "hf" if phase.kind == phases.KIND_MERGE else run
+
+
+def needs_token(phase: phases.Phase, ctx: RunContext) -> bool:
+    """HF_TOKEN goes only to processes that may download: hub data prep, and the phases reading a hub --model."""
+    if phase.kind == phases.KIND_DATA:
+        return ctx.data_source == "hub"
+    return phases.MODEL in phase.consumes and not ctx.model_is_local
+
+
+def disk_stage(phase: phases.Phase, ctx: RunContext) -> str:
+    if phase.kind == phases.KIND_DATA:
+        return "data" if ctx.data_source == "hub" else "none"
+    if phase.kind in (phases.KIND_MERGE, phases.KIND_EXPORT):
+        return phase.name  # the disk stage is named after the phase
+    return "download" if phases.MODEL in phase.consumes and not ctx.model_is_local else "none"
+
+
+def step(name: str, ctx: RunContext) -> dict[str, Any]:
+    """Decide one phase at run time and prepare it: move stale output aside, record the inputs it starts from.
+    Returns the shell variables the orchestrator acts on."""
+    phase = phases.get(name)
+    decision = decide(name, ctx)
+    run = ctx.paths.run_dir(name)
+    moved = None
+    if decision.action == "redo":
+        moved = move_aside(run) if run.exists() else None
+    if decision.action in ("redo", "fresh", "resume") or (decision.action == "skip" and read_record(run) is None
+                                                            and not ctx.skip_data):
+        write_record(phase, ctx)
+    ctx.paths.logs.mkdir(parents=True, exist_ok=True)
+    with open(ctx.paths.logs / DECISIONS, "a") as fh:
+        fh.write(json.dumps({"phase": name, "action": decision.action, "reason": decision.reason,
+                             "moved_to": str(moved) if moved else None}) + "\n")
+    runs = decision.action in ("redo", "fresh", "resume")
+    gate = gate_dir(phase, ctx.paths)
+    return {"ACTION": decision.action, "REASON": decision.reason, "MOVED": moved, "STATUS": decision.status,
+            "TOKEN": "with-token" if needs_token(phase, ctx) else "no-token", "STAGE": disk_stage(phase, ctx),
+            "GATE_DIR": gate, "WARNINGS": "\n".join(decision.warnings),
+            "CMD": phase_command(phase, ctx, decision.resume_from) if runs else []}
+
+
+def step_shell(values: dict[str, Any]) -> str:
+    cmd = values.pop("CMD")
+    return shell_assignments(values) + "\nCMD=(" + " ".join(shlex.quote(a) for a in cmd) + ")"
+
+
+# ---------------------------------------------------------------- preflight: every input checked before any phase
+
+
+def preflight_problems(ctx: RunContext, gates_config: Path, *, dry_run: bool = False) -> list[str]:
+    """What would make a phase fail later for a reason known now; empty when the run can start. A dry run plans from
+    a config.json alone, so it does not ask for weights."""
+    from pipeline_lib.gates import load_gate_specs
+    from pipeline_lib.profiles import load_profiles
+
+    problems = []
+    model = Path(ctx.model)
+    if not ctx.tiny and model.is_dir() and not (model / "config.json").is_file():
+        problems.append(f"--model {ctx.model}: the folder has no config.json (a model folder needs config.json and "
+                        "its *.safetensors weights)")
+    elif not ctx.tiny and not dry_run and model.is_dir() and not list(model.glob("*.safetensors")):
+        problems.append(f"--model {ctx.model}: no *.safetensors weights in the folder (config.json alone is enough "
+                        "for --dry-run, not for training)")
+    try:
+        load_gate_specs(ctx.gate_profile, gates_config)
+    except (OSError, ValueError, TypeError) as exc:
+        problems.append(f"--gates-config {gates_config}: {exc}")
+    try:
+        load_profiles(ctx.configs_dir / "batch_profiles.yaml")
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        problems.append(f"batch profiles {ctx.configs_dir / 'batch_profiles.yaml'}: {exc}")
+    import yaml
+
+    for phase in phases.PHASES:
+        if phase is phases.GRPO and not (ctx.paths.grpo_tasks.is_file() and ctx.script(phase).is_file()):
+            continue  # GRPO is skipped (recorded) without tasks or its script
+        config = ctx.config_file(phase)
+        try:
+            if not isinstance(yaml.safe_load(config.read_text()), dict):
+                problems.append(f"{config}: not a YAML mapping")
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(f"{phase.name} config {config}: {exc.__class__.__name__}: {exc}")
+        if not ctx.script(phase).is_file():
+            problems.append(f"{phase.name}: script {ctx.script(phase)} missing")
+    if ctx.tiny and not ctx.local_data.is_dir():
+        problems.append(f"--tiny reads {ctx.local_data}: no such folder (scripts/make_samples.py writes it)")
+    if ctx.llama_cpp_dir and not (Path(ctx.llama_cpp_dir) / "convert_hf_to_gguf.py").is_file():
+        problems.append(f"LLAMA_CPP_DIR={ctx.llama_cpp_dir}: no convert_hf_to_gguf.py in it")
+    return problems
 
 
 # ---------------------------------------------------------------- model config and disk
@@ -302,8 +692,8 @@ def free_bytes(path: str | os.PathLike) -> int:
 
 
 def stage_need(stage: str, size: ModelSize) -> int:
-    needs = {"download": size.download_bytes, "merge": size.full_bytes,
-             "export": size.full_bytes + int(size.parameters * GGUF_BYTES_PER_PARAM)}
+    needs = {"download": size.download_bytes, phases.MERGE.name: size.full_bytes,
+             phases.EXPORT.name: size.full_bytes + int(size.parameters * GGUF_BYTES_PER_PARAM)}
     return int(needs[stage] * HEADROOM)
 
 
@@ -331,84 +721,118 @@ def disk_preflight(stage: str, model: str, target: Path, cache_dir: Path | None 
     return free >= need, msg
 
 
+def stale_report(paths: PipelinePaths) -> tuple[int, str]:
+    """(bytes held by <dir>.stale-* folders, a sentence for the disk lines; empty when there are none)."""
+    from pipeline_lib.gates import folder_bytes
+
+    stale = paths.stale_folders()
+    if not stale:
+        return 0, ""
+    held = sum(folder_bytes(p) for p in stale)
+    return held, (f"; {len(stale)} stale folder(s) ({', '.join(p.name for p in stale)}) hold {gib(held)}: "
+                  "--prune-stale deletes them")
+
+
+def prune_stale(paths: PipelinePaths) -> list[Path]:
+    stale = paths.stale_folders()
+    for folder in stale:
+        shutil.rmtree(folder)
+    return stale
+
+
 # ---------------------------------------------------------------- dry-run plan
 
 
-def trainable_count(config: Path | Any, rank: int) -> str:
+def phase_lora(phase: phases.Phase, ctx: RunContext) -> tuple[int | None, bool, str]:
+    """(LoRA rank, include_experts, where from) of a training phase, read from its YAML; IPO and GRPO keep training
+    the adapter agent SFT made, so they report agent SFT's."""
+    import yaml
+
+    source = phase if not phase.on_merged_model or phase is phases.AGENT_SFT else phases.AGENT_SFT
+    try:
+        config = yaml.safe_load(ctx.config_file(source).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None, True, str(ctx.config_file(source))
+    rank = config.get("lora_r")
+    return (int(rank) if isinstance(rank, int) else None), bool(config.get("include_experts", True)), \
+        str(ctx.config_file(source))
+
+
+def trainable_count(config: Path | Any, rank: int, include_experts: bool = True) -> str:
     try:
         from pipeline_lib.unsloth_utils import count_lora_trainable
 
-        return f"{count_lora_trainable(config, rank, include_experts=True):,}"
+        return f"{count_lora_trainable(config, rank, include_experts=include_experts):,}"
     except Exception as exc:  # noqa: BLE001 - the plan still prints; the reason is shown
         return f"unavailable ({exc.__class__.__name__}: {exc})"
 
 
-def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data: bool, tiny: bool,
-         data_source: str, grpo_language: str = "rust") -> str:
-    from pipeline_lib.profiles import resolve
-
-    paths = PipelinePaths(workdir, model_slug(model), grpo_language)
+def plan(ctx: RunContext) -> str:
+    paths = ctx.paths
+    model = ctx.model
     config = resolve_model_config(model)
     lines = ["DRY RUN - nothing is trained, downloaded or written.",
              f"model: {model}  (config: {config or 'not available locally'})",
-             f"batch profile: {profile}{' + quick test' if quick_test and profile != 'tiny' else ''}; "
-             f"workdir: {workdir}"]
+             f"batch profile: {ctx.batch_profile}{' + quick test' if ctx.quick_test and not ctx.tiny else ''}; "
+             f"workdir: {ctx.workdir}; state: {paths.base} (data, checkpoints, logs)"]
     size = None
     config_for_counts: Any = config
     if config is not None:
         size = model_size(config)
         lines.append(f"parameters: {size.parameters:,} ({size.dtype})")
-    elif tiny:
+    elif ctx.tiny:
         from pipeline_lib.tiny_model import tiny_gpt_oss_config
 
         config_for_counts = tiny_gpt_oss_config()
         lines.append("tiny model not built yet: scripts/make_tiny_gpt_oss.py builds it first")
-
-    def row(phase: str, state: PhaseState, detail: str) -> None:
-        lines.append(f"  {phase:<17} {state.action.upper():<6} {state.reason}")
-        lines.extend(f"  {'':<17} warning: {w}" for w in state.warnings)
+    lines.append("phases (skip: finished, inputs unchanged; resume: from a checkpoint; redo: inputs changed, old "
+                 "output moved aside; fresh: nothing yet):")
+    for decision in decide_all(ctx):
+        phase = phases.get(decision.phase)
+        action = "SKIP" if decision.action == "absent" else decision.action.upper()
+        lines.append(f"  {phase.name:<17} {action:<6} {decision.reason}")
+        lines.extend(f"  {'':<17} warning: {w}" for w in decision.warnings)
+        detail = ""
+        if phase.kind == phases.KIND_DATA and decision.action != "absent":
+            source = f"local samples {ctx.local_data}" if ctx.data_source == "local" else "hub datasets (writeup §5)"
+            detail = f"reads: {source}; writes {paths.data}"
+        elif phase.trains and decision.action != "absent":
+            b = ctx.batch(phase)
+            steps = "epochs from the phase config" if b.max_steps == -1 else f"max_steps {b.max_steps}"
+            rank, experts, source = phase_lora(phase, ctx)
+            if rank is None:
+                lora = f"LoRA rank unreadable from {source}"
+            elif config_for_counts is None:
+                lora = f"LoRA r{rank} ({source})"
+            else:
+                inherited = "" if source.endswith(phase.config) else f" (agent SFT's adapter, {Path(source).name})"
+                lora = f"LoRA r{rank}, trainable {trainable_count(config_for_counts, rank, experts)}{inherited}"
+            reads = paths.grpo_tasks if phase.dataset is None else paths.train_data(phase)
+            detail = (f"reads {reads}; batch {b.batch} x accum {b.accum} = {b.effective_batch}, seq {b.seq}, "
+                      f"{steps}; {lora}")
+        elif phase.kind in (phases.KIND_MERGE, phases.KIND_EXPORT):
+            detail = f"writes {paths.run_dir(phase.name)}"
         if detail:
             lines.append(f"  {'':<17} {detail}")
-
-    lines.append("phases:")
-    if skip_data:
-        data = data_state(paths.data)
-        row("data_prep", PhaseState("skip", "--skip-data" + ("" if data.action == "skip" else
-                                                             f" (but {data.reason}: the run will stop)")), "")
-    else:
-        row("data_prep", data_state(paths.data), f"reads: {data_source}; writes {paths.data}")
-    for phase, data_name in (("tool_calling_sft", "tool_calling"), ("agent_sft", "agent_traj"), ("ipo", "preference")):
-        b = resolve(profile, phase, quick_test=quick_test)
-        steps = "epochs from the phase config" if b.max_steps == -1 else f"max_steps {b.max_steps}"
-        rank = LORA_RANKS.get(phase)
-        lora = (f"LoRA r{rank}, trainable {trainable_count(config_for_counts, rank)}" if rank and config_for_counts
-                else "LoRA inherited from agent_sft (r128)" if not rank else f"LoRA r{rank}")
-        row(phase, training_state(paths.run_dir(phase)),
-            f"reads {paths.data / data_name / 'train'}; batch {b.batch} x accum {b.accum} = {b.effective_batch}, "
-            f"seq {b.seq}, {steps}; {lora}")
-        if phase == "tool_calling_sft":
-            row("merge", merge_state(paths.run_dir("merge")), f"writes {paths.merged_hf}")
-    if paths.grpo_tasks.is_file():
-        row("grpo", training_state(paths.run_dir("grpo")), f"reads {paths.grpo_tasks}")
-    else:
-        row("grpo", PhaseState("skip", f"no task file {paths.grpo_tasks} (status skipped_no_tasks)"), "")
-    row("export", export_state(paths.run_dir("export")), f"writes {paths.run_dir('export')}/{{hf,gguf_q4}}")
+    held, stale_note = stale_report(paths)
     if size is not None:
-        need_merge, need_export = stage_need("merge", size), stage_need("export", size)
+        need_merge, need_export = stage_need(phases.MERGE.name, size), stage_need(phases.EXPORT.name, size)
         free = free_bytes(paths.checkpoints)
         verdict = "OK" if free >= need_merge + need_export else "NOT ENOUGH"
         lines.append(f"disk: merge ~{gib(need_merge)} (params x {size.dtype}) + export ~{gib(need_export)} "
-                     f"(HF + GGUF estimate) = {gib(need_merge + need_export)}; free {gib(free)} -> {verdict}")
+                     f"(HF + GGUF estimate) = {gib(need_merge + need_export)}; free {gib(free)} -> {verdict}"
+                     + stale_note)
         if model_download_needed(model):
             lines.append(f"download: ~{gib(size.download_bytes)} into the HF cache")
+    elif stale_note:
+        lines.append("disk" + stale_note)
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- summary report
 
 
-def read_run_record(log_dir: Path) -> dict[str, dict[str, Any]]:
-    path = log_dir / RUN_RECORD
+def read_jsonl_by_phase(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -418,6 +842,10 @@ def read_run_record(log_dir: Path) -> dict[str, dict[str, Any]]:
                 continue
             out[entry["phase"]] = entry
     return out
+
+
+def read_run_record(log_dir: Path) -> dict[str, dict[str, Any]]:
+    return read_jsonl_by_phase(log_dir / RUN_RECORD)
 
 
 def plot_loss_curves(paths: PipelinePaths, out: Path) -> Path | None:
@@ -447,15 +875,19 @@ def plot_loss_curves(paths: PipelinePaths, out: Path) -> Path | None:
     return out
 
 
-def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
-    paths = PipelinePaths(workdir, model_slug(model), grpo_language)
+def summary(ctx: RunContext) -> str:
+    paths = ctx.paths
     record = read_run_record(paths.logs)
+    decisions = read_jsonl_by_phase(paths.logs / DECISIONS)
     gates = read_gates(paths.gates_file)
-    rows = ["| phase | status | duration | gate | value | threshold | result |", "|---|---|---|---|---|---|---|"]
+    rows = ["| phase | status | why | duration | gate | value | threshold | result |",
+            "|---|---|---|---|---|---|---|---|"]
     for phase in PHASES:
         entry = record.get(phase, {})
+        decision = decisions.get(phase, {})
+        why = (f"{decision['action']}: {decision.get('reason', '')}" if decision else "").replace("|", "/")
         gate = gates.get(GATE_KEYS.get(phase, ""), {})
-        value = (gate.get("loss") or gate.get("size_gb") or gate.get("reward_accuracy") or gate.get("status")
+        value = (gate.get("loss") or gate.get("size_gib") or gate.get("reward_accuracy") or gate.get("status")
                  or (f"hf {gate['hf']}, gguf {gate['gguf']}" if "hf" in gate else ""))
         label = f"{gate['metric']} [{gate.get('type')}]" if "metric" in gate else ""
         result = gate.get("status") or {"true": "PASS", "false": "FAIL"}.get(gate.get("passed", ""), "")
@@ -463,10 +895,10 @@ def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
             result = "WARN (soft)"
         seconds = entry.get("seconds")
         duration = "" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
-        rows.append(f"| {phase} | {entry.get('status', 'not reached')} | {duration} | "
+        rows.append(f"| {phase} | {entry.get('status', 'not reached')} | {why} | {duration} | "
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")
-    text = "\n".join(["# TUI pipeline summary", "", f"model: {model}; workdir: {workdir}", "", *rows, "",
+    text = "\n".join(["# TUI pipeline summary", "", f"model: {ctx.model}; state: {paths.base}", "", *rows, "",
                       f"loss curves: {png}" if png else "loss curves: none (no trainer_state.json yet)",
                       f"gates: {paths.gates_file}"])
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -477,58 +909,70 @@ def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
 # ---------------------------------------------------------------- CLI
 
 
+def add_context_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--batch-profile", default="balanced")
+    parser.add_argument("--quick-test", action="store_true")
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--grpo-language", default="rust")
+    parser.add_argument("--configs-dir", type=Path, default=CONFIGS_DIR)
+    parser.add_argument("--scripts-dir", type=Path, default=SCRIPTS_DIR)
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--llama-cpp-dir", default=None)
+
+
+def context_from(args: argparse.Namespace) -> RunContext:
+    return RunContext(workdir=args.workdir, model=args.model, profile=args.batch_profile, quick_test=args.quick_test,
+                      tiny=args.tiny, skip_data=args.skip_data, grpo_language=args.grpo_language,
+                      configs_dir=args.configs_dir, scripts_dir=args.scripts_dir, python=args.python,
+                      llama_cpp_dir=args.llama_cpp_dir or None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Helpers for scripts/run_tui_pipeline.sh")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("paths")
-    p.add_argument("--workdir", required=True, type=Path)
-    p.add_argument("--model", required=True)
-    p.add_argument("--grpo-language", default="rust")
-    s = sub.add_parser("state")
-    s.add_argument("kind", choices=("training", "merge", "export", "data"))
-    s.add_argument("dir", type=Path)
-    s.add_argument("--source", help="data: the source this run asks for (hub|local)")
-    s.add_argument("--quick-test", action="store_true", default=None, help="data: this run is a quick test")
-    d = sub.add_parser("disk")
-    d.add_argument("--stage", required=True, choices=("data", "download", "merge", "export"))
-    d.add_argument("--model", required=True)
-    d.add_argument("--workdir", required=True, type=Path)
-    pl = sub.add_parser("plan")
-    pl.add_argument("--workdir", required=True, type=Path)
-    pl.add_argument("--model", required=True)
-    pl.add_argument("--profile", required=True)
-    pl.add_argument("--quick-test", action="store_true")
-    pl.add_argument("--skip-data", action="store_true")
-    pl.add_argument("--tiny", action="store_true")
-    pl.add_argument("--data-source", default="hub datasets (writeup §5)")
-    pl.add_argument("--grpo-language", default="rust")
-    sm = sub.add_parser("summary")
-    sm.add_argument("--workdir", required=True, type=Path)
-    sm.add_argument("--model", required=True)
-    sm.add_argument("--grpo-language", default="rust")
+    commands = {}
+    for name in ("paths", "preflight", "step", "record", "disk", "prune-stale", "plan", "summary"):
+        commands[name] = sub.add_parser(name)
+        add_context_flags(commands[name])
+    for name in ("step", "record"):
+        commands[name].add_argument("phase", choices=phases.NAMES)
+    commands["preflight"].add_argument("--gates-config", required=True, type=Path)
+    commands["preflight"].add_argument("--dry-run", action="store_true")
+    commands["disk"].add_argument("--stage", required=True, choices=("data", "download", phases.MERGE.name,
+                                                                         phases.EXPORT.name))
     args = parser.parse_args(argv)
+    ctx = context_from(args)
 
     if args.command == "paths":
-        print(shell_assignments(PipelinePaths(args.workdir, model_slug(args.model), args.grpo_language).shell()))
-    elif args.command == "state":
-        fn = {"training": training_state, "merge": merge_state, "export": export_state}
-        if args.kind == "data":
-            state = data_state(args.dir, source=args.source, quick_test=bool(args.quick_test))
-        else:
-            state = fn[args.kind](args.dir)
-        for warning in state.warnings:
+        print(shell_assignments(ctx.paths.shell()))
+    elif args.command == "preflight":
+        problems = preflight_problems(ctx, args.gates_config, dry_run=args.dry_run)
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
+    elif args.command == "step":
+        values = step(args.phase, ctx)
+        for warning in filter(None, values.pop("WARNINGS").splitlines()):
             print(f"WARNING: {warning}", file=sys.stderr)
-        print(state.shell())
+        print(step_shell(values))
+    elif args.command == "record":
+        print(write_record(phases.get(args.phase), ctx))
     elif args.command == "disk":
-        target = args.workdir / "checkpoints"
-        ok, msg = disk_preflight(args.stage, args.model, target, cache_dir=args.workdir / "logs")
+        target = ctx.paths.checkpoints
+        ok, msg = disk_preflight(args.stage, ctx.model, target, cache_dir=ctx.paths.logs)
+        msg += stale_report(ctx.paths)[1]
         print(msg if ok else f"NOT ENOUGH DISK SPACE - {msg}")
         return 0 if ok else 1
+    elif args.command == "prune-stale":
+        for folder in prune_stale(ctx.paths):
+            print(f"deleted stale folder {folder}")
     elif args.command == "plan":
-        print(plan(args.workdir, args.model, args.profile, quick_test=args.quick_test, skip_data=args.skip_data,
-                   tiny=args.tiny, data_source=args.data_source, grpo_language=args.grpo_language))
+        print(plan(ctx))
     elif args.command == "summary":
-        print(summary(args.workdir, args.model, grpo_language=args.grpo_language))
+        print(summary(ctx))
     return 0
 
 

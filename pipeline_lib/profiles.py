@@ -2,7 +2,7 @@
 
     python -m pipeline_lib.profiles balanced agent_sft [--quick-test] [--format shell|json]
 
-prints the resolved values; the orchestrator uses ``--format shell`` (``BATCH=1 ACCUM=24 SEQ=32768 MAX_STEPS=-1``).
+prints the resolved values; pipeline_lib.orchestrate passes them to each training phase as its only non-path flags.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from pathlib import Path
 
 import yaml
 
+from pipeline_lib import phases
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILES_PATH = REPO_ROOT / "configs" / "batch_profiles.yaml"
 PROFILE_NAMES = ("aggressive", "balanced", "conservative", "tiny")
-PHASES = ("tool_calling_sft", "agent_sft", "ipo", "grpo")
+PHASES = tuple(p.name for p in phases.TRAINED)  # every trained phase has a batch entry per profile
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class PhaseBatch:
     accum: int
     seq: int
     max_steps: int
+    save_steps: int | None = None  # None: the phase's configs/*.yaml value
 
     @property
     def effective_batch(self) -> int:
@@ -45,8 +48,12 @@ def load_profiles(path: Path = PROFILES_PATH) -> dict:
 
 
 def _check_entry(entry: dict | None, where: str) -> None:
-    if not isinstance(entry, dict) or set(entry) != {"batch", "accum", "seq", "max_steps"}:
-        raise ValueError(f"{where}: expected keys batch, accum, seq, max_steps; got {entry!r}")
+    if not isinstance(entry, dict) or not {"batch", "accum", "seq", "max_steps"} <= set(entry) or not set(entry) <= {
+            "batch", "accum", "seq", "max_steps", "save_steps"}:
+        raise ValueError(f"{where}: expected keys batch, accum, seq, max_steps (and optionally save_steps); "
+                         f"got {entry!r}")
+    if "save_steps" in entry and (not isinstance(entry["save_steps"], int) or entry["save_steps"] < 1):
+        raise ValueError(f"{where}.save_steps must be a positive integer, got {entry['save_steps']!r}")
     for key in ("batch", "accum", "seq"):
         if not isinstance(entry[key], int) or entry[key] < 1:
             raise ValueError(f"{where}.{key} must be a positive integer, got {entry[key]!r}")

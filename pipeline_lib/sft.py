@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, Literal
 
 from trl import SFTConfig
 
+from pipeline_lib import phases
 from pipeline_lib.tokenizer import CALL_ID, END_ID, RETURN_ID
 
 START_ID = 200006
@@ -76,12 +76,12 @@ class PhaseSFTConfig(SFTConfig):
 
 @dataclass
 class ToolCallingSFTConfig(PhaseSFTConfig):
-    output_dir: str = field(default="checkpoints/tool_calling_sft", metadata={"help": "Run folder."})
+    output_dir: str = field(default=phases.default_run_dir(phases.TOOL_CALLING), metadata={"help": "Run folder."})
 
 
 @dataclass
 class AgentSFTConfig(PhaseSFTConfig):
-    output_dir: str = field(default="checkpoints/agent_sft", metadata={"help": "Run folder."})
+    output_dir: str = field(default=phases.default_run_dir(phases.AGENT_SFT), metadata={"help": "Run folder."})
     packing: bool = field(default=True, metadata={
         "help": "Pack conversations into max_seq_length rows (pipeline_lib/pack_sft.py). --no-packing turns it off."})
 
@@ -90,9 +90,9 @@ class AgentSFTConfig(PhaseSFTConfig):
 class SFTScriptArguments:
     """What to train on and how to adapt: the flags that are not TrainingArguments."""
 
-    train_data_path: str = field(default="data/coding_tui/tool_calling/train", metadata={
+    train_data_path: str = field(default=phases.default_train_data(phases.TOOL_CALLING), metadata={
         "help": "datasets save_to_disk folder with a Harmony `text` column."})
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_r: int | None = field(default=None, metadata={"help": "LoRA rank (configs/<phase>.yaml sets it)."})
     lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (must be 0 with expert LoRA)."})
     include_experts: bool = field(default=True, metadata={
@@ -107,6 +107,8 @@ class SFTScriptArguments:
         "help": "Print the first training sample with trained tokens highlighted, then continue."})
 
     def __post_init__(self) -> None:
+        if self.lora_r is None:
+            raise ValueError("lora_r is not set: the phase's configs/*.yaml sets it (or pass --lora_r N)")
         if self.lora_r < 1:
             raise ValueError(f"--lora_r must be >= 1, got {self.lora_r}")
         if self.eval_split_size <= 0:
@@ -121,11 +123,10 @@ class ToolCallingScriptArguments(SFTScriptArguments):
 
 @dataclass
 class AgentScriptArguments(SFTScriptArguments):
-    base_model: str = field(default="checkpoints/gpt-oss-20b-coding-tui-merged/hf", metadata={
+    base_model: str = field(default=phases.default_merged_model(), metadata={
         "help": "Base model: the Phase 1.5 merged model folder."})
-    train_data_path: str = field(default="data/coding_tui/agent_traj/train", metadata={
+    train_data_path: str = field(default=phases.default_train_data(phases.AGENT_SFT), metadata={
         "help": "datasets save_to_disk folder with a Harmony `text` column."})
-    lora_r: int = field(default=128, metadata={"help": "LoRA rank."})
     lang_adapter: str | None = field(default=None, metadata={
         "help": "A LoRA adapter to merge into --base_model before training (language pipelines; the TUI pipeline "
                 "has none)."})
@@ -139,54 +140,13 @@ class AgentScriptArguments(SFTScriptArguments):
             raise ValueError("--lang_adapter and --no-merge-lang-adapter contradict each other: drop one")
 
 
-def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_config: str | os.PathLike,
-                                   argv: Sequence[str] | None = None,
-                                   defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
-    """TrlParser over ``dataclass_types``. Precedence: dataclass < ``defaults`` < YAML < CLI.
-
-    Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call runs with the same
-    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here). A
-    ``--hub_token`` moves to the process's HF_TOKEN (provenance.detach_hub_token): never into training_args.bin.
-    """
-    from trl import TrlParser
-
-    from pipeline_lib.provenance import detach_hub_token
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in args and Path(default_config).is_file():
-        args = ["--config", str(default_config), *args]
-    parser = TrlParser(dataclass_types)
-    if defaults:
-        parser.set_defaults(**defaults)
-    return tuple(detach_hub_token(parsed) for parsed in parser.parse_args_and_config(args))
-
-
 def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
                      argv: Sequence[str] | None = None) -> tuple[Any, Any]:
-    """(script args, SFTConfig subclass) through parse_args_with_default_config."""
+    """(script args, SFTConfig subclass) through pipeline_lib.config.parse_args_with_default_config."""
+    from pipeline_lib.config import parse_args_with_default_config
+
     script_args, training_args = parse_args_with_default_config((script_cls, config_cls), default_config, argv)
     return script_args, training_args
-
-
-def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) -> str | None:
-    """``auto`` -> newest checkpoint-N with a trainer_state.json (None on a fresh run); a path must exist."""
-    if not value:
-        return None
-    if value == "auto":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        if not Path(output_dir).is_dir():
-            return None
-        candidates = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                            key=lambda p: int(p.name.split("-")[-1]))
-        valid = [p for p in candidates if (p / "trainer_state.json").is_file()]
-        newest = get_last_checkpoint(str(output_dir))
-        if newest and Path(newest) in valid:
-            return newest
-        return str(valid[-1]) if valid else None
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no trainer_state.json there (not a checkpoint)")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------------ loss masks

@@ -25,6 +25,9 @@ from pipeline_lib.unsloth_utils import import_unsloth_first  # noqa: E402
 
 import_unsloth_first(sys.argv[1:])  # before trl/transformers/peft: Unsloth patches them on import
 
+from pipeline_lib import phases  # noqa: E402
+from pipeline_lib.checkpoints import resolve_resume_checkpoint  # noqa: E402
+from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.sft import (  # noqa: E402
     ToolCallingScriptArguments,
     ToolCallingSFTConfig,
@@ -37,12 +40,11 @@ from pipeline_lib.sft import (  # noqa: E402
     parse_phase_args,
     prepare_sft_data,
     print_mask_example,
-    resolve_resume_checkpoint,
     summary_line,
 )
 
-PHASE = "tool_calling_sft"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tool_calling_sft.yaml"
+PHASE = phases.TOOL_CALLING.name
+DEFAULT_CONFIG = default_config(PHASE)
 
 
 def main() -> None:

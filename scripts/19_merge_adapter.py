@@ -23,9 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib import phases  # noqa: E402
+from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.gguf_export import QUANT_FTYPES  # noqa: E402  (light: no torch at import)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "merge.yaml"
+DEFAULT_CONFIG = default_config(phases.MERGE.name)
 
 
 @dataclass
@@ -37,8 +39,8 @@ class MergeScriptArguments:
     export: bool = field(default=False, metadata={"help": "Phase 5: pick the best adapter and export HF + GGUF"})
     checkpoints_dir: str = field(default="checkpoints", metadata={"help": "Export: where the phase outputs are"})
     model: str | None = field(default=None, metadata={"help": "Export: the raw base model (folder or hub id)"})
-    merged_model: str | None = field(default=None, metadata={"help": "Export: merged tool-calling model (default "
-                                                                     "checkpoints/<slug>-coding-tui-merged/hf)"})
+    merged_model: str | None = field(default=None, metadata={"help": "Export: merged tool-calling model (default: "
+                                                                     "the merge phase's hf/ under --checkpoints_dir)"})
     gguf: bool = field(default=True, metadata={"help": "Export: also write GGUF (--no-gguf to skip)"})
     llama_cpp_dir: str | None = field(default=None, metadata={"help": "A llama.cpp checkout whose converter to use "
                                                                       "(default: the pinned llama-cpp-python sdist)"})
@@ -67,9 +69,10 @@ class MergeScriptArguments:
                 raise ValueError("--export needs --model (the raw base, e.g. openai/gpt-oss-20b)")
             if not Path(self.checkpoints_dir).is_dir():
                 raise ValueError(f"--checkpoints_dir {self.checkpoints_dir}: no such folder")
-            slug = model_slug(self.model)
-            self.merged_model = self.merged_model or f"{self.checkpoints_dir}/{slug}-coding-tui-merged/hf"
-            self.output_dir = self.output_dir or f"{self.checkpoints_dir}/{slug}-coding-tui-export"
+            slug = phases.model_slug(self.model)
+            checkpoints = Path(self.checkpoints_dir)
+            self.merged_model = self.merged_model or str(checkpoints / phases.MERGE.folder_name(slug) / "hf")
+            self.output_dir = self.output_dir or str(checkpoints / phases.EXPORT.folder_name(slug))
             unknown = [q for q in self.quant_list if q not in QUANT_FTYPES]
             if unknown:
                 raise ValueError(f"--quant {self.quant}: unknown {unknown}; choose from {sorted(QUANT_FTYPES)}")
@@ -83,7 +86,7 @@ class MergeScriptArguments:
             raise ValueError("--base_model is required (folder or hub id)")
         if Path(self.base_model).exists() and not (Path(self.base_model) / "config.json").is_file():
             raise ValueError(f"--base_model {self.base_model}: folder has no config.json")
-        self.output_dir = self.output_dir or f"checkpoints/{model_slug(self.base_model)}-coding-tui-merged"
+        self.output_dir = self.output_dir or str(phases.MERGE.run_dir(Path("."), phases.model_slug(self.base_model)))
         if self.save_dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"--save_dtype {self.save_dtype}: expected bfloat16, float16 or float32")
 
@@ -92,14 +95,9 @@ class MergeScriptArguments:
         return [q.strip() for q in self.quant.split(",") if q.strip()]
 
 
-def model_slug(model: str) -> str:
-    """openai/gpt-oss-20b -> gpt-oss-20b; checkpoints/tiny-gpt-oss -> tiny-gpt-oss."""
-    return Path(model.rstrip("/")).name.lower()
-
-
 def parse_args(argv: list[str] | None = None) -> MergeScriptArguments:
     """Dataclass < configs/merge.yaml (or --config FILE) < CLI."""
-    from pipeline_lib.sft import parse_args_with_default_config
+    from pipeline_lib.config import parse_args_with_default_config
 
     (args,) = parse_args_with_default_config((MergeScriptArguments,), DEFAULT_CONFIG, argv)
     return args
@@ -124,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         smoke_new_tokens=args.smoke_new_tokens, smoke_min_unique_chars=args.smoke_min_unique_chars)
     config = asdict(args)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("export" if args.export else "merge", total=None)
+        task = bar.add_task(phases.EXPORT.name if args.export else phases.MERGE.name, total=None)
 
         def step(description: str) -> None:
             bar.update(task, description=description)
@@ -148,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         mark = "ok  " if entry["passed"] else "FAIL"
         console.print(f"  {mark} {name}: {entry['value']} (threshold {entry['threshold']})")
     if not args.export:
-        size = checks["size"]["size_gb"]
-        print(f"merge {'PASSED' if manifest['passed'] else 'FAILED'}: {args.output_dir}/hf, {size} GB "
+        size = checks["size"]["size_gib"]
+        print(f"merge {'PASSED' if manifest['passed'] else 'FAILED'}: {args.output_dir}/hf, {size} GiB "
               f"{args.save_dtype}, merged==adapter rel {checks['merged_equals_adapter']['value']:.2e}, "
               f"smoke unique_chars {checks['smoke_test']['value']}")
         return 0 if manifest["passed"] else 1

@@ -2,18 +2,20 @@
 # The TUI curriculum in one strict process (writeup §2): data prep -> tool-calling SFT -> merge -> agent SFT -> IPO
 # -> GRPO -> export, with quality gates between phases (logs/quality_gates.json) and auto-resume: run the same
 # command again after any interruption and finished work is skipped (its gate re-checked), an interrupted phase
-# resumes from its newest valid checkpoint.
+# resumes from its newest valid checkpoint, and a phase whose inputs changed is redone with everything downstream.
 #
 #   bash scripts/run_tui_pipeline.sh [--quick-test] [--skip-data] [--batch-profile aggressive|balanced|conservative]
-#       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--grpo-language LANG] [--dry-run]
+#       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--configs-dir DIR]
+#       [--grpo-language LANG] [--prune-stale] [--dry-run]
 #
-# Usually started through scripts/start_tui_training.sh (a detached `screen` session). `make demo` runs --tiny.
+# The phases, their scripts, folders and order come from pipeline_lib/phases.py (through pipeline_lib.orchestrate);
+# this script only runs what Python decides. Usually started through scripts/start_tui_training.sh (a detached
+# `screen` session). `make demo` runs --tiny.
 # Test-only overrides (never needed by users): TUI_SCRIPTS_DIR (folder of the phase scripts), TUI_WORKSPACE
 # (instead of /workspace), TUI_PROC1_ENVIRON (instead of /proc/1/environ).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PYTHON=${PYTHON:-python3}
 SCRIPTS_DIR=${TUI_SCRIPTS_DIR:-$REPO_ROOT/scripts}
 DEFAULT_MODEL=openai/gpt-oss-20b
 SESSION_T0=$SECONDS
@@ -22,38 +24,68 @@ usage() {
     cat <<EOF
 Usage: bash scripts/run_tui_pipeline.sh [options]
 
-Runs data prep -> tool-calling SFT (LoRA r64) -> merge -> agent SFT (LoRA r128) -> IPO -> GRPO -> export.
-Re-running skips finished phases (re-checking their gates) and resumes an interrupted one from its newest valid
-checkpoint. A failed HARD gate stops the run with a non-zero exit; the last output line names gate, value, threshold.
+Runs data prep -> tool-calling SFT -> merge -> agent SFT -> IPO -> GRPO -> export (pipeline_lib/phases.py).
+Re-running skips finished phases (re-checking their gates), resumes an interrupted one from its newest valid
+checkpoint, and redoes a phase whose inputs changed (config, data, upstream output, batch values) together with
+everything downstream; the old output is kept as <dir>.stale-<time>. A failed HARD gate stops the run with a
+non-zero exit; the last output line names gate, value, threshold.
 
 Options:
-  --quick-test            small data subsets, seq 4096, 50 steps per phase (writeup §6)
-  --skip-data             use the prepared data in <workdir>/data/coding_tui (fails if incomplete)
+  --quick-test            small data subsets, seq 4096, 50 steps per phase (writeup §6); its state lives in
+                          <workdir>/quick-test/ and never satisfies (or is satisfied by) a production run
+  --skip-data             use the data an earlier run prepared (fails if incomplete)
   --batch-profile NAME    aggressive | balanced | conservative (default: balanced)
-  --model HUB_ID|DIR      base model (default: $DEFAULT_MODEL); a DIR needs config.json (+ weights to train)
+  --model HUB_ID|DIR      base model (default: $DEFAULT_MODEL); a DIR needs config.json + weights
   --tiny                  the embedded tiny GPT-OSS (built into <workdir>/checkpoints/tiny-gpt-oss), the bundled
                           data/samples, the tiny batch profile and tiny gates, on CPU (what \`make demo\` runs)
   --workdir DIR           where data/, checkpoints/ and logs/ go (default: the repository)
-  --gates-config FILE     gate thresholds (default: configs/gates.yaml)
+  --gates-config FILE     gate thresholds (default: <configs-dir>/gates.yaml)
+  --configs-dir DIR       the phase YAMLs and batch_profiles.yaml (default: configs/): every training setting
   --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
-  --dry-run               print the plan (skip/resume/fresh per phase, batch, LoRA trainable parameters, disk)
+  --prune-stale           delete the <dir>.stale-* folders earlier reruns set aside, then run
+  --dry-run               print the plan (skip/resume/redo/fresh per phase and why, batch, LoRA trainable
+                          parameters, disk) after checking every input
   -h, --help              this help
 
-Environment: PYTHON (default python3), HF_TOKEN / RUNPOD_SECRET_HF_TOKEN (else read from /proc/1/environ),
-WANDB_MODE (default offline), LLAMA_CPP_DIR (a llama.cpp checkout for GGUF export). Caches go to /workspace when
-it exists. Outputs: <workdir>/logs/{tui_pipeline_*.log,phase_*.log,quality_gates.json,summary.md,loss_curves.png}.
+Environment: PYTHON (default: the repository's .venv/bin/python when it exists, else python3), HF_TOKEN /
+RUNPOD_SECRET_HF_TOKEN (else read from /proc/1/environ or the token huggingface-cli login saved), WANDB_MODE
+(default offline), LLAMA_CPP_DIR (a llama.cpp checkout for GGUF export). Caches go to /workspace when it exists.
+Outputs: <workdir>/logs/{tui_pipeline_*.log,phase_*.log,quality_gates.json,summary.md,loss_curves.png}.
 EOF
 }
 
 log() { printf '[%s] %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*"; }
 warn() { log "WARNING: $*"; }
 FAIL_MSG=""
-die() {
-    FAIL_MSG="ERROR: $*"
-    log "ERROR: $*"
+# What the last line of a failed run tells the user to do; only a failure a rerun can fix says "rerun".
+FAIL_HINT="fix the cause above, then rerun the same command"
+RERUN_HINT="rerun the same command to resume (finished phases are skipped)"
+TRAPPED=0 # once the EXIT trap is set, on_exit prints the final lines
+die() { # die MESSAGE [HINT]
+    FAIL_MSG="ERROR: $1"
+    FAIL_HINT=${2:-$FAIL_HINT}
+    if ((TRAPPED)); then log "ERROR: $1"; else log "ERROR: $1 -- what to do: $FAIL_HINT"; fi
     exit 1
 }
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# ---------------------------------------------------------------- interpreter
+
+# The repository's .venv (what `make install` / `make demo` build) unless PYTHON says otherwise.
+if [[ -z ${PYTHON:-} ]]; then
+    PYTHON=python3
+    [[ ! -x $REPO_ROOT/.venv/bin/python ]] || PYTHON=$REPO_ROOT/.venv/bin/python
+fi
+check_python() { # a missing module names the interpreter and the fix, before any phase starts
+    local missing
+    command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: no such interpreter" \
+        "run 'make install' (creates .venv) or set PYTHON to a python with the project installed"
+    missing=$("$PYTHON" -c 'import importlib.util as u, sys
+print(" ".join(m for m in sys.argv[1:] if u.find_spec(m) is None))' \
+        yaml torch transformers trl peft datasets safetensors openai_harmony) || missing="(the check itself failed)"
+    [[ -z $missing ]] || die "$(command -v "$PYTHON") lacks module(s): $missing" \
+        "run 'make install' in $REPO_ROOT (it builds .venv, used automatically), or '$PYTHON -m pip install -e \"$REPO_ROOT[gpt_oss,gguf]\"', or set PYTHON=/path/to/the/venv/bin/python"
+}
 
 # ---------------------------------------------------------------- arguments
 
@@ -63,77 +95,87 @@ PROFILE=balanced
 MODEL=""
 TINY=0
 WORKDIR=$REPO_ROOT
-GATES_CONFIG=$REPO_ROOT/configs/gates.yaml
+CONFIGS_DIR=$REPO_ROOT/configs
+GATES_CONFIG=""
 GRPO_LANGUAGE=rust
 DRY_RUN=0
+PRUNE_STALE=0
 ORIG_ARGS=("$@")
+ARG_HINT="fix the command line (see --help) and run it again"
 
-need_value() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || die "$1 needs a value (see --help)"; }
+need_value() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || die "$1 needs a value (see --help)" "$ARG_HINT"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick-test) QUICK_TEST=1 ;;
         --skip-data) SKIP_DATA=1 ;;
         --tiny) TINY=1 ;;
         --dry-run) DRY_RUN=1 ;;
+        --prune-stale) PRUNE_STALE=1 ;;
         --batch-profile) need_value "$@"; PROFILE=$2; shift ;;
         --model) need_value "$@"; MODEL=$2; shift ;;
         --workdir) need_value "$@"; WORKDIR=$2; shift ;;
         --gates-config) need_value "$@"; GATES_CONFIG=$2; shift ;;
+        --configs-dir) need_value "$@"; CONFIGS_DIR=$2; shift ;;
         --grpo-language) need_value "$@"; GRPO_LANGUAGE=$2; shift ;;
-        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --grpo-language=*)
+        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --configs-dir=* | --grpo-language=*)
             key=${1%%=*}; set -- "$key" "${1#*=}" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
-        *) die "unknown argument '$1' (see --help)" ;;
+        *) die "unknown argument '$1' (see --help)" "$ARG_HINT" ;;
     esac
     shift
 done
 
 case $PROFILE in
     aggressive | balanced | conservative) ;;
-    *) die "--batch-profile must be aggressive, balanced or conservative; got '$PROFILE'" ;;
+    *) die "--batch-profile must be aggressive, balanced or conservative; got '$PROFILE'" "$ARG_HINT" ;;
 esac
-[[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] || die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'"
-[[ -f $GATES_CONFIG ]] || die "--gates-config: no such file '$GATES_CONFIG'"
+[[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] ||
+    die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'" "$ARG_HINT"
+[[ -d $CONFIGS_DIR ]] || die "--configs-dir: no such folder '$CONFIGS_DIR'" "$ARG_HINT"
+CONFIGS_DIR=$(realpath "$CONFIGS_DIR")
+GATES_CONFIG=${GATES_CONFIG:-$CONFIGS_DIR/gates.yaml}
+[[ -f $GATES_CONFIG ]] || die "--gates-config: no such file '$GATES_CONFIG'" "$ARG_HINT"
 GATES_CONFIG=$(realpath "$GATES_CONFIG")
 WORKDIR=$(realpath -m "$WORKDIR")
 if ((TINY)); then
-    [[ -z $MODEL ]] || die "--tiny uses the embedded tiny GPT-OSS; drop --model '$MODEL'"
+    [[ -z $MODEL ]] || die "--tiny uses the embedded tiny GPT-OSS; drop --model '$MODEL'" "$ARG_HINT"
     MODEL=$WORKDIR/checkpoints/tiny-gpt-oss
-    BATCH_PROFILE=tiny
-    GATE_PROFILE=tiny
-    SAVE_STEPS=10 # a checkpoint every 10 of the tiny profile's 40 tool-calling steps: resume is exercised
 else
     MODEL=${MODEL:-$DEFAULT_MODEL}
-    BATCH_PROFILE=$PROFILE
-    GATE_PROFILE=default
-    SAVE_STEPS=250 # writeup §4
 fi
 # A path-looking --model must exist; anything else is a hub id (org/name).
 if [[ -d $MODEL ]]; then
     MODEL=$(realpath "$MODEL")
     MODEL_IS_LOCAL=1
 elif [[ $MODEL == /* || $MODEL == .* || $MODEL == *//* ]] && ((!TINY)); then
-    die "--model: no such folder '$MODEL'"
+    die "--model: no such folder '$MODEL'" "$ARG_HINT"
 else
     MODEL_IS_LOCAL=$TINY
 fi
 
+check_python
 export PYTHONPATH=$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 # phase output reaches the logs as it happens
-out=$("$PYTHON" -m pipeline_lib.orchestrate paths --workdir "$WORKDIR" --model "$MODEL" \
-    --grpo-language "$GRPO_LANGUAGE") || die "cannot compute paths (is '$PYTHON' the project's venv python?)"
-eval "$out" # DATA_DIR CKPT_DIR LOG_DIR SLUG TOOL_DIR MERGED_DIR MERGED_HF AGENT_DIR IPO_DIR GRPO_DIR EXPORT_DIR ...
+# The run's context: every orchestrate call gets the same flags and decides from them.
+CTX=(--workdir "$WORKDIR" --model "$MODEL" --batch-profile "$PROFILE" --grpo-language "$GRPO_LANGUAGE"
+    --configs-dir "$CONFIGS_DIR" --scripts-dir "$SCRIPTS_DIR" --python "$PYTHON")
+((QUICK_TEST)) && CTX+=(--quick-test)
+((TINY)) && CTX+=(--tiny)
+((SKIP_DATA)) && CTX+=(--skip-data)
+[[ -z ${LLAMA_CPP_DIR:-} ]] || CTX+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
+out=$("$PYTHON" -m pipeline_lib.orchestrate paths "${CTX[@]}") || die "cannot compute paths with $PYTHON"
+eval "$out" # DATA_DIR CKPT_DIR LOG_DIR EXPORT_DIR GATES_FILE LOCK_FILE RUN_RECORD DECISIONS_FILE PHASE_NAMES
 
 # ---------------------------------------------------------------- one log for the whole run
 
 if ((!DRY_RUN)) && [[ -z ${_TUI_PIPELINE_CHILD:-} ]]; then
-    mkdir -p "$LOG_DIR" "$CKPT_DIR"
+    mkdir -p "$LOG_DIR" "$CKPT_DIR" "$(dirname "$LOCK_FILE")"
     # Re-run this script with all output through tee; pipefail keeps the script's exit status. tee ignores
     # SIGINT/SIGTERM so the summary printed while the script stops still reaches the log.
     PIPELINE_LOG=${TUI_PIPELINE_LOG:-$LOG_DIR/tui_pipeline_$(date +%Y%m%d_%H%M%S).log}
     set +e
-    _TUI_PIPELINE_CHILD=1 TUI_PIPELINE_LOG=$PIPELINE_LOG bash "${BASH_SOURCE[0]}" "${ORIG_ARGS[@]}" 2>&1 |
-        (trap '' INT TERM; exec tee -a "$PIPELINE_LOG")
+    _TUI_PIPELINE_CHILD=1 TUI_PIPELINE_LOG=$PIPELINE_LOG PYTHON=$PYTHON bash "${BASH_SOURCE[0]}" "${ORIG_ARGS[@]}" \
+        2>&1 | (trap '' INT TERM; exec tee -a "$PIPELINE_LOG")
     exit "${PIPESTATUS[0]}"
 fi
 PIPELINE_LOG=${TUI_PIPELINE_LOG:-}
@@ -160,9 +202,9 @@ if ((TINY)); then
 fi
 
 # HF_TOKEN: environment, else RunPod's secret name, else PID 1's environment (RunPod SSH sessions do not inherit
-# it, writeup §7), else a token file saved by `huggingface-cli login` (its path is logged, never its content). It is then removed from this shell's environment and handed only to children that fetch from
-# the hub: data prep with --source hub, and the phases given --model when it is a hub id (tool-calling SFT, merge,
-# export). Agent SFT, IPO, GRPO, gates and the summary only read local folders and never see it.
+# it, writeup §7), else a token file saved by `huggingface-cli login` (its path is logged, never its content). It is
+# then removed from this shell's environment and handed only to children that fetch from the hub (orchestrate
+# decides which: hub data prep, and the phases reading a hub --model).
 HF_TOKEN_VALUE=""
 HF_TOKEN_SOURCE=""
 from_proc1() {
@@ -193,19 +235,17 @@ elif [[ $HF_TOKEN_VALUE == hf_* ]]; then
 else
     TOKEN_BANNER="set (from $HF_TOKEN_SOURCE)"
 fi
-MODEL_TOKEN=no-token
-((MODEL_IS_LOCAL)) || MODEL_TOKEN=with-token
-DATA_TOKEN=with-token
-((TINY)) && DATA_TOKEN=no-token
 
 banner() {
-    local quick=no
+    local quick=no profile=$PROFILE gates=default
     ((QUICK_TEST)) && quick=yes
+    ((TINY)) && profile=tiny gates=tiny
     log "================ TUI pipeline ================"
     log "model:          $MODEL ($( ((MODEL_IS_LOCAL)) && echo local folder || echo hub id))"
-    log "batch profile:  $BATCH_PROFILE (quick test: $quick)   gates: $GATE_PROFILE ($GATES_CONFIG)"
+    log "batch profile:  $profile (quick test: $quick)   gates: $gates ($GATES_CONFIG)"
+    log "configs:        $CONFIGS_DIR (every training setting; the pipeline passes paths and batch values)"
     log "workdir:        $WORKDIR   (data: $DATA_DIR, checkpoints: $CKPT_DIR, logs: $LOG_DIR)"
-    log "skip data:      $( ((SKIP_DATA)) && echo yes || echo no)   GRPO tasks: $GRPO_TASKS"
+    log "skip data:      $( ((SKIP_DATA)) && echo yes || echo no)   GRPO language: $GRPO_LANGUAGE"
     log "python:         $(command -v "$PYTHON" || echo "$PYTHON")"
     log "WANDB_MODE=$WANDB_MODE  PYTORCH_CUDA_ALLOC_CONF=$PYTORCH_CUDA_ALLOC_CONF  TOKENIZERS_PARALLELISM=false"
     log "HF_HOME=${HF_HOME:-<default>}  TMPDIR=${TMPDIR:-<default>}"
@@ -214,30 +254,37 @@ banner() {
     log "=============================================="
 }
 
+# Every input checked before any phase starts (a typo'd --gates-config, a --model folder without config.json, ...).
+preflight_inputs() {
+    local out rc=0 args=(--gates-config "$GATES_CONFIG")
+    ((DRY_RUN)) && args+=(--dry-run)
+    out=$("$PYTHON" -m pipeline_lib.orchestrate preflight "${CTX[@]}" "${args[@]}" 2>&1) || rc=$?
+    if ((rc != 0)); then
+        printf '%s\n' "$out" | while IFS= read -r line; do log "input problem: $line"; done
+        die "$(printf '%s\n' "$out" | tail -n 1)" "fix the input named above, then run the same command again"
+    fi
+}
+
 if ((DRY_RUN)); then
     banner
-    plan_args=(--workdir "$WORKDIR" --model "$MODEL" --profile "$BATCH_PROFILE" --grpo-language "$GRPO_LANGUAGE")
-    ((QUICK_TEST)) && plan_args+=(--quick-test)
-    ((SKIP_DATA)) && plan_args+=(--skip-data)
-    ((TINY)) && plan_args+=(--tiny --data-source "local samples $REPO_ROOT/data/samples")
-    "$PYTHON" -m pipeline_lib.orchestrate plan "${plan_args[@]}"
+    preflight_inputs
+    "$PYTHON" -m pipeline_lib.orchestrate plan "${CTX[@]}"
     exit 0
 fi
 
 # One pipeline per workdir: the lock is held on fd 9 (inherited by the phase processes) until they all exit.
-LOCK_FILE=$LOG_DIR/.pipeline.lock
 exec 9<>"$LOCK_FILE"
 if ! flock -n 9; then
     holder=$(tr -cd '0-9' <"$LOCK_FILE")
-    die "another pipeline (pid ${holder:-unknown}) is running on $WORKDIR (lock $LOCK_FILE); attach with" \
-        "'screen -r tui_training' or wait for it to finish"
+    die "another pipeline (pid ${holder:-unknown}) is running on $WORKDIR (lock $LOCK_FILE)" \
+        "attach with 'screen -r tui_training' or wait for it to finish"
 fi
 echo "$$" >"$LOCK_FILE"
 
 # ---------------------------------------------------------------- phase plumbing
 
-RUN_RECORD=$LOG_DIR/.run_phases.jsonl
 : >"$RUN_RECORD"
+: >"$DECISIONS_FILE"
 CURRENT_PHASE=""
 PHASE_T0=0
 PHASE_STATUS=""
@@ -251,30 +298,19 @@ on_exit() {
         record_phase "$CURRENT_PHASE" failed $((SECONDS - PHASE_T0))
         log "===== END $CURRENT_PHASE (FAILED, elapsed $(fmt_secs $((SECONDS - PHASE_T0)))) ====="
     fi
-    "$PYTHON" -m pipeline_lib.orchestrate summary --workdir "$WORKDIR" --model "$MODEL" \
-        --grpo-language "$GRPO_LANGUAGE" || warn "summary report failed"
+    "$PYTHON" -m pipeline_lib.orchestrate summary "${CTX[@]}" || warn "summary report failed"
     if ((rc == 0)); then
         log "pipeline complete in $(fmt_secs $((SECONDS - SESSION_T0))): export $EXPORT_DIR, gates $GATES_FILE"
     else
-        log "pipeline FAILED (exit $rc) after $(fmt_secs $((SECONDS - SESSION_T0))); rerun the same command to resume"
-        [[ -z $FAIL_MSG ]] || printf '%s\n' "$FAIL_MSG"
+        log "pipeline FAILED (exit $rc) after $(fmt_secs $((SECONDS - SESSION_T0)))"
+        printf '%s -- what to do: %s\n' "${FAIL_MSG:-ERROR: exit status $rc}" "$FAIL_HINT"
     fi
     exit "$rc"
 }
 trap on_exit EXIT
-trap 'FAIL_MSG="ERROR: interrupted (SIGINT) during ${CURRENT_PHASE:-setup}"; exit 130' INT
-trap 'FAIL_MSG="ERROR: terminated (SIGTERM) during ${CURRENT_PHASE:-setup}"; exit 143' TERM
-
-run_phase() {
-    CURRENT_PHASE=$1
-    PHASE_T0=$SECONDS
-    PHASE_STATUS=ran
-    log "===== START $1 ====="
-    "phase_$1"
-    record_phase "$1" "$PHASE_STATUS" $((SECONDS - PHASE_T0))
-    log "===== END $1 ($PHASE_STATUS, elapsed $(fmt_secs $((SECONDS - PHASE_T0)))) ====="
-    CURRENT_PHASE=""
-}
+TRAPPED=1
+trap 'FAIL_MSG="ERROR: interrupted (SIGINT) during ${CURRENT_PHASE:-setup}"; FAIL_HINT=$RERUN_HINT; exit 130' INT
+trap 'FAIL_MSG="ERROR: terminated (SIGTERM) during ${CURRENT_PHASE:-setup}"; FAIL_HINT=$RERUN_HINT; exit 143' TERM
 
 # run_cmd NAME with-token|no-token COMMAND...: output to the terminal, the run log and logs/phase_NAME.log.
 run_cmd() {
@@ -288,186 +324,85 @@ run_cmd() {
     else
         (cd "$WORKDIR" && "$@") 2>&1 | tee -a "$phase_log" || rc=$?
     fi
-    ((rc == 0)) || die "$name: $(basename "$2") exited with status $rc (full output: $phase_log)"
+    ((rc == 0)) || die "$name: $(basename "$2") exited with status $rc (full output: $phase_log)" \
+        "read $phase_log; $RERUN_HINT once the cause is fixed (an out-of-memory or interrupted phase resumes)"
 }
 
-# phase_state KIND DIR [--source S --quick-test]: sets ACTION (skip|resume|fresh), REASON, RESUME_FROM; warnings go to the log.
-phase_state() {
-    local out
-    out=$("$PYTHON" -m pipeline_lib.orchestrate state "$@") || die "cannot inspect $2"
-    eval "$out"
-}
-
-# load_batch PHASE: sets BATCH ACCUM SEQ MAX_STEPS from configs/batch_profiles.yaml.
-load_batch() {
-    local args=("$BATCH_PROFILE" "$1" --format shell) out
-    ((QUICK_TEST)) && args+=(--quick-test)
-    out=$("$PYTHON" -m pipeline_lib.profiles "${args[@]}") || die "cannot resolve batch profile $BATCH_PROFILE/$1"
-    eval "$out"
-    log "$1 batch: $BATCH x accum $ACCUM, seq $SEQ, max_steps $MAX_STEPS ($BATCH_PROFILE)"
-}
-
-preflight() { # preflight download|data|merge|export
+preflight_disk() { # preflight_disk data|download|merge|export
     local out rc=0
-    out=$("$PYTHON" -m pipeline_lib.orchestrate disk --stage "$1" --model "$MODEL" --workdir "$WORKDIR") || rc=$?
-    ((rc == 0)) || die "$out"
+    out=$("$PYTHON" -m pipeline_lib.orchestrate disk --stage "$1" "${CTX[@]}") || rc=$?
+    ((rc == 0)) || die "$out" "free disk space (or pass --prune-stale to delete set-aside stale folders), then rerun"
     log "$out"
 }
 
 check_gate() { # check_gate PHASE DIR
-    local out rc=0
+    local out rc=0 profile=default
+    ((TINY)) && profile=tiny
     out=$("$PYTHON" -m pipeline_lib.gates check --phase "$1" --run-dir "$2" --gates-file "$GATES_FILE" \
-        --profile "$GATE_PROFILE" --gates-config "$GATES_CONFIG" 2>&1) || rc=$?
+        --profile "$profile" --gates-config "$GATES_CONFIG" 2>&1) || rc=$?
     printf '%s\n' "$out"
     if ((rc != 0)); then
         log "Fix the cause, or remove $2 to redo the phase; rerunning as is re-checks the same saved result."
         FAIL_MSG=$(printf '%s\n' "$out" | tail -n 1)
+        FAIL_HINT="a rerun re-checks the same saved result: fix the cause or remove $2 first"
         exit 1
     fi
 }
 
-# train_phase NAME RUN_DIR with-token|no-token none|download COMMAND...: skip / resume / fresh, then the gate.
-train_phase() {
-    local name=$1 run_dir=$2 token=$3 stage=$4
-    shift 4
-    phase_state training "$run_dir"
+# run_phase PHASE: orchestrate decides (skip / resume / redo / fresh / absent) and gives the command; the gate is
+# checked whether the phase ran or was skipped.
+run_phase() {
+    local name=$1 out
+    CURRENT_PHASE=$name
+    PHASE_T0=$SECONDS
+    log "===== START $name ====="
+    out=$("$PYTHON" -m pipeline_lib.orchestrate step "$name" "${CTX[@]}") || die "cannot decide $name"
+    local ACTION REASON MOVED STATUS TOKEN STAGE GATE_DIR CMD
+    eval "$out"
     case $ACTION in
+        absent)
+            PHASE_STATUS=skipped
+            log "$name: skip - $REASON"
+            "$PYTHON" -m pipeline_lib.gates record --phase "$name" --gates-file "$GATES_FILE" --status "$STATUS"
+            GATE_DIR=""
+            ;;
+        missing) die "$REASON" "prepare the data first (run without --skip-data)" ;;
         skip)
             PHASE_STATUS=skipped
-            log "$name: skip - $REASON; re-checking its gate from the saved metrics"
+            log "$name: skip - $REASON; re-checking its gate from the saved outputs"
             ;;
-        resume)
-            PHASE_STATUS=resumed
-            log "$name: $REASON"
-            [[ $stage == none ]] || preflight "$stage"
-            run_cmd "$name" "$token" "$@" --resume_from_checkpoint "$RESUME_FROM"
+        resume | fresh | redo)
+            PHASE_STATUS=ran
+            case $ACTION in
+                resume) PHASE_STATUS=resumed; log "$name: $REASON" ;;
+                fresh) log "$name: fresh start ($REASON)" ;;
+                redo) PHASE_STATUS=redone
+                    log "$name: redo - $REASON${MOVED:+ (old output moved to $MOVED)}" ;;
+            esac
+            [[ $STAGE == none ]] || preflight_disk "$STAGE"
+            run_cmd "$name" "$TOKEN" "${CMD[@]}"
+            "$PYTHON" -m pipeline_lib.orchestrate record "$name" "${CTX[@]}" >/dev/null ||
+                die "$name finished but its input record could not be written"
             ;;
-        fresh)
-            log "$name: fresh start ($REASON)"
-            [[ $stage == none ]] || preflight "$stage"
-            run_cmd "$name" "$token" "$@"
-            ;;
+        *) die "orchestrate gave an unknown action '$ACTION' for $name" ;;
     esac
-    check_gate "$name" "$run_dir"
-}
-
-# manifest_phase NAME STATE_DIR GATE_DIR TOKEN CMD...: merge and export. Skip when the saved manifest passed
-# (orchestrate state NAME), else disk preflight for stage NAME and run; the gate is checked either way.
-manifest_phase() {
-    local name=$1 state_dir=$2 gate_dir=$3 token=$4
-    shift 4
-    phase_state "$name" "$state_dir"
-    if [[ $ACTION == skip ]]; then
-        PHASE_STATUS=skipped
-        log "$name: skip - $REASON; re-checking its gate"
-    else
-        preflight "$name"
-        run_cmd "$name" "$token" "$@"
-    fi
-    check_gate "$name" "$gate_dir"
-}
-
-# ---------------------------------------------------------------- phases (writeup order)
-
-phase_data_prep() {
-    local source=hub
-    ((TINY)) && source=local
-    local state_args=(--source "$source")
-    ((QUICK_TEST)) && state_args+=(--quick-test)
-    phase_state data "$DATA_DIR" "${state_args[@]}"
-    if ((SKIP_DATA)); then
-        [[ $ACTION == skip ]] || die "--skip-data, but $DATA_DIR is incomplete ($REASON); run without --skip-data"
-        PHASE_STATUS=skipped
-        log "--skip-data: using $DATA_DIR"
-        return 0
-    fi
-    if [[ $ACTION == skip ]]; then
-        PHASE_STATUS=skipped
-        log "data prep: skip - $REASON"
-        return 0
-    fi
-    local args=(--output-dir "$DATA_DIR")
-    if ((TINY)); then
-        args+=(--source local --local-dir "$REPO_ROOT/data/samples")
-    else
-        args+=(--source hub)
-        preflight data
-    fi
-    ((QUICK_TEST)) && args+=(--quick-test)
-    run_cmd data_prep "$DATA_TOKEN" "$PYTHON" "$SCRIPTS_DIR/tui_data_prep.py" "${args[@]}"
-}
-
-phase_tool_calling_sft() {
-    local stage=none
-    ((MODEL_IS_LOCAL)) || stage=download
-    load_batch tool_calling_sft
-    train_phase tool_calling_sft "$TOOL_DIR" "$MODEL_TOKEN" "$stage" \
-        "$PYTHON" "$SCRIPTS_DIR/13_train_lang_adapter.py" --model_name_or_path "$MODEL" \
-        --train_data_path "$DATA_DIR/tool_calling/train" --per_device_train_batch_size "$BATCH" \
-        --gradient_accumulation_steps "$ACCUM" --max_steps "$MAX_STEPS" --num_train_epochs 1 \
-        --output_dir "$TOOL_DIR" --save_steps "$SAVE_STEPS" --max_seq_length "$SEQ" --lora_r 64 --logging_steps 1
-}
-
-phase_merge() {
-    manifest_phase merge "$MERGED_DIR" "$MERGED_HF" "$MODEL_TOKEN" "$PYTHON" "$SCRIPTS_DIR/19_merge_adapter.py" \
-        --adapter_path "$TOOL_DIR/final" --base_model "$MODEL" --output_dir "$MERGED_DIR"
-}
-
-phase_agent_sft() {
-    load_batch agent_sft
-    train_phase agent_sft "$AGENT_DIR" no-token none \
-        "$PYTHON" "$SCRIPTS_DIR/14_train_core_agent.py" --base_model "$MERGED_HF" --no-merge-lang-adapter \
-        --train_data_path "$DATA_DIR/agent_traj/train" --per_device_train_batch_size "$BATCH" \
-        --gradient_accumulation_steps "$ACCUM" --max_steps "$MAX_STEPS" --num_train_epochs 3 \
-        --output_dir "$AGENT_DIR" --eval_strategy no --max_seq_length "$SEQ" --lora_r 128
-}
-
-phase_ipo() {
-    load_batch ipo
-    train_phase ipo "$IPO_DIR" no-token none \
-        "$PYTHON" "$SCRIPTS_DIR/17_ipo_preference.py" --checkpoint "$AGENT_DIR/final" --base_model "$MERGED_HF" \
-        --train_data_path "$DATA_DIR/preference/train" --per_device_train_batch_size "$BATCH" \
-        --gradient_accumulation_steps "$ACCUM" --output_dir "$IPO_DIR" --beta 0.1 --max_steps "$MAX_STEPS" \
-        --max_length "$SEQ"
-}
-
-phase_grpo() {
-    if [[ ! -f $GRPO_TASKS ]]; then # writeup §4: the TUI-only pipeline has no execution-reward tasks
-        log "Skipping GRPO -- no task file $GRPO_TASKS; run language-specific training to generate task data."
-        "$PYTHON" -m pipeline_lib.gates record --phase grpo --gates-file "$GATES_FILE" --status skipped_no_tasks
-        PHASE_STATUS=skipped
-        return 0
-    fi
-    if [[ ! -f $SCRIPTS_DIR/18_grpo_rl.py ]]; then
-        warn "GRPO tasks exist at $GRPO_TASKS but $SCRIPTS_DIR/18_grpo_rl.py is not installed; skipping GRPO"
-        "$PYTHON" -m pipeline_lib.gates record --phase grpo --gates-file "$GATES_FILE" --status skipped_no_script
-        PHASE_STATUS=skipped
-        return 0
-    fi
-    local policy=$IPO_DIR/final # the newest adapter: IPO's, else agent SFT's
-    [[ -f $policy/adapter_config.json ]] || policy=$AGENT_DIR/final
-    load_batch grpo
-    train_phase grpo "$GRPO_DIR" no-token none \
-        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --task_source "$GRPO_TASKS" \
-        --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" --gradient_accumulation_steps "$ACCUM" \
-        --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR"
-}
-
-phase_export() {
-    local args=(--export --checkpoints_dir "$CKPT_DIR" --model "$MODEL" --merged_model "$MERGED_HF"
-        --output_dir "$EXPORT_DIR")
-    [[ -z ${LLAMA_CPP_DIR:-} ]] || args+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
-    manifest_phase export "$EXPORT_DIR" "$EXPORT_DIR" "$MODEL_TOKEN" "$PYTHON" "$SCRIPTS_DIR/19_merge_adapter.py" \
-        "${args[@]}"
+    [[ -z $GATE_DIR ]] || check_gate "$name" "$GATE_DIR"
+    record_phase "$name" "$PHASE_STATUS" $((SECONDS - PHASE_T0))
+    log "===== END $name ($PHASE_STATUS, elapsed $(fmt_secs $((SECONDS - PHASE_T0)))) ====="
+    CURRENT_PHASE=""
 }
 
 # ---------------------------------------------------------------- main
 
 banner
+preflight_inputs
+if ((PRUNE_STALE)); then
+    "$PYTHON" -m pipeline_lib.orchestrate prune-stale "${CTX[@]}" | while IFS= read -r line; do log "$line"; done
+fi
 if ((TINY)); then
     log "tiny model: $MODEL"
     run_cmd tiny_model no-token "$PYTHON" "$REPO_ROOT/scripts/make_tiny_gpt_oss.py" --output_dir "$MODEL"
 fi
-for phase in data_prep tool_calling_sft merge agent_sft ipo grpo export; do
+for phase in $PHASE_NAMES; do
     run_phase "$phase"
 done

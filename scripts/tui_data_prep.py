@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 
 from pipeline_lib.data_prep import MAX_ROW_CHARS, DataPrepError, Options, load_limits, run, summary_line
+from pipeline_lib.phases import DATA_PREP, default_run_dir
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "data_prep.yaml"
 
@@ -29,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, dict]:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML defaults (CLI flags win)")
     parser.add_argument("--source", choices=("hub", "local"), help="hub: datasets.load_dataset; local: --local-dir")
     parser.add_argument("--local-dir", type=Path, help="folder of <org>__<name>[__<part>].jsonl files")
-    parser.add_argument("--output-dir", type=Path, help="default data/coding_tui")
+    parser.add_argument("--output-dir", type=Path, help=f"default {default_run_dir(DATA_PREP)}")
     parser.add_argument("--quick-test", action="store_true", help="hundreds of rows per dataset (writeup §5)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the output exists")
     parser.add_argument("--max-tokens", type=int, help="drop rows longer than this (counted as too_long)")
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, dict]:
     options = Options(
         source=config["source"],
         local_dir=Path(config["local_dir"]) if config.get("local_dir") else None,
-        output_dir=Path(config.get("output_dir") or "data/coding_tui"),
+        output_dir=Path(config.get("output_dir") or default_run_dir(DATA_PREP)),
         quick_test=args.quick_test,
         force=args.force,
         max_tokens=config.get("max_tokens"),

@@ -139,6 +139,7 @@ def test_export_gate_hard_on_hf_soft_on_gguf(tmp_path):
         out = tmp_path / name
         (out / "hf").mkdir(parents=True)
         (out / "hf" / "config.json").write_text("{}")
+        save_file({"w": np.ones(64, dtype=np.float32)}, str(out / "hf" / "model.safetensors"))
         manifest = {"passed": hf_ok, "hf": {"passed": hf_ok, "checks": {"merged_equals_adapter": {"passed": hf_ok}}},
                     "gguf": {"status": "ok" if gguf_ok else "error", "passed": gguf_ok}}
         (out / "manifest.json").write_text(json.dumps(manifest))
@@ -149,6 +150,11 @@ def test_export_gate_hard_on_hf_soft_on_gguf(tmp_path):
     assert soft.passed and "warning" in soft.fields and soft.fields["gguf"] == "false"
     assert check_gate(spec, export("nohf", False, True)).hard_failure
     assert check_gate(spec, tmp_path / "missing").hard_failure
+    # A truncated shard under a manifest that says passed: the gate re-checks the files (as the skip does).
+    shard = export("truncated", True, True) / "hf" / "model.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-40])
+    cut = check_gate(spec, shard.parent.parent)
+    assert cut.hard_failure and "truncated" in cut.detail
 
 
 def test_cli_hard_failure_exits_1_with_gate_value_threshold_last(tmp_path, capsys):

@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from pipeline_lib.gguf_export import (
     ADAPTER_PRIORITY,
@@ -35,6 +37,7 @@ def fake_final(checkpoints: Path, folder: str, *, complete: bool = True) -> Path
     final.mkdir(parents=True)
     if complete:
         (final / "adapter_config.json").write_text("{}")
+        save_file({"w": np.zeros(4, dtype=np.float32)}, str(final / "adapter_model.safetensors"))
     return final
 
 
@@ -50,6 +53,9 @@ def test_adapter_priority(tmp_path: Path) -> None:
     fake_final(tmp_path, "agent_sft_ipo")
     assert find_best_adapter(tmp_path)[0] == "ipo"
     (tmp_path / "agent_sft_grpo" / "final" / "adapter_config.json").write_text("{}")
+    assert find_best_adapter(tmp_path)[0] == "ipo"  # killed while saving: a config without weights does not count
+    grpo_final = tmp_path / "agent_sft_grpo" / "final"
+    save_file({"w": np.zeros(4, dtype=np.float32)}, str(grpo_final / "adapter_model.safetensors"))
     assert find_best_adapter(tmp_path) == ("grpo", tmp_path / "agent_sft_grpo" / "final")
     assert [phase for phase, _ in ADAPTER_PRIORITY] == ["grpo", "ipo", "agent_sft", "tool_calling_sft"]
 

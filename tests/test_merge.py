@@ -88,7 +88,7 @@ def test_manifest_checks_and_phase_metrics(merged: tuple[Path, dict]) -> None:
     assert (hf / "chat_template.jinja").read_text().startswith("{#-")
     assert (hf / "tokenizer.json").is_file()
     metrics = json.loads((hf / "phase_metrics.json").read_text())
-    assert metrics["size_gb"] == on_disk["checks"]["size"]["size_gb"] and metrics["smoke_test"] is True
+    assert metrics["size_gib"] == on_disk["checks"]["size"]["size_gib"] and metrics["smoke_test"] is True
     assert metrics["logits_check"]["passed"] is True
 
 

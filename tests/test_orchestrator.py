@@ -101,7 +101,13 @@ def test_merge_state_skips_only_when_every_check_passed(tmp_path):
     hf.mkdir(parents=True)
     checks = {"smoke_test": {"passed": True}, "merged_equals_adapter": {"passed": True}}
     (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": checks}))
+    assert merge_state(tmp_path / "merged").action == "fresh"  # a passed manifest without its weights
+    save_file({"w": np.ones(64, dtype=np.float32)}, str(hf / "model.safetensors"))
     assert merge_state(tmp_path / "merged").action == "skip"
+    whole = (hf / "model.safetensors").read_bytes()
+    (hf / "model.safetensors").write_bytes(whole[:-40])  # truncated after the manifest was written
+    assert merge_state(tmp_path / "merged").action == "fresh"
+    (hf / "model.safetensors").write_bytes(whole)
     # Negative controls: a failed check under a top-level "passed": true, no checks at all, a truncated file.
     failed = {**checks, "smoke_test": {"passed": False}}
     (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": failed}))
@@ -145,6 +151,7 @@ def fake_env(tmp_path):
     from pipeline_lib.tiny_model import tiny_gpt_oss_config
 
     tiny_gpt_oss_config().save_pretrained(model)
+    save_file({"w": np.zeros(4, dtype=np.float32)}, str(model / "model.safetensors"))  # preflight wants weights
     env = {k: v for k, v in os.environ.items() if "TOKEN" not in k}
     env = {k: v for k, v in env.items() if k not in ("HF_HOME", "XDG_CACHE_HOME")}  # no saved login leaks in
     env.update(TUI_SCRIPTS_DIR=str(scripts), PYTHON=sys.executable, TUI_PROC1_ENVIRON=str(tmp_path / "no_environ"),

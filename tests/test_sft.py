@@ -7,9 +7,11 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sft_fixtures import SYSTEM, TOOLS, chat_conversation, mixed_texts, tool_conversation, write_text_dataset
 
+from pipeline_lib.checkpoints import resolve_resume_checkpoint
 from pipeline_lib.modeling import detect_precision
 from pipeline_lib.sft import (
     AgentScriptArguments,
@@ -19,7 +21,6 @@ from pipeline_lib.sft import (
     ToolCallingSFTConfig,
     parse_phase_args,
     render_mask,
-    resolve_resume_checkpoint,
     tokenize_sft_dataset,
 )
 
@@ -157,15 +158,25 @@ def test_agent_flags_from_the_writeup():
 
 
 def test_resolve_resume_checkpoint(tmp_path):
+    """The phase scripts' --resume_from_checkpoint auto follows the orchestrator's rule (checkpoints.py): a
+    checkpoint whose weights are truncated is passed over as one without trainer_state.json is."""
+    from safetensors.numpy import save_file
+
     assert resolve_resume_checkpoint(None, tmp_path) is None
     assert resolve_resume_checkpoint("auto", tmp_path / "missing") is None
-    for step in (2, 10):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    for step in (2, 10, 11):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        save_file({"w": np.zeros(16, dtype=np.float32)}, str(ckpt / "adapter_model.safetensors"))
+    weights = tmp_path / "checkpoint-11" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-16])  # disk full while saving
     (tmp_path / "checkpoint-12").mkdir()  # interrupted while saving: no trainer_state.json
     assert resolve_resume_checkpoint("auto", tmp_path) == str(tmp_path / "checkpoint-10")
     with pytest.raises(FileNotFoundError, match="checkpoint-12"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-12"), tmp_path)
+    with pytest.raises(FileNotFoundError, match="truncated"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-11"), tmp_path)
 
 
 # ------------------------------------------------------------------------------- the phase scripts, end to end

@@ -21,9 +21,15 @@ NAME = Path(sys.argv[0]).name
 
 
 def record(extra: dict | None = None) -> None:
+    """One line per call; ``config`` is the YAML the orchestrator passed (--config), read as the real scripts do."""
+    config = None
+    if "--config" in sys.argv:
+        import yaml
+
+        config = yaml.safe_load(Path(sys.argv[sys.argv.index("--config") + 1]).read_text())
     with open(Path.cwd() / "fake_calls.jsonl", "a") as fh:
         fh.write(json.dumps({"script": NAME, "argv": sys.argv[1:], "hf_token": os.environ.get("HF_TOKEN"),
-                             **(extra or {})}) + "\n")
+                             "lora_r": (config or {}).get("lora_r"), **(extra or {})}) + "\n")
 
 
 def adapter(out: Path) -> None:
@@ -58,6 +64,7 @@ def merge(args: argparse.Namespace) -> None:
         out = Path(args.output_dir)
         (out / "hf").mkdir(parents=True, exist_ok=True)
         (out / "hf" / "config.json").write_text("{}")
+        save_file({"w": np.ones((10,), dtype=np.float32)}, str(out / "hf" / "model.safetensors"))
         (out / "gguf_q4").mkdir(exist_ok=True)
         manifest = {"passed": True, "hf": {"passed": True, "checks": {"merged_equals_adapter": {"passed": True}}},
                     "gguf": {"status": "ok", "passed": True}}
@@ -75,9 +82,10 @@ def merge(args: argparse.Namespace) -> None:
 
 def data(args: argparse.Namespace) -> None:
     out = Path(args.output_dir)
-    for name in ("tool_calling", "agent_traj", "preference"):
-        (out / name / "train").mkdir(parents=True, exist_ok=True)
-        (out / name / "train" / "dataset_info.json").write_text("{}")
+    for split in ("tool_calling/train", "agent_traj/train", "preference/train", "tool_calling/heldout"):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        (out / split / "dataset_info.json").write_text("{}")
+        (out / split / "state.json").write_text(json.dumps({"_fingerprint": f"{time.time_ns()}"}))
     (out / "prep_report.json").write_text(json.dumps({"source": args.source, "quick_test": args.quick_test}))
     record()
 

@@ -1,0 +1,96 @@
+"""Which checkpoint a phase resumes from and whether a finished adapter is usable: one rule, used by the
+orchestrator (skip / resume / fresh), by every phase script's ``--resume_from_checkpoint auto`` and by the export's
+adapter choice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+
+from pipeline_lib.gates import safetensors_problem
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a checkpoint-N folder; -1 for anything else."""
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(m.group(1)) if m else -1
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """None when HF Trainer can resume from ``ckpt``; else what is wrong.
+
+    The Trainer writes trainer_state.json last (after weights, optimizer, scheduler, RNG), so a run killed while
+    saving leaves it missing; a disk that filled up leaves truncated safetensors or torch zip files.
+    """
+    state = ckpt / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json missing"
+    try:
+        step = json.loads(state.read_text())["global_step"]
+        if not isinstance(step, int):
+            raise ValueError("global_step is not an integer")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"trainer_state.json unreadable ({exc.__class__.__name__})"
+    weights = sorted(ckpt.glob("adapter_model*.safetensors")) or sorted(ckpt.glob("model*.safetensors"))
+    if not weights:
+        return "no adapter_model/model safetensors"
+    for path in weights:
+        problem = safetensors_problem(path)
+        if problem:
+            return problem
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt"):
+        path = ckpt / name
+        if path.exists():
+            try:  # torch.save files are zip archives; a truncated one has no central directory
+                with zipfile.ZipFile(path):
+                    pass
+            except (OSError, zipfile.BadZipFile):
+                return f"{name} truncated or corrupt"
+    return None
+
+
+def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """Newest valid checkpoint-N under run_dir and a warning for every newer one that is not valid."""
+    warnings = []
+    for ckpt in sorted(Path(run_dir).glob("checkpoint-*"), key=checkpoint_step, reverse=True):
+        if checkpoint_step(ckpt) < 0 or not ckpt.is_dir():
+            continue
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt, warnings
+        warnings.append(f"{ckpt.name} is not resumable ({problem}); falling back to an earlier checkpoint")
+    return None, warnings
+
+
+def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) -> str | None:
+    """``--resume_from_checkpoint``: None/"" -> fresh; ``auto`` -> the newest valid checkpoint-N (None on a fresh
+    run), warning about newer ones passed over; a path must be a valid checkpoint."""
+    if not value:
+        return None
+    if value == "auto":
+        ckpt, warnings = find_resume_checkpoint(output_dir)
+        for warning in warnings:
+            print(f"WARNING: {warning}", flush=True)
+        return str(ckpt) if ckpt is not None else None
+    problem = checkpoint_problem(Path(value))
+    if problem is not None:
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: not a resumable checkpoint ({problem})")
+    return value
+
+
+def final_adapter_problem(final: Path) -> str | None:
+    """None when ``final/`` holds a finished adapter: adapter_config.json and loadable adapter weights (a run killed
+    while saving leaves a config without complete weights)."""
+    if not (final / "adapter_config.json").is_file():
+        return "no adapter_config.json"
+    weights = sorted(final.glob("adapter_model*.safetensors"))
+    if not weights:
+        return "adapter_model.safetensors missing"
+    for path in weights:
+        problem = safetensors_problem(path)
+        if problem:
+            return problem
+    return None
