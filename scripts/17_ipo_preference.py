@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib import ipo
+from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = load_tokenizer(script_args.checkpoint, base_model)
     policy = ipo.load_adapter_policy(script_args.checkpoint, base_model, precision)
+    configure_reporting("ipo", args.report_to, args.output_dir)
     trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args)
+    add_live_metrics(trainer, "ipo")
 
     check = ipo.check_reference_at_step0(trainer)
     print(f"step-0 reference check: max |ref - policy| = {check.max_abs_diff:.3g} over {check.pairs} pairs "
