@@ -332,7 +332,7 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
         loss.backward()
         grads = lora_grads(peft_model)
         fast_path.set_drop_expert_lora_b(peft_model, None)
-        return float(loss), grads
+        return float(loss.detach()), grads
 
     ref_loss, ref_grads = run("hf")
     if device == "cuda":
@@ -666,9 +666,10 @@ def main(argv: list[str] | None = None) -> int:
                 timeout = max(30.0, deadline - time.time() + args.grace_s)
             print(f"== backend {backend}: {names}", flush=True)
             t0 = time.perf_counter()
+            # expandable segments: the phases' allocator setting (fewer fragmentation OOMs at 32K rows)
+            env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", **os.environ, "PYTHONPATH": _pythonpath()}
             try:
-                rc: int | str = subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": _pythonpath()},
-                                               timeout=timeout).returncode
+                rc: int | str = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=timeout).returncode
             except subprocess.TimeoutExpired:
                 rc = f"killed after {timeout:.0f}s (--time-budget-s + --grace-s)"
             got = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []

@@ -142,12 +142,12 @@ def fast_experts_forward(self: Any, hidden_states: Any, router_indices: Any = No
 def enable_fast_experts(model: Any) -> dict[str, Any]:
     """Swap the computation of every PEFT-wrapped GPT-OSS expert block for ``fast_experts_forward``.
 
-    Returns {"layers": n, "reason": ...}; raises FastPathUnavailable when the model has experts but none could be
-    swapped (e.g. experts not LoRA targets is fine: "layers" 0 and the reason says so).
+    Returns ``fast_path_report``: {"layers": n, "reason": ...} ("layers" 0 when the experts are not LoRA targets);
+    raises FastPathUnavailable for expert LoRA stored in a layout other than GPT-OSS's [experts, in, out].
     """
     from peft.tuners.lora.layer import ParamWrapper
 
-    swapped, inner = 0, set()
+    inner = set()
     for module in model.modules():
         if isinstance(module, ParamWrapper) and isinstance(module.base_layer, ParamWrapper):
             inner.add(id(module.base_layer))
@@ -165,10 +165,15 @@ def enable_fast_experts(model: Any) -> dict[str, Any]:
         else:
             module._fast_experts = {"enabled": True, "original_forward": module.forward, "drop_expert_lora_b": None}
             module.forward = types.MethodType(fast_experts_forward, module)
-        swapped += 1
-    reason = ("expert LoRA as split grouped GEMMs (no W+BA rebuild, no expert weight gradient)" if swapped
-              else "no PEFT-wrapped experts (experts are not LoRA targets): attention LoRA runs as stock PEFT")
-    return {"layers": swapped, "reason": reason}
+    return fast_path_report(model)
+
+
+def fast_path_report(model: Any) -> dict[str, Any]:
+    """{"layers": expert blocks computed by the fast path (enabled), "reason": why / why not}."""
+    modules = [m for m in _fast_modules(model) if m._fast_experts["enabled"]]
+    reason = ("expert LoRA as split grouped GEMMs (no W+BA rebuild, no expert weight gradient)" if modules
+              else "no PEFT-wrapped experts swapped: experts run as stock PEFT (or are not LoRA targets)")
+    return {"layers": len(modules), "reason": reason}
 
 
 def _fast_modules(model: Any) -> list[Any]:
@@ -197,16 +202,17 @@ def set_drop_expert_lora_b(model: Any, expert: int | None, layer: int = 0) -> No
 # ------------------------------------------------------------------------------------------------ chunked LM loss
 def _chunked_nll_impl(hidden: Any, weight: Any, targets: Any, chunk: int, need_grad: bool = True
                       ) -> tuple[Any, Any]:
-    """Per-row NLL [N] (fp32) and d(nll_i)/d(hidden_i) [N, H] (None unless need_grad), building at most ``chunk``
-    rows of logits at a time."""
+    """Per-row NLL [N] (fp32 or wider) and d(nll_i)/d(hidden_i) [N, H] (None unless need_grad), building at most
+    ``chunk`` rows of logits at a time."""
     import torch
 
-    nll = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32 for bf16 models, fp64 stays fp64 (tests)
+    nll = torch.empty(hidden.shape[0], dtype=acc, device=hidden.device)
     grad = torch.empty_like(hidden) if need_grad else None
     for start in range(0, hidden.shape[0], chunk):
         h = hidden[start:start + chunk]
         t = targets[start:start + chunk]
-        logits = (h @ weight.t()).float()
+        logits = (h @ weight.t()).to(acc)
         lse = torch.logsumexp(logits, dim=-1)
         nll[start:start + chunk] = lse - logits.gather(1, t[:, None]).squeeze(1)
         if not need_grad:
