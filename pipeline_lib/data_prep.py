@@ -40,6 +40,9 @@ HERMES_CONFIGS = ("func_calling_singleturn", "func_calling", "glaive_func_callin
 REPORT_NAME = "prep_report.json"
 MAX_ROW_CHARS = 131_072  # 4 chars/token x 32,768 tokens (agent_sft.yaml max_seq_length); see the module docstring
 MAX_NAMED_LINES = 10  # bad local lines named per file in the report (file:line); the rest are only counted
+# Tool-calling rows held out for evaluation (tool_calling/heldout, never in train): at most this fraction of the
+# rows that make a call, so a small local source still trains on 80% of them.
+MAX_HELDOUT_FRACTION = 0.2
 
 
 class DataPrepError(RuntimeError):
@@ -94,6 +97,7 @@ class Options:
     seed: int = 42
     limits: dict[str, Limits] = field(default_factory=dict)
     only: tuple[str, ...] = ()  # restrict to these dataset keys (tests, debugging)
+    tool_calling_heldout: int = 0  # rows held out of tool_calling/train for tool-call accuracy (configs: heldout)
 
 
 def local_filename(hub_id: str, part: str | None) -> str:
@@ -222,6 +226,7 @@ class Example:
     pref_prompt: str | None = None
     pref_chosen: str | None = None
     pref_rejected: str | None = None
+    conversation: Conversation | None = None  # kept for tool-calling rows: the held-out split is built from it
 
 
 def _render_kwargs(conversation: Conversation) -> dict[str, Any]:
@@ -254,7 +259,7 @@ def _chars(value: Any) -> int:
 def content_chars(formatted: Conversation | PreferencePair) -> int:
     """Characters of what will be rendered: messages, tools and developer text (a pair: prompt + longer answer)."""
     if isinstance(formatted, PreferencePair):
-        return content_chars(formatted.prompt) + max(len(formatted.chosen), len(formatted.rejected))
+        return content_chars(formatted.prompt) + max(_chars(formatted.chosen), _chars(formatted.rejected))
     return _chars([formatted.messages, formatted.tools, formatted.developer_instructions])
 
 
@@ -272,7 +277,8 @@ def render_example(formatted: Conversation | PreferencePair, tokenizer) -> Examp
             completions = []
             ok, n_tokens = True, 0
             for answer in (formatted.chosen, formatted.rejected):
-                messages = [*formatted.prompt.messages, {"role": "assistant", "content": answer}]
+                turn = answer if isinstance(answer, list) else [{"role": "assistant", "content": answer}]
+                messages = [*formatted.prompt.messages, *turn]
                 completions.append(render_training_prompt_and_completion(messages, **kwargs))
                 answer_ok, answer_tokens = roundtrip_ok("".join(completions[-1]), messages, tokenizer)
                 ok, n_tokens = ok and answer_ok, max(n_tokens, answer_tokens)
@@ -357,6 +363,8 @@ def prepare_dataset(spec: DatasetSpec, options: Options, tokenizer,
                     if options.max_row_chars is not None and chars > options.max_row_chars:
                         raise SkipRow("too_long", f"{chars} characters before rendering")
                     example = render_example(formatted, tokenizer)
+                    if spec.category == "tool_calling":
+                        example.conversation = formatted
                     if options.max_tokens is not None and example.n_tokens > options.max_tokens:
                         raise SkipRow("too_long", f"{example.n_tokens} tokens")
                 except SkipRow as skip:
@@ -409,10 +417,46 @@ def outputs_exist(output_dir: Path) -> bool:
     except (OSError, ValueError):  # missing or half-written report: rebuild
         return False
     return finished and all((output_dir / category / "train" / "dataset_info.json").is_file()
-                            for category in CATEGORIES)
+                            for category in CATEGORIES) and (output_dir / HELDOUT_DIR / "dataset_info.json").is_file()
 
 
-def save_category(examples: list[tuple[str, Example]], category: str, output_dir: Path, seed: int) -> Path:
+HELDOUT_DIR = Path("tool_calling") / "heldout"
+
+
+def tool_call_probe(conversation: Conversation) -> tuple[str, dict[str, Any]] | None:
+    """(prompt up to the first assistant turn that calls a tool, that turn's first call), or None without a call.
+
+    The prompt is rendered with the row's own developer text and tools and ends with ``<|start|>assistant``;
+    pipeline_lib.evaluation generates from it and compares the model's first call with this one.
+    """
+    from pipeline_lib.harmony import encode_harmony_prompt
+
+    for index, message in enumerate(conversation.messages):
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            prompt = encode_harmony_prompt(conversation.messages[:index], **_render_kwargs(conversation))
+            call = message["tool_calls"][0]
+            return prompt, {"name": call["name"], "arguments": call["arguments"]}
+    return None
+
+
+def split_tool_calling_heldout(pairs: list[tuple[str, Example]], n_heldout: int,
+                               seed: int) -> tuple[list[tuple[str, Example]], list[tuple[str, Example, str, str]]]:
+    """(train pairs, held-out rows with eval_prompt / eval_call JSON): a seeded sample of the rows that make a call,
+    at most MAX_HELDOUT_FRACTION of them; held-out rows are removed from train, so no phase trains on them."""
+    candidates = [i for i, (_, e) in enumerate(pairs) if e.conversation is not None
+                  and any(m.get("tool_calls") for m in e.conversation.messages)]
+    n = min(n_heldout, int(len(candidates) * MAX_HELDOUT_FRACTION))
+    chosen = set(random.Random(seed).sample(candidates, n)) if n > 0 else set()
+    heldout = []
+    for i in sorted(chosen):
+        source, example = pairs[i]
+        probe = tool_call_probe(example.conversation)
+        heldout.append((source, example, probe[0], json.dumps(probe[1], ensure_ascii=False)))
+    return [p for i, p in enumerate(pairs) if i not in chosen], heldout
+
+
+def save_category(examples: list[tuple[str, Example]], category: str, output_dir: Path, seed: int, *,
+                  split: str = "train", extra_columns: dict[str, list[Any]] | None = None) -> Path:
     from datasets import Dataset, disable_progress_bars
 
     disable_progress_bars()  # the rich bar per dataset is the progress display
@@ -421,9 +465,10 @@ def save_category(examples: list[tuple[str, Example]], category: str, output_dir
         columns["pref_prompt"] = [e.pref_prompt for _, e in examples]
         columns["pref_chosen"] = [e.pref_chosen for _, e in examples]
         columns["pref_rejected"] = [e.pref_rejected for _, e in examples]
+    columns.update(extra_columns or {})
     dataset = Dataset.from_dict(columns).shuffle(seed=seed).flatten_indices()  # mix the sources
-    final = output_dir / category / "train"
-    staging = output_dir / category / f".train.tmp{os.getpid()}"
+    final = output_dir / category / split
+    staging = output_dir / category / f".{split}.tmp{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     dataset.save_to_disk(str(staging))
     shutil.rmtree(final, ignore_errors=True)
@@ -489,9 +534,20 @@ def run(options: Options, tokenizer=None, *, config: dict[str, Any] | None = Non
         raise DataPrepError(f"no rows kept for {', '.join(empty)}: the phase that trains on it would have no data")
     for category in CATEGORIES:
         pairs = [(r.spec.key, e) for r in results if r.spec.category == category for e in r.examples]
+        heldout = None
+        if category == "tool_calling":
+            pairs, heldout = split_tool_calling_heldout(pairs, options.tool_calling_heldout, options.seed)
         path = save_category(pairs, category, output_dir, options.seed)
         report["categories"][category] = {"path": str(path), "rows": len(pairs),
                                           "by_source": dict(Counter(source for source, _ in pairs))}
+        if heldout is not None:
+            held = save_category([(s, e) for s, e, _, _ in heldout], category, output_dir, options.seed,
+                                 split="heldout", extra_columns={"eval_prompt": [h[2] for h in heldout],
+                                                                 "eval_call": [h[3] for h in heldout]})
+            report["categories"][category]["heldout"] = {
+                "path": str(held), "rows": len(heldout), "by_source": dict(Counter(h[0] for h in heldout)),
+                "rule": f"seeded sample of rows that call a tool, at most {MAX_HELDOUT_FRACTION:.0%} of them; "
+                        "removed from train (tool-call accuracy, pipeline_lib/evaluation.py)"}
     write_json_atomic(output_dir / REPORT_NAME, report)
     return report
 

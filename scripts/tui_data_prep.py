@@ -3,7 +3,8 @@
     python scripts/tui_data_prep.py --source hub [--quick-test]
     python scripts/tui_data_prep.py --source local --local-dir data/samples --quick-test   # offline / tiny demo
 
-Writes data/coding_tui/{tool_calling,agent_traj,preference}/train (datasets.save_to_disk) and
+Writes data/coding_tui/{tool_calling,agent_traj,preference}/train (datasets.save_to_disk), the held-out
+data/coding_tui/tool_calling/heldout (rows removed from train, for scripts/eval_coding_agent.py) and
 data/coding_tui/prep_report.json (per dataset: rows read, kept, skipped by reason, token lengths; provenance).
 Idempotent: existing output is kept unless --force. Exit status 1 when every dataset failed or a category is empty.
 """
@@ -67,8 +68,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, dict]:
         max_row_chars=config.get("max_row_chars", MAX_ROW_CHARS),
         seed=int(config.get("seed", 42)),
         limits=limits,
+        tool_calling_heldout=heldout_rows(config, args.quick_test),
     )
     return options, config
+
+
+def heldout_rows(config: dict, quick_test: bool) -> int:
+    entry = config.get("tool_calling_heldout") or {"full": 0, "quick": 0}
+    if not isinstance(entry, dict) or not {"full", "quick"} <= entry.keys():
+        raise SystemExit("configs: tool_calling_heldout must be {full: N, quick: N} (rows held out for evaluation)")
+    return int(entry["quick" if quick_test else "full"])
 
 
 def main(argv: list[str] | None = None) -> int:

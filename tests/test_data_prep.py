@@ -55,6 +55,11 @@ def test_cli_writes_three_datasets_and_report(built):
         dataset = load_from_disk(str(out / category / "train"))
         assert set(dataset.column_names) == expected
         assert len(dataset) == report["categories"][category]["rows"] > 0
+    heldout = load_from_disk(str(out / data_prep.HELDOUT_DIR))
+    assert set(heldout.column_names) == {"text", "source", "eval_prompt", "eval_call"}
+    assert len(heldout) == report["categories"]["tool_calling"]["heldout"]["rows"] > 0
+    train_texts = set(load_from_disk(str(out / "tool_calling" / "train"))["text"])
+    assert not train_texts & set(heldout["text"])  # never trained on
     assert set(report["datasets"]) == {s.key for s in data_prep.SPECS}
     for key, entry in report["datasets"].items():
         assert entry["status"] == "ok", key
@@ -200,12 +205,15 @@ def test_one_bad_row_is_skipped_not_the_whole_part(tmp_path, gpt_oss_tokenizer):
 
 def test_outputs_exist_is_false_after_a_failed_run(tmp_path):
     """A failed run writes a report with "error" but leaves older train/ folders: the next run must rebuild."""
-    for category in data_prep.CATEGORIES:
-        (tmp_path / category / "train").mkdir(parents=True)
-        (tmp_path / category / "train" / "dataset_info.json").write_text("{}")
+    for folder in [*(Path(c) / "train" for c in data_prep.CATEGORIES), data_prep.HELDOUT_DIR]:
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "dataset_info.json").write_text("{}")
     report = tmp_path / data_prep.REPORT_NAME
     report.write_text(json.dumps({"source": "local", "categories": {}}))
     assert data_prep.outputs_exist(tmp_path)  # control: a finished run's output is kept
+    (tmp_path / data_prep.HELDOUT_DIR / "dataset_info.json").unlink()
+    assert not data_prep.outputs_exist(tmp_path)  # output from before the held-out split: rebuilt, not reused
+    (tmp_path / data_prep.HELDOUT_DIR / "dataset_info.json").write_text("{}")
     report.write_text(json.dumps({"source": "local", "error": "every dataset failed"}))
     assert not data_prep.outputs_exist(tmp_path)
     report.write_text("{not json")
