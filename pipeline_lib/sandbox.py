@@ -106,8 +106,8 @@ def run_files(files: Mapping[str, str], argv: Sequence[str], limits: Limits = Li
     """Write ``files`` into a fresh temp dir, run ``argv`` there under the sandbox, delete the dir.
 
     ``isolation=False`` runs the same command as a plain child process (the caller's environment, uid, network and
-    filesystem; only the wall clock and output cap) -- it exists for the tests' negative controls and must never
-    see model output in the pipeline.
+    filesystem, no rlimits, output past the cap dropped but not stopped; only the wall clock kills) -- it exists for
+    the tests' negative controls and must never see model output in the pipeline.
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -339,14 +339,14 @@ def _run_unsandboxed(work: Path, argv: Sequence[str], limits: Limits) -> RunResu
     argv = list(argv)
     if argv[0] == "python":
         argv[0] = sys.executable
-    result = _supervise(argv, cwd=work, env=dict(os.environ), limits=limits, pass_fds=())
+    result = _supervise(argv, cwd=work, env=dict(os.environ), limits=limits, pass_fds=(), kill_on_overflow=False)
     result.isolation = {"enabled": False}
     return result
 
 
-def _supervise(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Limits,
-               pass_fds: tuple[int, ...]) -> RunResult:
-    """Run ``cmd`` in its own process group; SIGKILL the group on wall timeout or output overflow."""
+def _supervise(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Limits, pass_fds: tuple[int, ...],
+               kill_on_overflow: bool = True) -> RunResult:
+    """Run ``cmd`` in its own process group; SIGKILL the group on wall timeout (and on output overflow)."""
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
@@ -374,8 +374,10 @@ def _supervise(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Li
                 if room > 0:
                     chunks[key.fd].append(data[:room])
                 sizes[key.fd] += len(data)
-                if sizes[key.fd] > limits.max_output_bytes and not killed:
-                    truncated = killed = _kill_group(proc)
+                if sizes[key.fd] > limits.max_output_bytes:
+                    truncated = True
+                if truncated and kill_on_overflow and not killed:
+                    killed = _kill_group(proc)
                     deadline = time.monotonic() + DRAIN_AFTER_KILL_S
     if killed:
         _kill_group(proc)

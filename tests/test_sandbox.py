@@ -22,13 +22,16 @@ def _python(code: str, limits: Limits = FAST, *, isolation: bool = True, files: 
     return run_files({"main.py": code, **(files or {})}, ["python", "main.py"], limits, isolation=isolation)
 
 
-def _sandbox_processes() -> list[int]:
-    """PIDs of processes still running under any sandbox uid."""
+def _processes_of(result: RunResult) -> list[int]:
+    """PIDs still running under the run's uid (other runs on this machine have other uids)."""
+    uid = result.isolation["uid"]
+    if not isinstance(uid, int):  # user-namespace mode: no uid of its own to look for
+        return []
     out = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if UID_BASE <= entry.stat().st_uid < UID_BASE + 10_000:
+                if entry.stat().st_uid == uid:
                     out.append(int(entry.name))
             except FileNotFoundError:
                 continue
@@ -109,17 +112,26 @@ def test_sleeping_forever_hits_the_wall_clock():
 
 def test_background_process_does_not_survive_the_run():
     """A daemon that left the process group (setsid + double fork) dies with the PID namespace."""
-    code = ("import os, time\n"
+    code = ("import os, sys, time\n"
             "if os.fork() == 0:\n"
             "    os.setsid()\n"
             "    if os.fork() == 0:\n"
-            "        time.sleep(60)\n"
+            "        print(os.getpid(), flush=True)\n"
+            "        os.close(1), os.close(2)\n"
+            "        time.sleep(30)\n"
             "    os._exit(0)\n"
             "time.sleep(0.3)\n")
     result = _python(code)
     assert result.returncode == 0, result.stderr
     time.sleep(0.2)
-    assert _sandbox_processes() == []
+    assert _processes_of(result) == []
+    # negative control: unsandboxed, the daemon outlives the run (killed here by its pid)
+    control = _python(code, isolation=False)
+    daemon = int(control.stdout.split()[0])
+    try:
+        assert os.path.exists(f"/proc/{daemon}")
+    finally:
+        os.kill(daemon, 9)
 
 
 def test_real_fork_bomb_is_contained():
@@ -134,7 +146,7 @@ def test_real_fork_bomb_is_contained():
     assert result.timed_out or result.returncode != 0
     assert time.monotonic() - started < 10
     time.sleep(0.2)
-    assert _sandbox_processes() == []
+    assert _processes_of(result) == []
     assert _python("print('still working')").stdout == "still working\n"
 
 
