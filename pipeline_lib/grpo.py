@@ -101,7 +101,7 @@ class GRPOScriptArguments:
 class GRPOPhaseConfig(GRPOConfig):
     """GRPOConfig with this phase's defaults; configs/grpo.yaml and the CLI override them."""
 
-    output_dir: str = field(default="checkpoints/agent_sft_grpo", metadata={"help": "Where checkpoints and final/ go."})
+    output_dir: str = field(default="checkpoints/agent_sft_grpo", metadata={"help": "Run folder."})
     # TRL's 1e-6 is for full fine-tuning; LoRA deltas need a larger step (IPO uses the same).
     learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate."})
     # gpt-oss declares 0.9 and TRL adds coef x load-balancing loss; the router is not a LoRA target.
