@@ -145,9 +145,12 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     """TrlParser over ``dataclass_types``. Precedence: dataclass < ``defaults`` < YAML < CLI.
 
     Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call runs with the same
-    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here).
+    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here). A
+    ``--hub_token`` moves to the process's HF_TOKEN (provenance.detach_hub_token): never into training_args.bin.
     """
     from trl import TrlParser
+
+    from pipeline_lib.provenance import detach_hub_token
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in args and Path(default_config).is_file():
@@ -155,7 +158,7 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     parser = TrlParser(dataclass_types)
     if defaults:
         parser.set_defaults(**defaults)
-    return tuple(parser.parse_args_and_config(args))
+    return tuple(detach_hub_token(parsed) for parsed in parser.parse_args_and_config(args))
 
 
 def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
@@ -369,10 +372,21 @@ def effective_packing(packing: bool, backend: str) -> tuple[bool, str | None]:
     return packing, None
 
 
-def prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
-                     eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
-                     max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
-    """Load -> (held-out split) -> tokenize + mask + truncate -> (pack, reusing ``<path>_packed_<len>/``)."""
+def prepare_sft_data(train_data_path: str, tokenizer: Any, **kwargs: Any) -> SFTData:
+    """Load -> (held-out split) -> tokenize + mask + truncate -> (pack, reusing ``<path>_packed_<len>/``).
+
+    Under several processes (accelerate launch / torchrun) rank 0 prepares and writes the packed folder first; the
+    other ranks then read it instead of packing into the same folder at the same time.
+    """
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        return _prepare_sft_data(train_data_path, tokenizer, **kwargs)
+
+
+def _prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
+                      eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
+                      max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
     from pipeline_lib.pack_sft import load_or_pack, packed_dataset_dir
 
     raw = load_text_dataset(train_data_path, text_field)
@@ -495,10 +509,14 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     from pipeline_lib.provenance import write_provenance
 
     final = Path(training_args.output_dir) / "final"
-    final.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    trainer.state.save_to_json(str(final / "trainer_state.json"))
+    # Several processes (accelerate launch / torchrun): every rank computes the metrics, rank 0 alone writes.
+    writer = trainer.is_world_process_zero()
+    trainer.save_model(str(final))  # saves on rank 0 only (TrainingArguments.should_save)
+    if writer:
+        final.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(final))
+        trainer.state.save_to_json(str(final / "trainer_state.json"))
+    trainer.accelerator.wait_for_everyone()
     state = json.loads((final / "trainer_state.json").read_text())
     history = loss_history(state)
     resumed_step = None
@@ -533,9 +551,12 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "resumed_from_step": resumed_step,
         "throughput": throughput,
     }
-    config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
-    write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)
-    write_phase_metrics(final, metrics)
+    metrics["world_size"] = trainer.args.world_size
+    if writer:
+        config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
+        write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)
+        write_phase_metrics(final, metrics)
+    trainer.accelerator.wait_for_everyone()
     return metrics
 
 

@@ -138,8 +138,12 @@ def apply_lora_config(model: Any, r: int, *, lora_alpha: int | None = None, lora
             random_state=seed,
             **kwargs,
         )
+    import torch
     from peft import get_peft_model
 
+    # PEFT draws lora_A from the global RNG: without this, two runs with the same --seed start from different
+    # adapters (and a DDP run could not be compared with a one-process run of the same global batch).
+    torch.manual_seed(seed)
     return get_peft_model(model, hf_lora_config(r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, experts=experts))
 
 

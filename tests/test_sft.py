@@ -24,6 +24,7 @@ from pipeline_lib.sft import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+HUB_TOKEN_CANARY = "hf_canaryHUBtoken0123456789"
 
 
 def test_mask_exact_simple_exchange(gpt_oss_tokenizer):
@@ -226,12 +227,13 @@ def sft_dataset(tmp_path_factory) -> Path:
 def phase1_run(tiny_model_dir, sft_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phase1") / "run"
     mp = pytest.MonkeyPatch()
+    mp.delenv("HF_TOKEN", raising=False)  # --hub_token becomes this process's HF_TOKEN; undo() removes it again
     try:
         run_script("13_train_lang_adapter.py", [
             "--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
             "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
             "--max_seq_length", "128", "--output_dir", str(out), "--save_steps", "1", "--lora_r", "8",
-            "--logging_steps", "1", "--backend", "hf", "--print_mask_example"], mp)
+            "--logging_steps", "1", "--backend", "hf", "--print_mask_example", "--hub_token", HUB_TOKEN_CANARY], mp)
     finally:
         mp.undo()
     return out
@@ -252,6 +254,21 @@ def test_phase1_script_writes_final(phase1_run):
     adapter = json.loads((final / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and adapter["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
     assert json.loads((final / "provenance.json").read_text())["config"]["script_args"]["lora_r"] == 8
+
+
+@pytest.mark.slow
+def test_hub_token_reaches_no_file_of_the_run(phase1_run):
+    """--hub_token on the command line: not in provenance.json's command, not in any training_args.bin."""
+    import torch
+
+    written = [p for p in phase1_run.rglob("*") if p.is_file()]
+    assert {p.parent.name for p in written if p.name == "training_args.bin"} >= {"checkpoint-1", "final"}
+    for path in written:
+        assert HUB_TOKEN_CANARY.encode() not in path.read_bytes(), path
+    command = json.loads((phase1_run / "final" / "provenance.json").read_text())["command"]
+    assert command[command.index("--hub_token") + 1] == "<redacted>"
+    args = torch.load(phase1_run / "final" / "training_args.bin", weights_only=False)
+    assert args.hub_token is None and args.output_dir == str(phase1_run)
 
 
 @pytest.mark.slow
