@@ -21,8 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.mutations import (CORPUS_LAYOUT, LANGUAGES, CorpusError, ToolchainMissing, check_toolchain,
-                                    default_runner, default_source, generate, load_corpus, write_outputs)
+from pipeline_lib.mutations import (
+    CORPUS_LAYOUT,
+    LANGUAGES,
+    CorpusError,
+    ToolchainMissing,
+    check_toolchain,
+    default_runner,
+    default_source,
+    generate,
+    load_corpus,
+    write_outputs,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

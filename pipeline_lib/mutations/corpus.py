@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,22 +90,34 @@ def load_python_corpus(root: Path) -> list[SeedProgram]:
     return programs
 
 
+def _toml_tables(text: str) -> dict[str, list[str]]:
+    """Table name -> its non-empty lines. Enough to check a Cargo.toml's tables (tomllib needs Python 3.11; the
+    project supports 3.10)."""
+    tables: dict[str, list[str]] = {"": []}
+    current = ""
+    for raw in text.splitlines():
+        line = raw.split("#")[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = line.strip("[]").strip()
+            tables.setdefault(current, [])
+        elif line:
+            tables[current].append(line)
+    return tables
+
+
 def load_rust_corpus(root: Path) -> list[SeedProgram]:
     manifest = root / "Cargo.toml"
     if not manifest.is_file():
         raise CorpusError(f"{manifest}: missing ({CORPUS_LAYOUT['rust']})")
     cargo_text = _read(manifest)
-    try:
-        cargo = tomllib.loads(cargo_text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CorpusError(f"{manifest}: not valid TOML ({exc})") from exc
-    if "package" not in cargo:
+    tables = _toml_tables(cargo_text)
+    if "package" not in tables:
         raise CorpusError(f"{manifest}: needs a [package] table")
-    for table in ("dependencies", "dev-dependencies", "build-dependencies"):
-        if cargo.get(table):
+    for table, entries in tables.items():
+        if table.split(".")[0] in ("dependencies", "dev-dependencies", "build-dependencies") and entries:
             raise CorpusError(f"{manifest}: [{table}] must be empty: tasks build with 'cargo test --offline'")
-    if "workspace" in cargo:
-        raise CorpusError(f"{manifest}: a workspace is not supported; use one crate")
+        if table == "workspace":
+            raise CorpusError(f"{manifest}: a workspace is not supported; use one crate")
     programs = []
     for path in sorted((root / "src").glob("*.rs")):
         if path.name in ("lib.rs", "main.rs"):

@@ -40,11 +40,12 @@ REQUIRED_TOOLS = {"python": (), "rust": ("cargo",), "go": ("go",), "typescript":
 # a fixed 10 s made 19 timeouts cost 190 s of a 223 s run over 5 programs.
 DEFAULT_TIMEOUT = {"python": 10.0, "rust": 60.0}
 MUTANT_TIMEOUT_FACTOR = 5.0
-MUTANT_TIMEOUT_FLOOR = {"python": 3.0, "rust": 20.0}
+MUTANT_TIMEOUT_FLOOR = {"python": 3.0, "rust": 10.0}
 EXCERPT_CHARS = 1200
 DROP_REASONS = ("duplicate", "render_mismatch", "equivalent", "timeout", "does_not_compile")
-# rustc's and cargo's markers of a build failure (as opposed to a failing test).
-COMPILE_ERROR_RE = re.compile(r"^error(\[E\d+\])?: |could not compile", re.MULTILINE)
+# rustc's and cargo's markers of a build failure. Not a bare "error:": a failing test also ends with cargo's
+# "error: test failed, to rerun pass `--lib`".
+COMPILE_ERROR_RE = re.compile(r"^error\[E\d+\]|could not compile", re.MULTILINE)
 
 
 class ToolchainMissing(RuntimeError):
@@ -52,7 +53,7 @@ class ToolchainMissing(RuntimeError):
 
 
 @dataclass
-class TestRun:
+class SuiteRun:
     """What one test-suite run produced (the fields of ``pipeline_lib.sandbox.RunResult`` this module reads)."""
 
     returncode: int | None
@@ -63,7 +64,7 @@ class TestRun:
     isolation: dict[str, Any] = field(default_factory=dict)
 
 
-Runner = Callable[[Mapping[str, str], Sequence[str], float], TestRun]
+Runner = Callable[[Mapping[str, str], Sequence[str], float], SuiteRun]
 
 
 def check_toolchain(language: str) -> None:
@@ -78,17 +79,17 @@ def check_toolchain(language: str) -> None:
                                f"or mutator yet (python and rust are supported)")
 
 
-def sandbox_runner(files: Mapping[str, str], argv: Sequence[str], timeout: float) -> TestRun:
+def sandbox_runner(files: Mapping[str, str], argv: Sequence[str], timeout: float) -> SuiteRun:
     """Run a task's tests in pipeline_lib.sandbox (fresh temp dir, limits, no network, scrubbed env)."""
     from pipeline_lib import sandbox
 
     limits = sandbox.Limits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)))
     result = sandbox.run_files(files, argv, limits)
-    return TestRun(result.returncode, result.stdout, result.stderr, result.timed_out, result.seconds,
+    return SuiteRun(result.returncode, result.stdout, result.stderr, result.timed_out, result.seconds,
                    result.isolation)
 
 
-def subprocess_runner(files: Mapping[str, str], argv: Sequence[str], timeout: float) -> TestRun:
+def subprocess_runner(files: Mapping[str, str], argv: Sequence[str], timeout: float) -> SuiteRun:
     """Run a task's tests in a temp dir with a plain subprocess (no isolation: trusted corpora only)."""
     with tempfile.TemporaryDirectory(prefix="mutant-") as work:
         for rel, text in files.items():
@@ -108,7 +109,7 @@ def subprocess_runner(files: Mapping[str, str], argv: Sequence[str], timeout: fl
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             timed_out = True
-        return TestRun(None if timed_out else proc.returncode, out, err, timed_out, time.monotonic() - start,
+        return SuiteRun(None if timed_out else proc.returncode, out, err, timed_out, time.monotonic() - start,
                        {"runner": "subprocess", "isolated": False})
 
 
@@ -121,7 +122,7 @@ def default_runner() -> tuple[Runner, str]:
     return sandbox_runner, "sandbox"
 
 
-def failure_excerpt(run: TestRun, files: Iterable[str], limit: int = EXCERPT_CHARS) -> str:
+def failure_excerpt(run: SuiteRun, files: Iterable[str], limit: int = EXCERPT_CHARS) -> str:
     """The informative part of a failing run's output, temp-dir paths removed, at most ``limit`` characters."""
     text = (run.stdout + "\n" + run.stderr).strip()
     for name in files:
@@ -136,7 +137,7 @@ def failure_excerpt(run: TestRun, files: Iterable[str], limit: int = EXCERPT_CHA
     return text[:limit].rstrip() + "\n[...]" + (f"\n{verdict}" if verdict else "")
 
 
-def classify(language: str, run: TestRun) -> str:
+def classify(language: str, run: SuiteRun) -> str:
     """kept | equivalent | timeout | does_not_compile for one mutant's test run."""
     if run.timed_out:
         return "timeout"
@@ -270,9 +271,9 @@ def generate(language: str, programs: Sequence[SeedProgram], *, runner: Runner, 
                     break
                 chunk = order[position:position + batch]
                 position += len(chunk)
-                runs = pool.map(lambda item: runner({**program.files, program.target: item[1].source},
-                                                    program.test_command, mutant_timeout), chunk)
-                for (mutant_id, mutant), run in zip(chunk, runs):
+                runs = pool.map(runner, [{**program.files, program.target: m.source} for _i, m in chunk],
+                                [program.test_command] * len(chunk), [mutant_timeout] * len(chunk))
+                for (mutant_id, mutant), run in zip(chunk, runs, strict=True):
                     verdict = classify(language, run)
                     if verdict == "kept" and max_per_program is not None and len(kept_rows) >= max_per_program:
                         count(mutant.operator, "skipped_by_cap", pc)

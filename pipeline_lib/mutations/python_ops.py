@@ -53,6 +53,7 @@ class _Site:
     change_tree: Callable[[ast.AST, dict[ast.AST, ast.AST]], None]  # (copied node, parent map of the copy)
     line: int
     description: str
+    wrap: tuple[int, int] | None = None  # span to parenthesise when the bare edit parses differently
 
 
 class _Source:
@@ -178,16 +179,17 @@ def _sites(node: ast.AST, src: _Source, parents: dict[ast.AST, ast.AST], skip: s
         if span is not None and new is not None:
             suffix = "=" if isinstance(node, ast.AugAssign) else ""
             yield _Site("wrong_arithmetic", [(*span, OP_TEXT[new] + suffix)], _set_op(new), node.lineno,
-                        f"'{OP_TEXT[type(node.op)]}{suffix}' -> '{OP_TEXT[new]}{suffix}'")
+                        f"'{OP_TEXT[type(node.op)]}{suffix}' -> '{OP_TEXT[new]}{suffix}'", src.span(node))
         if isinstance(node, ast.BinOp) and isinstance(node.op, NON_COMMUTATIVE):
             yield from _swap_site("swap_operands", node, node.left, node.right, src,
                                   lambda n, _p: setattr_pair(n, "left", "right"))
     if isinstance(node, ast.BoolOp):
-        spans = [src.operator_span(src.span(a)[1], src.span(b)[0]) for a, b in zip(node.values, node.values[1:])]
+        pairs = zip(node.values, node.values[1:], strict=False)
+        spans = [src.operator_span(src.span(a)[1], src.span(b)[0]) for a, b in pairs]
         new = ast.Or if isinstance(node.op, ast.And) else ast.And
         if all(spans):
             yield _Site("wrong_boolean", [(*s, OP_TEXT[new]) for s in spans], _set_op(new), node.lineno,
-                        f"'{OP_TEXT[type(node.op)]}' -> '{OP_TEXT[new]}'")
+                        f"'{OP_TEXT[type(node.op)]}' -> '{OP_TEXT[new]}'", src.span(node))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and parent is not None:
         start, end = src.span(node)
         inner = src.text[slice(*src.paren_span(node.operand))]
@@ -285,16 +287,31 @@ def python_mutants(source: str, filename: str = "<source>") -> tuple[list[Mutant
     bad: list[Mutant] = []
     for index, node in enumerate(nodes):
         for site in _sites(node, src, parents, skip):
-            text = source
-            for start, end, new in sorted(site.edits, reverse=True):
-                text = text[:start] + new + text[end:]
             expected = copy.deepcopy(tree)
             target = list(ast.walk(expected))[index]
             site.change_tree(target, _parents(expected))
-            mutant = Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}")
-            try:
-                ok = ast.dump(ast.parse(text)) == ast.dump(expected)
-            except SyntaxError:
-                ok = False
-            (good if ok else bad).append(mutant)
+            attempts = [site.edits]
+            if site.wrap is not None:  # e.g. '(a - b) - c * 2' with '*' -> '+' must become '... - (c + 2)'
+                attempts.append([*site.edits, (site.wrap[0], site.wrap[0], "("), (site.wrap[1], site.wrap[1], ")")])
+            for edits in attempts:
+                text = _apply(source, edits)
+                if _parses_to(text, expected):
+                    good.append(Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}"))
+                    break
+            else:
+                bad.append(Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}"))
     return good, bad
+
+
+def _apply(source: str, edits: list[Edit]) -> str:
+    """Apply edits right to left (an insertion at a span's end goes after a replacement of that span)."""
+    for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        source = source[:start] + new + source[end:]
+    return source
+
+
+def _parses_to(text: str, expected: ast.AST) -> bool:
+    try:
+        return ast.dump(ast.parse(text)) == ast.dump(expected)
+    except SyntaxError:
+        return False
