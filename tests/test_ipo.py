@@ -216,7 +216,7 @@ def test_negative_control_trl_base_reference(sft_adapter_dir, preference_dir, gp
                                  abs=1e-3)
 
 
-def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir):
+def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir, tmp_path):
     from trl import TrlParser
 
     parser = TrlParser((ipo.IPOScriptArguments, ipo.IPOConfig))
@@ -227,7 +227,7 @@ def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir):
     assert args.beta == 0.2 and args.gradient_accumulation_steps == 16 and args.max_length == 8192
     assert script_args.checkpoint == str(sft_adapter_dir) and script_args.strict_reference
     with pytest.raises(ValueError, match="loss_type"):
-        ipo.IPOConfig(output_dir="x", loss_type=["sigmoid"], use_cpu=True, bf16=False)
+        ipo.IPOConfig(output_dir=str(tmp_path / "x"), loss_type=["sigmoid"], use_cpu=True, bf16=False)
 
 
 def test_script_loads_ipo_yaml_without_config(repo_root, sft_adapter_dir, preference_dir):

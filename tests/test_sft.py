@@ -130,12 +130,12 @@ def test_render_mask_colours_trained_tokens(gpt_oss_tokenizer):
     ("tool_calling_sft.yaml", ToolCallingScriptArguments, ToolCallingSFTConfig),
     ("agent_sft.yaml", AgentScriptArguments, AgentSFTConfig),
 ])
-def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls):
+def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls, tmp_path):
     script_args, training_args = parse_phase_args(
         script_cls, config_cls, REPO / "configs" / config_name,
-        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", "/tmp/unused-sft-out"])
+        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", str(tmp_path / "unused-sft-out")])
     assert script_args.lora_r == 8 and training_args.max_seq_length == 128 and training_args.max_length == 128
-    assert training_args.output_dir == "/tmp/unused-sft-out"
+    assert training_args.output_dir == str(tmp_path / "unused-sft-out")
     assert training_args.logging_steps == 1 and training_args.router_aux_loss_coef == 0.0
     precision = detect_precision()  # the configs leave these to the machine: fp32 + use_cpu on CPU, bf16 on CUDA
     assert training_args.bf16 == precision.bf16 and training_args.use_cpu == (precision.device == "cpu")
