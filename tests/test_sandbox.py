@@ -245,3 +245,23 @@ def test_normal_user_gets_the_user_namespace_mode():
     cap_eff, forks = seen["stdout"].split()
     assert int(cap_eff, 16) == 0  # no capability left inside
     assert int(forks) < 20  # RLIMIT_NPROC binds for a normal user (its count + 20)
+
+
+def test_run_folder_size_bounds_total_writes():
+    """RLIMIT_FSIZE is per file; the run folder is a tmpfs of disk_bytes, so many files cannot fill the disk."""
+    code = ("import errno\nn = 0\ntry:\n    for i in range(8):\n        open(f'f{i}', 'wb').write(b'x' * (4 << 20))\n"
+            "        n += 1\nexcept OSError as exc:\n    print(errno.errorcode[exc.errno])\nprint(n)\n")
+    small = _python(code, Limits(disk_bytes=10 << 20, file_size_bytes=8 << 20))
+    assert small.stdout.split() == ["ENOSPC", "2"], small
+    assert _python(code, Limits(disk_bytes=64 << 20, file_size_bytes=8 << 20)).stdout.split() == ["8"]
+
+
+def test_shared_scratch_and_sockets_are_hidden():
+    code = ("import os\nrun = os.path.dirname(os.getcwd())\n"
+            "print(sorted(os.path.join(d, n) for d in ('/tmp', '/run', '/var/tmp', '/dev/shm') for n in os.listdir(d)"
+            " if os.path.join(d, n) != run))")
+    inside = _python(code)
+    assert inside.returncode == 0, inside.stderr
+    assert eval(inside.stdout) == []  # noqa: S307 - our own repr of a list of names
+    outside = _python(code, isolation=False)  # control: the machine's own /tmp and /run are not empty
+    assert eval(outside.stdout)  # noqa: S307
