@@ -17,10 +17,11 @@ The IPO pair shares the user request; chosen is the trajectory above, rejected i
 patch: the diff from the buggy file to a sibling mutant (another task from the same seed program and file), the
 sibling closest to the buggy file first (a different wrong edit at or near the bug). Its tests are run: only a
 patch that applies and whose tests really fail is used, and its real failing output is the rejected run_tests
-result. The chosen patch is also scored by ``rewards.score_completion`` as GRPO would score it: a trajectory whose
-own fix does not earn tests_passed there is dropped (``chosen_not_rewarded``), so SFT never teaches a call the
-reward rejects. Both completions contain the tool results (IPO scores every completion token; the shared prefix
-cancels in the chosen-rejected margin, the post-patch results do not).
+result; its final message is the same summary, a claim its own failing run contradicts. The chosen patch is also
+scored by ``rewards.score_completion`` as GRPO would score it: a trajectory whose own fix does not earn
+tests_passed there is dropped (``chosen_not_rewarded``), so SFT never teaches a call the reward rejects. Both
+completions contain the tool results (IPO scores every completion token; the shared prefix cancels in the
+chosen-rejected margin, the post-patch results do not).
 
 Rows go through Phase 0's own renderer and round-trip check (``data_prep.render_example``) and writer
 (``data_prep.save_category``) into ``<output_dir>/agent_traj/train`` and ``<output_dir>/preference/train``;

@@ -122,7 +122,22 @@ def validate_eval(path: Path) -> None:
     assert data["task_file"] == f"data/{data['language']}/grpo/heldout.jsonl"  # the held-out split, never train
 
 
+LANGUAGE_KEYS = {"base_model", "train_data_path", "output_dir"}  # what core_agent.yaml changes from agent_sft.yaml
+
+
+def validate_core_agent(path: Path) -> None:
+    """Loads like agent_sft.yaml, points at a language trajectory dataset, otherwise has agent_sft.yaml's values."""
+    _validate_sft("AgentScriptArguments", "AgentSFTConfig")(path)
+    core = yaml.safe_load(path.read_text())
+    agent = yaml.safe_load((REPO / "configs" / "agent_sft.yaml").read_text())
+    drift = {k for k in core.keys() | agent.keys() if core.get(k) != agent.get(k)} - LANGUAGE_KEYS
+    if drift:
+        raise ValueError(f"{path}: differs from agent_sft.yaml in {sorted(drift)} (only {sorted(LANGUAGE_KEYS)} may)")
+    assert core["train_data_path"].endswith("/agent_traj/train") and "coding_tui" not in core["train_data_path"]
+
+
 VALIDATORS = {
+    "core_agent.yaml": validate_core_agent,
     "python_eval.yaml": validate_eval,
     "rust_eval.yaml": validate_eval,
     "merge.yaml": validate_merge,
@@ -177,3 +192,7 @@ def test_validators_reject_a_broken_config(tmp_path):
                                                                                      "batch_size: one"))
     with pytest.raises(ValueError, match="batch_size"):
         validate_eval(eval_yaml)
+    core_yaml = tmp_path / "core_agent.yaml"
+    core_yaml.write_text((REPO / "configs" / "core_agent.yaml").read_text().replace("lora_r: 128", "lora_r: 64"))
+    with pytest.raises(ValueError, match="lora_r"):
+        validate_core_agent(core_yaml)
