@@ -374,3 +374,83 @@ def regressions(results: dict[str, dict[str, float | None]]) -> list[str]:
                     warnings.append(f"{stage} {metric} = {now:.3f} < {before_stage} {then:.3f}")
         previous = (stage, values)
     return warnings
+
+
+# ------------------------------------------------------------------------------------- the orchestrator's step
+
+EVAL_GATE_KEY = "evaluation"  # logs/quality_gates.json entry of the SOFT stage-vs-previous check
+BASE_STAGE = "base"
+# --quick (make demo, the tiny model): 4 tasks x 48 new tokens + 4 tool-calling rows x 24 tokens per stage keeps
+# one stage near 10 s on the 2-core box; the tiny model's random weights score ~0 either way.
+QUICK_SETTINGS = {"max_tasks": 4, "max_tool_examples": 4, "max_new_tokens": 48, "tool_call_max_new_tokens": 24}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    stage: str
+    model: str | None  # a full model folder (the base), or None: the adapter's own base
+    adapter: str | None
+
+
+def report_is_current(report: Path, run: StageRun) -> bool:
+    """An earlier report of this stage for the same model/adapter, newer than every file of the adapter."""
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return False
+    if (data.get("model"), data.get("adapter")) != (run.model, run.adapter):
+        return False
+    if run.adapter is None:
+        return True
+    newest = max((p.stat().st_mtime for p in Path(run.adapter).iterdir() if p.is_file()), default=0.0)
+    return report.stat().st_mtime > newest
+
+
+def evaluate_stages(runs: Sequence[StageRun], settings: dict[str, Any], output_dir: str | os.PathLike,
+                    load: Callable[[str | None, str | None], Generate] | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, dict[str, float | None]]:
+    """Evaluate every stage whose report is missing or stale (the base once), then return every stage's metrics.
+
+    ``settings``: EvalConfig fields shared by all stages (language, task_file, tool_calling_data, limits).
+    """
+    import gc
+
+    load = load or HFGenerator.load
+    out = Path(output_dir)
+    for run in runs:
+        report = out / f"{run.stage}.json"
+        if report_is_current(report, run):
+            log(f"eval {run.stage}: up to date ({report})")
+            continue
+        config = EvalConfig(**{**settings, "model": run.model, "adapter": run.adapter, "stage": run.stage,
+                               "output_dir": str(out)})
+        generate = load(run.model, run.adapter)
+        result = run_evaluation(config, generate)
+        write_report(result, out, run.stage, asdict(config))
+        log(f"eval {run.stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(result).items()
+                                              if v is not None))
+        del generate
+        gc.collect()
+    return load_stage_results(out, [run.stage for run in runs])
+
+
+def record_eval_gate(gates_file: str | os.PathLike, results: dict[str, dict[str, float | None]]) -> list[str]:
+    """SOFT gate: passed unless a stage scored below the stage before it; the warnings are recorded and returned."""
+    from pipeline_lib.gates import record_gate
+
+    warnings = regressions(results)
+    record_gate(gates_file, EVAL_GATE_KEY, {
+        "metric": "each stage >= the previous on " + ", ".join(METRICS), "type": "SOFT",
+        "passed": "false" if warnings else "true", "stages": ", ".join(results), "warnings": "; ".join(warnings)})
+    return warnings
+
+
+def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[str]:
+    """Markdown lines for logs/summary.md: the stage table and the SOFT warnings ([] when nothing was evaluated)."""
+    results = load_stage_results(eval_dir, stages)
+    if not results:
+        return []
+    warnings = regressions(results)
+    lines = ["## Evaluation (held-out; delta to the base model)", "", stage_table(results, BASE_STAGE), ""]
+    lines += [f"WARN (soft): {w}" for w in warnings] or ["no stage scored below the one before it"]
+    return lines

@@ -206,3 +206,52 @@ def test_cli_on_the_tiny_model(tmp_path, tiny_model_dir, repo_root):
     assert report["tasks"]["n"] == 2 and report["tool_calls"]["n"] == 2
     assert 0.0 <= report["metrics"]["pass_at_1"] <= 1.0 and report["provenance"]["git_sha"]
     assert proc.stdout.strip().splitlines()[-1].startswith("eval base: pass_at_1 ")
+
+
+def test_evaluate_stages_runs_each_stage_once_and_records_a_soft_gate(tmp_path):
+    import os
+    import time
+
+    from pipeline_lib.evaluation import StageRun, evaluate_stages, record_eval_gate, summary_section
+    from pipeline_lib.gates import read_gates
+
+    heldout = write_heldout(tmp_path)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    adapter = tmp_path / "agent_sft" / "final"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    loads = []
+
+    def load(model, adapter_dir):  # the base answers every row right, the adapter every row wrong
+        loads.append(model or adapter_dir)
+        name = "get_weather" if adapter_dir is None else "get_forecast"
+        return lambda prompts, n: [f' to=functions.{name}<|channel|>commentary <|constrain|>json<|message|>{{"i": '
+                                   + p.split("Weather ")[1].split("?")[0] + "}<|call|>" for p in prompts]
+
+    runs = [StageRun("base", str(base), None), StageRun("agent_sft", None, str(adapter))]
+    settings = {"skip_tasks": True, "tool_calling_data": str(heldout)}
+    results = evaluate_stages(runs, settings, tmp_path / "eval", load=load, log=lambda s: None)
+    assert results == {"base": {"pass_at_1": None, "mean_reward": None, "tool_call_accuracy": 1.0,
+                                "tool_call_valid": 1.0, "tool_call_right_function": 1.0},
+                       "agent_sft": {"pass_at_1": None, "mean_reward": None, "tool_call_accuracy": 0.0,
+                                     "tool_call_valid": 1.0, "tool_call_right_function": 0.0}}
+    assert loads == [str(base), str(adapter)]
+    evaluate_stages(runs, settings, tmp_path / "eval", load=load, log=lambda s: None)
+    assert len(loads) == 2  # both reports current: nothing evaluated again
+    later = time.time() + 5
+    os.utime(adapter / "adapter_config.json", (later, later))  # the adapter was retrained
+    evaluate_stages(runs, settings, tmp_path / "eval", load=load, log=lambda s: None)
+    assert loads[2:] == [str(adapter)]
+
+    gates = tmp_path / "quality_gates.json"
+    warnings = record_eval_gate(gates, results)
+    assert warnings == ["agent_sft tool_call_accuracy = 0.000 < base 1.000",
+                        "agent_sft tool_call_right_function = 0.000 < base 1.000"]
+    entry = read_gates(gates)["evaluation"]
+    assert entry["type"] == "SOFT" and entry["passed"] == "false" and "agent_sft" in entry["warnings"]
+    section = "\n".join(summary_section(tmp_path / "eval", ["base", "agent_sft", "ipo"]))
+    assert "| agent_sft | 0.000 (-1.000) | 1.000 (+0.000) | 0.000 (-1.000) |" in section
+    assert "WARN (soft): agent_sft tool_call_accuracy" in section
+    assert summary_section(tmp_path / "nothing", ["base"]) == []
