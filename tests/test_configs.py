@@ -48,6 +48,7 @@ def validate_data_prep(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     assert config["source"] in ("hub", "local")
     assert load_limits(config)
+    assert 0 <= config["tool_calling_heldout"]["quick"] <= config["tool_calling_heldout"]["full"]
 
 
 def _validate_sft(script_cls_name: str, config_cls_name: str):
@@ -102,7 +103,43 @@ def validate_merge(path: Path) -> None:
     assert 0 < yaml.safe_load(path.read_text())["min_size_fraction"] <= 1
 
 
+def validate_eval(path: Path) -> None:
+    """Keys are EvalConfig fields with the defaults' types (EvalConfig checks the model and data paths when it is
+    constructed, so it is not constructed here); the language matches the file name."""
+    import dataclasses
+
+    from pipeline_lib.evaluation import EvalConfig
+
+    fields = {f.name: f for f in dataclasses.fields(EvalConfig)}
+    data = yaml.safe_load(path.read_text())
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"{path}: unknown key {key!r}")
+        default = fields[key].default
+        if default is not None and value is not None and not isinstance(value, type(default)):
+            raise ValueError(f"{path}: {key} should be {type(default).__name__}, got {value!r}")
+    assert path.name == f"{data['language']}_eval.yaml"
+    assert data["task_file"] == f"data/{data['language']}/grpo/heldout.jsonl"  # the held-out split, never train
+
+
+LANGUAGE_KEYS = {"base_model", "train_data_path", "output_dir"}  # what core_agent.yaml changes from agent_sft.yaml
+
+
+def validate_core_agent(path: Path) -> None:
+    """Loads like agent_sft.yaml, points at a language trajectory dataset, otherwise has agent_sft.yaml's values."""
+    _validate_sft("AgentScriptArguments", "AgentSFTConfig")(path)
+    core = yaml.safe_load(path.read_text())
+    agent = yaml.safe_load((REPO / "configs" / "agent_sft.yaml").read_text())
+    drift = {k for k in core.keys() | agent.keys() if core.get(k) != agent.get(k)} - LANGUAGE_KEYS
+    if drift:
+        raise ValueError(f"{path}: differs from agent_sft.yaml in {sorted(drift)} (only {sorted(LANGUAGE_KEYS)} may)")
+    assert core["train_data_path"].endswith("/agent_traj/train") and "coding_tui" not in core["train_data_path"]
+
+
 VALIDATORS = {
+    "core_agent.yaml": validate_core_agent,
+    "python_eval.yaml": validate_eval,
+    "rust_eval.yaml": validate_eval,
     "merge.yaml": validate_merge,
     "batch_profiles.yaml": validate_batch_profiles,
     "gates.yaml": validate_gates,
@@ -147,3 +184,15 @@ def test_validators_reject_a_broken_config(tmp_path):
     ipo_yaml.write_text((REPO / "configs" / "ipo.yaml").read_text() + "\nbetta: 0.1\n")
     with pytest.raises(ValueError, match="betta"):
         validate_ipo(ipo_yaml)
+    eval_yaml = tmp_path / "python_eval.yaml"
+    eval_yaml.write_text((REPO / "configs" / "python_eval.yaml").read_text() + "\nmax_task: 3\n")
+    with pytest.raises(ValueError, match="max_task"):
+        validate_eval(eval_yaml)
+    eval_yaml.write_text((REPO / "configs" / "python_eval.yaml").read_text().replace("batch_size: 1",
+                                                                                     "batch_size: one"))
+    with pytest.raises(ValueError, match="batch_size"):
+        validate_eval(eval_yaml)
+    core_yaml = tmp_path / "core_agent.yaml"
+    core_yaml.write_text((REPO / "configs" / "core_agent.yaml").read_text().replace("lora_r: 128", "lora_r: 64"))
+    with pytest.raises(ValueError, match="lora_r"):
+        validate_core_agent(core_yaml)
