@@ -316,7 +316,7 @@ def _run_sandboxed(plan: _Plan, root: Path, work: Path, argv: Sequence[str], lim
     cfg = {"argv": _resolve_argv(plan, argv), "cwd": str(work), "env": _command_env(plan, root),
            "root": str(root), "hide": list(plan.hide), "expose": list(plan.expose), "uid": uid, "gid": uid,
            "rlimits": _rlimits(limits, plan.mode), "status_fd": status_w, "disk_bytes": limits.disk_bytes,
-           "inodes": INODES_PER_RUN}
+           "inodes": INODES_PER_RUN, "wall_seconds": limits.wall_seconds}
     cmd = [*plan.unshare, plan.python, "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]
     try:
         result = _supervise(cmd, cwd=root, env=_launcher_env(), limits=limits, pass_fds=(status_w,))

@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -265,3 +266,33 @@ def test_shared_scratch_and_sockets_are_hidden():
     assert eval(inside.stdout) == []  # noqa: S307 - our own repr of a list of names
     outside = _python(code, isolation=False)  # control: the machine's own /tmp and /run are not empty
     assert eval(outside.stdout)  # noqa: S307
+
+
+@pytest.mark.slow
+def test_run_ends_even_if_the_caller_dies(tmp_path):
+    """PID 1 of the run has its own alarm (wall + 5 s): a killed scorer leaves nothing running for long."""
+    marker = f"orphan-{os.getpid()}-{time.time_ns()}"
+    script = tmp_path / "caller.py"
+    script.write_text("from pipeline_lib.sandbox import Limits, run_files\n"
+                      f"run_files({{'m.py': 'import time\\ntime.sleep(300)\\n'}}, ['python', 'm.py', {marker!r}], "
+                      "Limits(wall_seconds=3.0))\n")
+    log = tmp_path / "caller.log"
+    caller = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def running() -> bool:
+        out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout  # -ww: no cut
+        return any(marker in line and "m.py" in line and "unshare" not in line for line in out.splitlines())
+
+    deadline = time.monotonic() + 30
+    while not running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running(), f"the sandboxed sleeper never started: {log.read_text()[-2000:]}"
+    caller.kill()
+    caller.wait()
+    time.sleep(0.5)
+    assert running()  # the caller is gone; the run is still there until its own alarm
+    deadline = time.monotonic() + 20
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not running()
