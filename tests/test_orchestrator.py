@@ -341,7 +341,8 @@ def test_dry_run_on_config_only_gpt_oss_20b(tmp_path):
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "TOKEN" not in k and not k.startswith("TUI_")}
+    env = {k: v for k, v in os.environ.items()
+           if "TOKEN" not in k and not k.startswith("TUI_") and k != "TENSORBOARD_LOGGING_DIR"}  # the run's own logs/
     return {**env, "PYTHON": sys.executable, **extra}
 
 
