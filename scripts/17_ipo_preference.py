@@ -36,7 +36,7 @@ from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
 from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
-from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, verify_lora_updates
+from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, training_path, verify_lora_updates
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ipo.yaml"
 
@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = load_tokenizer(script_args.checkpoint, base_model)
     policy = ipo.load_adapter_policy(script_args.checkpoint, base_model, precision)
+    if script_args.backend == "fast":
+        from pipeline_lib.fast_path import enable_fast_experts
+
+        enable_fast_experts(policy)
+    path = training_path(policy, script_args.backend)
+    print(f"IPO training path: {path}")
     configure_reporting("ipo", args.report_to, args.output_dir)
     trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args)
     add_live_metrics(trainer, "ipo")
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = ipo.ipo_phase_metrics(
         trainer.state.log_history, check=check, beta=args.beta, global_step=trainer.state.global_step,
         trainable_params=trainable, lora_r=lora_config.r, base_model=base_model, sft_adapter=script_args.checkpoint,
-        pairs=len(trainer.train_dataset), lora_update_check=lora_check,
+        pairs=len(trainer.train_dataset), backend=script_args.backend, training_path=path,
+        lora_update_check=lora_check,
     )
     write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
     write_phase_metrics(final_dir, metrics)

@@ -293,3 +293,23 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
         main(frozen_argv)
     frozen_check = json.loads((frozen / "final" / "phase_metrics.json").read_text())["lora_update_check"]
     assert not frozen_check["passed"] and frozen_check["lora_changed"] == 0
+
+@pytest.mark.slow
+def test_script_fast_backend_one_step(repo_root, sft_adapter_dir, preference_dir, tmp_path, capsys):
+    """--backend fast: the fast path computes the expert LoRA of policy and reference alike (reference check passes,
+    step-0 loss is the closed form), every LoRA tensor trains, and the path is logged and recorded."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ipo_fast"
+    main = runpy.run_path(str(repo_root / "scripts" / "17_ipo_preference.py"), run_name="ipo_script")["main"]
+    metrics = main(["--checkpoint", str(sft_adapter_dir), "--train_data_path", str(preference_dir),
+                    "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--output_dir",
+                    str(out), "--max_length", "256", "--learning_rate", "1e-3", "--max_steps", "2",
+                    "--gradient_checkpointing", "false", "--warmup_steps", "0", "--backend", "fast"])
+    assert metrics["backend"] == "fast" and metrics["training_path"].startswith("fast: expert LoRA as split")
+    assert metrics["reference"] == "sft_policy" and metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3)
+    assert "IPO training path: fast:" in capsys.readouterr().out
+    before = load_file(str(sft_adapter_dir / "adapter_model.safetensors"))
+    after = load_file(str(out / "final" / "adapter_model.safetensors"))
+    assert before.keys() == after.keys() and [k for k in after if torch.equal(after[k], before[k])] == []
+    assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]

@@ -7,13 +7,20 @@ execute.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from pipeline_lib.sandbox import UID_BASE, Limits, RunResult, isolation_report, run_files
+from pipeline_lib import sandbox
+from pipeline_lib.sandbox import UID_BASE, Limits, RunResult, SandboxUnavailable, isolation_report, run_files
+
+REPO = Path(__file__).resolve().parents[1]
 
 FAST = Limits(cpu_seconds=2, wall_seconds=4.0, max_processes=32, max_output_bytes=64 * 1024)
 
@@ -182,3 +189,59 @@ def test_cargo_test_offline_inside():
     result = run_files(files, ["cargo", "test", "--offline", "-q"], Limits(wall_seconds=120.0))
     assert result.returncode == 0, result.stderr
     assert "test result: ok. 1 passed" in result.stdout
+
+
+def test_refuses_without_namespaces(tmp_path, monkeypatch):
+    """An unshare that cannot make namespaces (e.g. root without CAP_SYS_ADMIN): refuse, say why, run nothing."""
+    fake = tmp_path / "bin" / "unshare"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    marker = tmp_path / "ran"
+    with monkeypatch.context() as patched:
+        patched.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+        sandbox._plan.cache_clear()
+        sandbox._probe.cache_clear()
+        try:
+            with pytest.raises(SandboxUnavailable, match="Operation not permitted.*refusing"):
+                run_files({"main.py": f"open({str(marker)!r}, 'w')"}, ["python", "main.py"], FAST)
+            report = isolation_report()
+            assert report["available"] is False and "Operation not permitted" in report["reason"]
+        finally:
+            sandbox._plan.cache_clear()
+            sandbox._probe.cache_clear()
+    assert not marker.exists()
+    assert run_files({"main.py": "print(1)"}, ["python", "main.py"], FAST).stdout == "1\n"  # real plan again
+
+
+NORMAL_USER_PROBE = r"""
+import json
+from pipeline_lib.sandbox import Limits, isolation_report, run_files
+code = ("import os\nprint(open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+        "n = 0\ntry:\n    for _ in range(60):\n        if os.fork() == 0:\n"
+        "            import time; time.sleep(1); os._exit(0)\n"
+        "        n += 1\nexcept OSError:\n    pass\nprint(n)\n")
+run = run_files({"main.py": code}, ["python", "main.py"], Limits(max_processes=20))
+print(json.dumps({"report": isolation_report(), "stdout": run.stdout, "stderr": run.stderr}))
+"""
+
+
+def test_normal_user_gets_the_user_namespace_mode():
+    """The workstation case, run here as uid 65534: user namespace, no capabilities, RLIMIT_NPROC still binds."""
+    setpriv = shutil.which("setpriv")
+    python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
+    if os.geteuid() != 0 or not setpriv or not python:
+        pytest.skip("needs root, setpriv and a system python3 to act as a normal user")
+    cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
+           "HOME=/nonexistent", f"PYTHONPATH={REPO}", python, "-c", NORMAL_USER_PROBE]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0 and ("Permission denied" in out.stderr or "No module named" in out.stderr):
+        pytest.skip(f"the checkout is not readable by uid 65534: {out.stderr[-200:]}")
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    report = seen["report"]
+    assert report["available"] and report["mode"] == "userns", report
+    assert "blocked" in report["network"] and "world-writable dir blocked" in report["filesystem"]
+    cap_eff, forks = seen["stdout"].split()
+    assert int(cap_eff, 16) == 0  # no capability left inside
+    assert int(forks) < 20  # RLIMIT_NPROC binds for a normal user (its count + 20)

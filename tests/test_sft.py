@@ -316,3 +316,21 @@ def test_phase2_script_packs_evaluates_and_merges_lang_adapter(phase1_run, tiny_
     assert metrics["eval_rows"] == 2 and metrics["eval_token_accuracy"] is not None
     assert metrics["merged_adapter"] == str(phase1_run / "final") and metrics["lora_update_check"]["passed"]
     assert metrics["global_step"] == 3 and metrics["lora_r"] == 4
+
+
+@pytest.mark.slow
+def test_phase2_fast_backend_trains_packed_and_logs_its_path(tiny_model_dir, sft_dataset, tmp_path, monkeypatch,
+                                                            capsys):
+    """--backend fast through the real Phase 2 script: packed rows, the packed-attention and collation checks pass,
+    every expert LoRA tensor trains, and the phase says which path ran (log line + phase_metrics.json)."""
+    out = tmp_path / "agent_fast"
+    run_script("14_train_core_agent.py", [
+        "--base_model", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "2",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+        "--max_seq_length", "256", "--output_dir", str(out), "--save_steps", "100", "--lora_r", "4",
+        "--eval_strategy", "no", "--learning_rate", "1e-3", "--warmup_steps", "0", "--backend", "fast"], monkeypatch)
+    metrics = json.loads((out / "final" / "phase_metrics.json").read_text())
+    assert metrics["backend"] == "fast" and metrics["training_path"].startswith("fast: expert LoRA as split")
+    assert metrics["packing"]["packed"] and metrics["packing"]["collation_check"]["passed"]
+    assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]
+    assert "training path: fast: expert LoRA as split grouped GEMMs" in capsys.readouterr().out
