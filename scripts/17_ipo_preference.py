@@ -34,7 +34,7 @@ from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
-from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint
+from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint, train_to_max_steps
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, training_path, verify_lora_updates
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     ipo.drop_reference_adapter(trainer.model)
 
     before = snapshot_parameters(trainer.model)
-    trainer.train(resume_from_checkpoint=resume)
+    train_to_max_steps(trainer, resume)
     lora_config = trainer.model.peft_config["default"]
     lora_check = verify_lora_updates(before, trainer.model,
                                      require_experts=bool(getattr(lora_config, "target_parameters", None)))
