@@ -381,8 +381,55 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+# Kernel-name patterns -> step component, for --profile (first match wins; the rest is "other": elementwise,
+# reductions, copies, gathers). Names as CUDA kernels appear in torch.profiler on Hopper.
+KERNEL_CATEGORIES = (
+    ("grouped_gemm (experts)", ("rouped", "Group", "group_gemm")),
+    ("attention (flex/sdpa)", ("flex", "triton_tem", "attention", "fmha", "flash")),
+    ("optimizer", ("adam", "Adam", "multi_tensor")),
+    ("dense_gemm (q/k/v/o, router, lm_head)", ("gemm", "Gemm", "xmma", "nvjet", "cutlass", "matmul")),
+)
+
+
+def kernel_category(name: str) -> str:
+    for category, patterns in KERNEL_CATEGORIES:
+        if any(p in name for p in patterns):
+            return category
+    return "other"
+
+
+def profile_step(model: Any, loss: Any, batch: dict[str, Any], opt: Any, ref: Any, *, device: str,
+                 top: int = 25) -> dict[str, Any]:
+    """One more step under torch.profiler: time per component and the top kernels (CUDA) or ops (CPU), in ms."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        loss(model, batch, ref).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+    kernels = []
+    for event in prof.key_averages():
+        if cuda:
+            us = getattr(event, "self_device_time_total", None)
+            if us is None:
+                us = getattr(event, "self_cuda_time_total", 0)
+        else:
+            us = event.self_cpu_time_total
+        if us:
+            kernels.append((event.key, us / 1e3, event.count))
+    kernels.sort(key=lambda k: -k[1])
+    by_category: dict[str, float] = {}
+    for name, ms, _ in kernels:
+        by_category[kernel_category(name)] = by_category.get(kernel_category(name), 0.0) + ms
+    return {"device_ms_total": round(sum(k[1] for k in kernels), 2),
+            "device_ms_by_component": {k: round(v, 2) for k, v in sorted(by_category.items(), key=lambda i: -i[1])},
+            "top_kernels": [{"name": n[:160], "ms": round(ms, 3), "calls": c} for n, ms, c in kernels[:top]]}
+
+
 def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, warmup: int, steps: int,
-               ref: Any = None) -> dict[str, Any]:
+               ref: Any = None, profile: bool = False) -> dict[str, Any]:
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -401,9 +448,15 @@ def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, war
         if i == 0:
             print(f"    first step {times[0]:.1f}s loss {losses[0]:.4f}", flush=True)
     timed = times[warmup:]
-    return {"first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
-            "step_s_all": [round(t, 4) for t in times], "losses": [round(x, 5) for x in losses],
-            "loss_finite": all(math.isfinite(x) for x in losses)}
+    out = {"first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
+           "step_s_all": [round(t, 4) for t in times], "losses": [round(x, 5) for x in losses],
+           "loss_finite": all(math.isfinite(x) for x in losses)}
+    if profile:
+        try:
+            out["profile"] = profile_step(model, loss, batch, opt, ref, device=device)
+        except Exception as err:  # the timing above stands; say why there is no breakdown
+            out["profile"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+    return out
 
 
 def run_workload(args: argparse.Namespace, backend: str, workload: Workload, device: str) -> dict[str, Any]:
@@ -449,7 +502,8 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
     if workload.kind == "ipo":
         ref = torch.zeros(workload.batch, device=device)  # IPO's reference log-probs are precomputed constants
     loss = loss_fn(backend, workload)
-    timing = time_steps(model, loss, batch, device=device, warmup=args.warmup, steps=args.steps, ref=ref)
+    timing = time_steps(model, loss, batch, device=device, warmup=args.warmup, steps=args.steps, ref=ref,
+                        profile=args.profile)
     tokens = workload.batch * workload.seq
     tps = tokens / timing["step_s_median"]
     fpt = flops_per_token(config, workload)
@@ -604,6 +658,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5, help="timed steps (median)")
     p.add_argument("--seq-scale", type=float, default=1.0, help="scale every row length (CPU smoke runs)")
     p.add_argument("--memory-cap-gb", type=float, default=None, help="cap this process's GPU memory (GiB)")
+    p.add_argument("--profile", action="store_true",
+                   help="one extra step under torch.profiler: time per component and top kernels in the JSON")
     p.add_argument("--check-layers", type=int, default=2, help="layers of the numerics check model (CUDA)")
     p.add_argument("--check-tokens", type=int, default=1024)
     p.add_argument("--no-check", action="store_true", help="skip the fast path's numerics check (not advised)")
@@ -666,10 +722,9 @@ def main(argv: list[str] | None = None) -> int:
                 timeout = max(30.0, deadline - time.time() + args.grace_s)
             print(f"== backend {backend}: {names}", flush=True)
             t0 = time.perf_counter()
-            # expandable segments: the phases' allocator setting (fewer fragmentation OOMs at 32K rows)
-            env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", **os.environ, "PYTHONPATH": _pythonpath()}
+            child_env = worker_env()
             try:
-                rc: int | str = subprocess.run(cmd, cwd=REPO_ROOT, env=env, timeout=timeout).returncode
+                rc: int | str = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env, timeout=timeout).returncode
             except subprocess.TimeoutExpired:
                 rc = f"killed after {timeout:.0f}s (--time-budget-s + --grace-s)"
             got = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
@@ -689,6 +744,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(records)
     return 0
+
+
+SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
+
+
+def worker_env() -> dict[str, str]:
+    """The workers' environment: no secrets (they never touch a hub: HF_TOKEN & co. are dropped), this repo first
+    on PYTHONPATH, and the phases' allocator setting (expandable segments: fewer fragmentation OOMs at 32K rows)."""
+    env = {k: v for k, v in os.environ.items() if not any(m in k.upper() for m in SECRET_ENV_MARKERS)}
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    env["PYTHONPATH"] = _pythonpath()
+    return env
 
 
 def _pythonpath() -> str:

@@ -34,6 +34,78 @@ REGRESSION_TOLERANCE = 1e-9
 Generate = Callable[[Sequence[str], int], list[str]]  # (prompts, max_new_tokens) -> completions after the prompt
 
 
+# ------------------------------------------------------------------------------------------------------ config
+
+
+@dataclass
+class EvalConfig:
+    """scripts/eval_coding_agent.py settings: configs/<language>_eval.yaml, CLI flags win."""
+
+    language: str = field(default="python", metadata={"help": "python | rust | go | typescript"})
+    task_file: str | None = field(default=None, metadata={
+        "help": "Held-out tasks (JSON Lines); default data/<language>/grpo/heldout.jsonl."})
+    tool_calling_data: str = field(default="data/coding_tui/tool_calling/heldout", metadata={
+        "help": "Phase 0's held-out tool-calling split (datasets.save_to_disk folder)."})
+    model: str | None = field(default=None, metadata={
+        "help": "HF model folder to evaluate; with --adapter, the adapter's base (default: the adapter's own)."})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder evaluated on its base."})
+    stage: str | None = field(default=None, metadata={
+        "help": "Report name: <output_dir>/<stage>.json/.md (default: the adapter's phase folder, else 'model')."})
+    output_dir: str = field(default="logs/eval", metadata={"help": "Where the JSON and markdown reports go."})
+    max_tasks: int | None = field(default=None, metadata={"help": "Evaluate the first N held-out tasks."})
+    max_tool_examples: int | None = field(default=None, metadata={
+        "help": "Evaluate the first N held-out tool-calling rows."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Generation budget per task."})
+    tool_call_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget per tool-call row."})
+    batch_size: int = field(default=1, metadata={"help": "Prompts generated together (left-padded)."})
+    skip_tasks: bool = field(default=False, metadata={"help": "Do not run pass@1."})
+    skip_tool_calls: bool = field(default=False, metadata={"help": "Do not run tool-call accuracy."})
+
+    def __post_init__(self) -> None:
+        from pipeline_lib.agent_tasks import LANGUAGES
+
+        if self.language not in LANGUAGES:
+            raise ValueError(f"--language {self.language!r}: expected one of {LANGUAGES}")
+        self.task_file = self.task_file or f"data/{self.language}/grpo/heldout.jsonl"
+        if not self.model and not self.adapter:
+            raise ValueError("give --model (an HF model folder) or --adapter (a LoRA folder on its base)")
+        if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"--adapter {self.adapter}: no adapter_config.json")
+        if not self.adapter and not (Path(self.model) / "config.json").is_file():
+            raise FileNotFoundError(f"--model {self.model}: no config.json (an HF model folder is expected)")
+        if self.skip_tasks and self.skip_tool_calls:
+            raise ValueError("--skip_tasks and --skip_tool_calls together leave nothing to evaluate")
+        if not self.skip_tasks and not Path(self.task_file).is_file():
+            raise FileNotFoundError(f"--task_file {self.task_file}: no such file (scripts/16_generate_mutations.py "
+                                    f"--language {self.language} writes it; --skip_tasks evaluates tool calls only)")
+        if not self.skip_tool_calls and not (Path(self.tool_calling_data) / "dataset_info.json").is_file():
+            raise FileNotFoundError(f"--tool_calling_data {self.tool_calling_data}: no held-out split (Phase 0 "
+                                    "writes it; --skip_tool_calls evaluates tasks only)")
+        for name in ("max_tasks", "max_tool_examples", "max_new_tokens", "tool_call_max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be positive, got {value}")
+        if self.stage is None:
+            self.stage = Path(self.adapter).parent.name if self.adapter else "model"
+
+
+def run_evaluation(config: EvalConfig, generate: Generate) -> dict[str, Any]:
+    """Both evaluations the config asks for, with ``generate``; the result write_report takes."""
+    from pipeline_lib.agent_tasks import load_tasks
+
+    result: dict[str, Any] = {"model": config.model, "adapter": config.adapter, "language": config.language}
+    if not config.skip_tasks:
+        tasks = load_tasks(config.task_file, limit=config.max_tasks)
+        result["tasks"] = evaluate_tasks(tasks, generate, config.max_new_tokens, batch_size=config.batch_size)
+        result["tasks"]["task_file"] = config.task_file
+    if not config.skip_tool_calls:
+        examples = load_tool_call_examples(config.tool_calling_data, limit=config.max_tool_examples)
+        result["tool_calls"] = evaluate_tool_calls(examples, generate, config.tool_call_max_new_tokens,
+                                                   batch_size=config.batch_size)
+        result["tool_calls"]["data"] = config.tool_calling_data
+    return result
+
+
 # ------------------------------------------------------------------------------------------- tool-call accuracy
 
 
@@ -302,3 +374,83 @@ def regressions(results: dict[str, dict[str, float | None]]) -> list[str]:
                     warnings.append(f"{stage} {metric} = {now:.3f} < {before_stage} {then:.3f}")
         previous = (stage, values)
     return warnings
+
+
+# ------------------------------------------------------------------------------------- the orchestrator's step
+
+EVAL_GATE_KEY = "evaluation"  # logs/quality_gates.json entry of the SOFT stage-vs-previous check
+BASE_STAGE = "base"
+# --quick (make demo, the tiny model): 4 tasks x 48 new tokens + 4 tool-calling rows x 24 tokens per stage keeps
+# one stage near 10 s on the 2-core box; the tiny model's random weights score ~0 either way.
+QUICK_SETTINGS = {"max_tasks": 4, "max_tool_examples": 4, "max_new_tokens": 48, "tool_call_max_new_tokens": 24}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    stage: str
+    model: str | None  # a full model folder (the base), or None: the adapter's own base
+    adapter: str | None
+
+
+def report_is_current(report: Path, run: StageRun) -> bool:
+    """An earlier report of this stage for the same model/adapter, newer than every file of the adapter."""
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return False
+    if (data.get("model"), data.get("adapter")) != (run.model, run.adapter):
+        return False
+    if run.adapter is None:
+        return True
+    newest = max((p.stat().st_mtime for p in Path(run.adapter).iterdir() if p.is_file()), default=0.0)
+    return report.stat().st_mtime > newest
+
+
+def evaluate_stages(runs: Sequence[StageRun], settings: dict[str, Any], output_dir: str | os.PathLike,
+                    load: Callable[[str | None, str | None], Generate] | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, dict[str, float | None]]:
+    """Evaluate every stage whose report is missing or stale (the base once), then return every stage's metrics.
+
+    ``settings``: EvalConfig fields shared by all stages (language, task_file, tool_calling_data, limits).
+    """
+    import gc
+
+    load = load or HFGenerator.load
+    out = Path(output_dir)
+    for run in runs:
+        report = out / f"{run.stage}.json"
+        if report_is_current(report, run):
+            log(f"eval {run.stage}: up to date ({report})")
+            continue
+        config = EvalConfig(**{**settings, "model": run.model, "adapter": run.adapter, "stage": run.stage,
+                               "output_dir": str(out)})
+        generate = load(run.model, run.adapter)
+        result = run_evaluation(config, generate)
+        write_report(result, out, run.stage, asdict(config))
+        log(f"eval {run.stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(result).items()
+                                              if v is not None))
+        del generate
+        gc.collect()
+    return load_stage_results(out, [run.stage for run in runs])
+
+
+def record_eval_gate(gates_file: str | os.PathLike, results: dict[str, dict[str, float | None]]) -> list[str]:
+    """SOFT gate: passed unless a stage scored below the stage before it; the warnings are recorded and returned."""
+    from pipeline_lib.gates import record_gate
+
+    warnings = regressions(results)
+    record_gate(gates_file, EVAL_GATE_KEY, {
+        "metric": "each stage >= the previous on " + ", ".join(METRICS), "type": "SOFT",
+        "passed": "false" if warnings else "true", "stages": ", ".join(results), "warnings": "; ".join(warnings)})
+    return warnings
+
+
+def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[str]:
+    """Markdown lines for logs/summary.md: the stage table and the SOFT warnings ([] when nothing was evaluated)."""
+    results = load_stage_results(eval_dir, stages)
+    if not results:
+        return []
+    warnings = regressions(results)
+    lines = ["## Evaluation (held-out; delta to the base model)", "", stage_table(results, BASE_STAGE), ""]
+    lines += [f"WARN (soft): {w}" for w in warnings] or ["no stage scored below the one before it"]
+    return lines

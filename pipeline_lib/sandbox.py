@@ -11,10 +11,12 @@ goes through ``run_files``. How one run is isolated (Linux; ``pipeline_lib/sandb
   nothing, the parent's 127.0.0.1 included, is reachable), a new mount namespace and a new PID namespace (its own
   ``/proc``; the caller's processes and their ``/proc/<pid>/environ`` are invisible; when the run ends the kernel
   kills everything left in it, including processes that left the process group with ``setsid``).
-- **Filesystem**: every mount is read-only + nosuid inside the namespace except the run folder; the
-  caller's home and the Hugging Face token/cache folders are covered by empty tmpfs mounts, with only the toolchain
-  folders inside them (e.g. ``/root/.pyenv/versions/3.11.7``, ``/root/.rustup/toolchains/stable-...``) bound back,
-  read-only. So "nothing written outside the temp dir" is enforced by the kernel (EROFS), not by permissions.
+- **Filesystem**: every mount is read-only + nosuid inside the namespace except the run folder, which is a tmpfs of
+  ``disk_bytes`` holding a copy of the task files (so a run cannot fill the disk: RLIMIT_FSIZE is per file). The
+  caller's home, the Hugging Face token/cache folders, /tmp, /var/tmp, /dev/shm and /run (sockets such as D-Bus, which
+  a read-only mount does not stop) are covered by empty tmpfs mounts, with only the toolchain folders inside them
+  (e.g. ``/root/.pyenv/versions/3.11.7``, ``/root/.rustup/toolchains/stable-...``) bound back, read-only. So "nothing
+  written outside the temp dir" is enforced by the kernel (EROFS), not by permissions.
 - **Privileges**: as root, the command runs under its own uid/gid (``UID_BASE + slot``, one per concurrent run,
   owning only the run folder), no supplementary groups, ``no_new_privs``. That makes RLIMIT_NPROC bind (it does not
   bind uid 0) and count only this run's processes. As a normal user, a user namespace maps uid 0 to the caller and
@@ -64,6 +66,10 @@ from typing import Any
 GiB, MiB, KiB = 1 << 30, 1 << 20, 1 << 10
 # Sandbox uids: 1,500,000 + slot. Far above any login uid (65534 = nobody) and below 2^31; nothing owns them.
 UID_BASE, UID_SLOTS = 1_500_000, 4096
+INODES_PER_RUN = 32768  # files + folders in the run folder; a cargo build of a small crate makes ~200
+# Covered by empty tmpfs inside a run besides the caller's home and HF folders: shared scratch space and the
+# sockets under /run (D-Bus, the user's session bus, docker.sock) that a read-only mount would not stop.
+ALWAYS_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 LAUNCHER = Path(__file__).with_name("sandbox_init.py")
 # A killed process group takes ~ms to close its pipes; a leftover writer outside the PID namespace (unsandboxed
 # runs only) is given this long before the pipes are abandoned.
@@ -82,10 +88,11 @@ class Limits:
     file_size_bytes: int = 64 * MiB
     max_processes: int = 128
     max_output_bytes: int = 256 * KiB  # captured per stream; past it the run is killed and the rest dropped
+    disk_bytes: int = 512 * MiB  # size of the run folder (a tmpfs): all a run can write; cargo's target/ ~ 10 MiB
 
     def __post_init__(self) -> None:
         for name in ("cpu_seconds", "wall_seconds", "memory_bytes", "file_size_bytes", "max_processes",
-                     "max_output_bytes"):
+                     "max_output_bytes", "disk_bytes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -121,8 +128,6 @@ def run_files(files: Mapping[str, str], argv: Sequence[str], limits: Limits = Li
             return _run_unsandboxed(work, argv, limits)
         plan = _plan()
         with _uid_lease() if plan.mode == "root" else _no_lease() as uid:
-            if uid is not None:
-                _chown_tree(root, uid)
             return _run_sandboxed(plan, root, work, argv, limits, uid)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -185,11 +190,12 @@ def _under(path: str, folder: str) -> bool:
 
 
 def _hidden_dirs() -> tuple[str, ...]:
-    """The caller's home and the Hugging Face folders (a token file is written 0644), outermost only."""
+    """The caller's home, the Hugging Face folders (a token file is written 0644) and ALWAYS_HIDDEN, outermost only."""
     env = os.environ
     candidates = [env.get("HOME"), pwd.getpwuid(os.getuid()).pw_dir, env.get("HF_HOME"),
                   os.path.dirname(env["HF_TOKEN_PATH"]) if env.get("HF_TOKEN_PATH") else None,
                   os.path.join(env["XDG_CACHE_HOME"], "huggingface") if env.get("XDG_CACHE_HOME") else None]
+    candidates += ALWAYS_HIDDEN
     real = {os.path.realpath(c) for c in candidates if c and os.path.isdir(c)} - {"/"}
     outer: list[str] = []
     for path in sorted(real, key=len):
@@ -257,13 +263,6 @@ def _write_files(work: Path, files: Mapping[str, str]) -> None:
         path.write_text(content)
 
 
-def _chown_tree(root: Path, uid: int) -> None:
-    for folder, dirs, names in os.walk(root):
-        os.chown(folder, uid, uid)
-        for name in dirs + names:
-            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
-
-
 @contextmanager
 def _uid_lease() -> Iterator[int]:
     """A uid no other concurrent run holds (flock on a root-only lock file per slot)."""
@@ -316,7 +315,8 @@ def _run_sandboxed(plan: _Plan, root: Path, work: Path, argv: Sequence[str], lim
     status_r, status_w = os.pipe()
     cfg = {"argv": _resolve_argv(plan, argv), "cwd": str(work), "env": _command_env(plan, root),
            "root": str(root), "hide": list(plan.hide), "expose": list(plan.expose), "uid": uid, "gid": uid,
-           "rlimits": _rlimits(limits, plan.mode), "status_fd": status_w}
+           "rlimits": _rlimits(limits, plan.mode), "status_fd": status_w, "disk_bytes": limits.disk_bytes,
+           "inodes": INODES_PER_RUN, "wall_seconds": limits.wall_seconds}
     cmd = [*plan.unshare, plan.python, "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]
     try:
         result = _supervise(cmd, cwd=root, env=_launcher_env(), limits=limits, pass_fds=(status_w,))

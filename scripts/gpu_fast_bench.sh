@@ -41,7 +41,7 @@ case "$MODE" in
     ARGS=(--backends fast,hf,unsloth --workloads toolcall_8x8192,ipo_2x8192 --only unsloth=qlora_r64_4k) ;;
   *) echo "MODE must be main or extra, got $MODE" >&2; exit 2 ;;
 esac
-"${PYTHON:-python3}" scripts/bench_train_step.py --layers "$LAYERS" "${ARGS[@]}" --memory-cap-gb 80 \
+"${PYTHON:-python3}" scripts/bench_train_step.py --layers "$LAYERS" "${ARGS[@]}" --memory-cap-gb 80 --profile \
   --time-budget-s "$BUDGET" --grace-s "$GRACE" --json "$OUT/bench.json" ${EXTRA:-} 2>&1 | tee "$OUT/bench.log" \
   | grep -v -e "Loading weights" -e "Writing model shards" -e "it/s\]"
 exit "${PIPESTATUS[0]}"

@@ -224,13 +224,30 @@ def test_bench_end_to_end_on_cpu(tiny_model_dir, tmp_path):
     work.mkdir()
     assert main(["--device", "cpu", "--model", str(tiny_model_dir), "--backends", "hf,fast,unsloth",
                  "--workloads", "phase1_r64_4k,qlora_r64_4k", "--seq-scale", str(48 / 4096), "--steps", "1",
-                 "--warmup", "1", "--check-tokens", "48", "--workdir", str(work), "--json", str(out)]) == 0
+                 "--warmup", "1", "--check-tokens", "48", "--workdir", str(work), "--json", str(out),
+                 "--profile"]) == 0
     rows = {(r["backend"], r["workload"]): r for r in json.loads(out.read_text())}
     assert set(rows) == {(b, w) for b in ("hf", "fast", "unsloth") for w in ("phase1_r64_4k", "qlora_r64_4k")}
     fast = rows[("fast", "phase1_r64_4k")]
     assert fast["status"] == "ok" and fast["numerics_check"]["passed"] and fast["tokens_per_second"] > 0
     assert fast["ratio_to_hf"] is not None and fast["ratio_to_unsloth"] is None
+    assert fast["profile"]["device_ms_total"] > 0 and fast["profile"]["top_kernels"]
     assert rows[("fast", "qlora_r64_4k")]["status"] == "skipped"
     assert rows[("unsloth", "phase1_r64_4k")]["status"] == "skipped"
     assert {"backend", "workload", "tokens_per_second", "peak_gb", "versions", "date", "command"} <= set(fast)
+    assert "PATH" not in fast and "HOME" not in fast  # run metadata only, never the process environment
     assert list(work.iterdir()) == []
+
+
+def test_bench_workers_get_no_secrets(monkeypatch):
+    import os
+
+    from pipeline_lib.bench_train_step import REPO_ROOT, worker_env
+
+    monkeypatch.setenv("HF_TOKEN", "hf_canary123")
+    monkeypatch.setenv("RUNPOD_SECRET_HF_TOKEN", "hf_canary456")
+    monkeypatch.setenv("BENCH_HARMLESS", "1")
+    env = worker_env()
+    assert "hf_canary" not in repr(env) and env["BENCH_HARMLESS"] == "1"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
+    assert "hf_canary123" in repr(dict(os.environ))  # control: the search finds the canary where it is
