@@ -105,10 +105,9 @@ def test_home_is_hidden():
 
 
 def test_infinite_cpu_loop_hits_the_cpu_limit():
-    started = time.monotonic()
-    result = _python("while True:\n    pass\n", Limits(cpu_seconds=1, wall_seconds=10.0))
-    assert result.returncode in (-24, -9), result  # SIGXCPU at the soft limit, SIGKILL at the hard one
-    assert time.monotonic() - started < 6
+    result = _python("while True:\n    pass\n", Limits(cpu_seconds=1, wall_seconds=60.0))
+    # SIGXCPU at the soft limit (SIGKILL at the hard one), long before the wall clock on even a loaded machine
+    assert result.returncode in (-24, -9) and not result.timed_out, result
 
 
 def test_sleeping_forever_hits_the_wall_clock():
