@@ -58,6 +58,7 @@ TRAINED_PHASES = tuple(p.name for p in phases.TRAINED)
 DATASETS = phases.DATASETS
 RUN_RECORD = ".run_phases.jsonl"
 DECISIONS = ".run_decisions.jsonl"
+RUN_ESTIMATE = ".run_estimate.json"
 RECORD_FILE = "pipeline_inputs.json"
 STALE_MARK = ".stale-"
 QUICK_TEST_DIR = "quick-test"  # --quick-test keeps its data/, checkpoints/ and logs/ under <workdir>/quick-test/
@@ -133,7 +134,8 @@ class PipelinePaths:
         return {"DATA_DIR": str(self.data), "CKPT_DIR": str(self.checkpoints), "LOG_DIR": str(self.logs),
                 "EXPORT_DIR": str(self.run_dir(phases.EXPORT.name)), "GATES_FILE": str(self.gates_file),
                 "LOCK_FILE": str(self.lock_file), "RUN_RECORD": str(self.logs / RUN_RECORD),
-                "DECISIONS_FILE": str(self.logs / DECISIONS), "PHASE_NAMES": " ".join(phases.NAMES)}
+                "DECISIONS_FILE": str(self.logs / DECISIONS), "RUN_ESTIMATE": str(self.logs / RUN_ESTIMATE),
+                "PHASE_NAMES": " ".join(phases.NAMES)}
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class RunContext:
     python: str = field(default_factory=lambda: sys.executable)
     llama_cpp_dir: str | None = None
     local_data: Path = SAMPLES_DIR  # --tiny's data source
+    report_to: str | None = None  # --report-to: where the training phases send live metrics (else their YAML's)
 
     @property
     def paths(self) -> PipelinePaths:
@@ -503,6 +506,8 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
             "--max_steps", str(batch.max_steps), "--output_dir", str(run)]
     if batch.save_steps is not None:
         cmd += ["--save_steps", str(batch.save_steps)]
+    if ctx.report_to:
+        cmd += ["--report_to", ctx.report_to]
     if resume_from is not None:
         cmd += ["--resume_from_checkpoint", str(resume_from)]
     return cmd
@@ -767,7 +772,78 @@ def trainable_count(config: Path | Any, rank: int, include_experts: bool = True)
         return f"unavailable ({exc.__class__.__name__}: {exc})"
 
 
-def plan(ctx: RunContext) -> str:
+def estimate_specs(ctx: RunContext) -> list[Any]:
+    """The phases as the cost estimate sees them (pipeline_lib.estimate.PhaseSpec), in run order."""
+    from pipeline_lib.estimate import PhaseSpec
+
+    return [PhaseSpec(p.name, p.kind, p.dataset, ctx.config_file(p) if p.trains else None, pairs=p is phases.IPO)
+            for p in phases.PHASES]
+
+
+def run_estimate(ctx: RunContext, *, card: str | None, gpus: int = 1,
+                 skipped: set[str] = frozenset()) -> tuple[list, str, str]:
+    """(per-phase estimates, card, why that card) for this run."""
+    from pipeline_lib.estimate import detect_card, estimate_run
+
+    paths = ctx.paths
+    card_reason = "--card"
+    if card is None:
+        card, card_reason = detect_card(ctx.tiny)
+    config = resolve_model_config(ctx.model)
+    if config is None and ctx.tiny:
+        from pipeline_lib.tiny_model import tiny_gpt_oss_config
+
+        config = tiny_gpt_oss_config()
+    parameters = model_size(config).parameters if isinstance(config, Path) else None
+    skip = set(skipped) | ({phases.GRPO.name} if not paths.grpo_tasks.is_file() else set())
+    estimates = estimate_run(estimate_specs(ctx), data_dir=paths.data, profile=ctx.batch_profile,
+                             quick_test=ctx.quick_test, parameters=parameters, card=card, gpus=gpus, skipped=skip)
+    return estimates, card, card_reason
+
+
+def estimate_lines(ctx: RunContext, *, card: str | None, gpus: int = 1) -> list[str]:
+    from pipeline_lib.estimate import format_estimates
+
+    estimates, card, reason = run_estimate(ctx, card=card, gpus=gpus)
+    label = ctx.batch_profile + (" + quick test" if ctx.quick_test and not ctx.tiny else "")
+    return format_estimates(estimates, card, reason, label, unmeasured=[])
+
+
+def write_run_estimate(out: Path, ctx: RunContext, *, card: str | None, gpus: int = 1) -> str:
+    """Save the estimate the progress lines (pipeline_lib.live) and the summary compare against; return its total."""
+    from pipeline_lib.estimate import estimates_json, fmt_duration
+
+    estimates, card, reason = run_estimate(ctx, card=card, gpus=gpus)
+    write_json_atomic(out, {"card": card, "card_reason": reason, "profile": ctx.batch_profile,
+                            "quick_test": ctx.quick_test, "gpus": gpus, "order": [e.phase for e in estimates],
+                            "phases": estimates_json(estimates)})
+    known = sum(e.seconds for e in estimates if e.seconds is not None)
+    missing = [e.phase for e in estimates if e.seconds is None]
+    return (f"estimate: ~{fmt_duration(known)} of training on {card} ({reason})"
+            + (f" + no measurement for {', '.join(missing)}" if missing else "") + "; details in --dry-run")
+
+
+def phase_start_line(phase: str, estimate_path: Path, elapsed: float) -> str:
+    """'[progress] phase 4/7 agent_sft starting | run elapsed 1h02m | this phase ~6.1h | run ETA ~9.3h'."""
+    from pipeline_lib.progress import fmt_duration, read_run_estimate, remaining_after
+
+    est = read_run_estimate(estimate_path) or {}
+    order = est.get("order") or list(PHASES)
+    where = f"phase {order.index(phase) + 1}/{len(order)} {phase}" if phase in order else f"phase {phase}"
+    this = ((est.get("phases") or {}).get(phase) or {}).get("seconds")
+    later, unmeasured = remaining_after(est, phase) if est else (0.0, [])
+    parts = [f"[progress] {where} starting", f"run elapsed {fmt_duration(elapsed)}"]
+    if this is None:
+        parts.append("this phase: no measurement")
+        unmeasured = [phase, *unmeasured]
+    else:
+        parts.append(f"this phase ~{fmt_duration(this)}")
+    tail = f" + unmeasured {', '.join(unmeasured)}" if unmeasured else ""
+    parts.append(f"run ETA ~{fmt_duration((this or 0) + later)}{tail}")
+    return " | ".join(parts)
+
+
+def plan(ctx: RunContext, *, card: str | None = None, gpus: int = 1) -> str:
     paths = ctx.paths
     model = ctx.model
     config = resolve_model_config(model)
@@ -826,6 +902,7 @@ def plan(ctx: RunContext) -> str:
             lines.append(f"download: ~{gib(size.download_bytes)} into the HF cache")
     elif stale_note:
         lines.append("disk" + stale_note)
+    lines.extend(estimate_lines(ctx, card=card, gpus=gpus))
     return "\n".join(lines)
 
 
@@ -875,6 +952,46 @@ def plot_loss_curves(paths: PipelinePaths, out: Path) -> Path | None:
     return out
 
 
+def trained_tokens(run_dir: Path) -> int | None:
+    """Tokens the phase trained (TrainerState.num_input_tokens_seen, non-padding), from its newest state."""
+    state = latest_trainer_state(run_dir)
+    if state is None:
+        return None
+    try:
+        return int(json.loads(state.read_text()).get("num_input_tokens_seen") or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[str]:
+    """Measured tokens, wall time and GPU-hours beside the estimate each phase was given (configs/throughput.yaml
+    can be corrected from this table)."""
+    from pipeline_lib.estimate import fmt_duration
+    from pipeline_lib.progress import read_run_estimate
+
+    est = read_run_estimate(paths.logs / RUN_ESTIMATE) or {}
+    gpus = int(est.get("gpus") or 1)
+    rows = [f"cost (estimate for {est.get('card', 'no estimate written')}, {gpus} GPU(s)):", "",
+            "| phase | tokens trained | wall time | GPU-hours | tokens / wall s | est. tokens | est. time |",
+            "|---|---|---|---|---|---|---|"]
+    for phase in PHASES:
+        entry = record.get(phase, {})
+        seconds = entry.get("seconds")
+        tokens = trained_tokens(paths.run_dir(phase)) if phase in TRAINED_PHASES else None
+        if entry.get("status") in ("skipped", None):
+            tokens_cell, rate = "-", "-"
+        else:
+            tokens_cell = f"{tokens:,}" if tokens else "-"
+            rate = f"{tokens / seconds:,.0f}" if tokens and seconds else "-"
+        e = (est.get("phases") or {}).get(phase) or {}
+        est_tokens = f"{e['tokens']:,}" if e.get("tokens") else "-"
+        est_time = fmt_duration(e.get("seconds")) if e else "-"
+        wall = "-" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+        hours = "-" if seconds is None else f"{seconds * gpus / 3600:.3f}"
+        rows.append(f"| {phase} | {tokens_cell} | {wall} | {hours} | {rate} | {est_tokens} | {est_time} |")
+    return rows
+
+
 def summary(ctx: RunContext) -> str:
     paths = ctx.paths
     record = read_run_record(paths.logs)
@@ -898,7 +1015,8 @@ def summary(ctx: RunContext) -> str:
         rows.append(f"| {phase} | {entry.get('status', 'not reached')} | {why} | {duration} | "
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")
-    text = "\n".join(["# TUI pipeline summary", "", f"model: {ctx.model}; state: {paths.base}", "", *rows, "",
+    cost = cost_rows(paths, record)
+    text = "\n".join(["# TUI pipeline summary", "", f"model: {ctx.model}; state: {paths.base}", "", *rows, "", *cost,
                       f"loss curves: {png}" if png else "loss curves: none (no trainer_state.json yet)",
                       f"gates: {paths.gates_file}"])
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -921,29 +1039,41 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scripts-dir", type=Path, default=SCRIPTS_DIR)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--llama-cpp-dir", default=None)
+    parser.add_argument("--report-to", default=None)
 
 
 def context_from(args: argparse.Namespace) -> RunContext:
     return RunContext(workdir=args.workdir, model=args.model, profile=args.batch_profile, quick_test=args.quick_test,
                       tiny=args.tiny, skip_data=args.skip_data, grpo_language=args.grpo_language,
                       configs_dir=args.configs_dir, scripts_dir=args.scripts_dir, python=args.python,
-                      llama_cpp_dir=args.llama_cpp_dir or None)
+                      llama_cpp_dir=args.llama_cpp_dir or None, report_to=args.report_to or None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Helpers for scripts/run_tui_pipeline.sh")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {}
-    for name in ("paths", "preflight", "step", "record", "disk", "prune-stale", "plan", "summary"):
+    for name in ("paths", "preflight", "step", "record", "disk", "prune-stale", "plan", "estimate", "summary"):
         commands[name] = sub.add_parser(name)
         add_context_flags(commands[name])
     for name in ("step", "record"):
         commands[name].add_argument("phase", choices=phases.NAMES)
     commands["preflight"].add_argument("--gates-config", required=True, type=Path)
     commands["preflight"].add_argument("--dry-run", action="store_true")
+    for name in ("plan", "estimate"):
+        commands[name].add_argument("--card", default=None, help="GPU the estimate is for (default: detected)")
+        commands[name].add_argument("--gpus", type=int, default=1)
+    commands["estimate"].add_argument("--out", required=True, type=Path)
+    progress = sub.add_parser("progress", help="one whole-run progress line at a phase start")
+    progress.add_argument("--phase", required=True)
+    progress.add_argument("--estimate", required=True, type=Path)
+    progress.add_argument("--elapsed", required=True, type=float, help="seconds since the run started")
     commands["disk"].add_argument("--stage", required=True, choices=("data", "download", phases.MERGE.name,
                                                                          phases.EXPORT.name))
     args = parser.parse_args(argv)
+    if args.command == "progress":
+        print(phase_start_line(args.phase, args.estimate, args.elapsed))
+        return 0
     ctx = context_from(args)
 
     if args.command == "paths":
@@ -970,7 +1100,9 @@ def main(argv: list[str] | None = None) -> int:
         for folder in prune_stale(ctx.paths):
             print(f"deleted stale folder {folder}")
     elif args.command == "plan":
-        print(plan(ctx))
+        print(plan(ctx, card=args.card, gpus=args.gpus))
+    elif args.command == "estimate":
+        print(write_run_estimate(args.out, ctx, card=args.card, gpus=args.gpus))
     elif args.command == "summary":
         print(summary(ctx))
     return 0

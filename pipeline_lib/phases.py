@@ -20,7 +20,9 @@ from pathlib import Path
 
 MODEL = "model"  # the base model (--model)
 GRPO_TASKS = "grpo_tasks"  # GRPO_TASKS_FILE under the workdir
-GRPO_TASKS_FILE = "data/{language}/grpo/tasks.jsonl"  # the shared task-row contract's train file
+TASKS_DIR = "data/{language}/grpo"  # the shared task-row contract: tasks.jsonl (train) and heldout.jsonl (eval)
+GRPO_TASKS_FILE = TASKS_DIR + "/tasks.jsonl"
+GRPO_HELDOUT_FILE = TASKS_DIR + "/heldout.jsonl"
 DATA_ROOT = "data"
 # How the orchestrator runs a phase and decides skip/resume/redo (pipeline_lib.orchestrate.disk_state).
 KIND_DATA, KIND_TRAIN, KIND_MERGE, KIND_EXPORT = "data", "train", "merged_model", "export_bundle"

@@ -11,9 +11,11 @@ goes through ``run_files``. How one run is isolated (Linux; ``pipeline_lib/sandb
   nothing, the parent's 127.0.0.1 included, is reachable), a new mount namespace and a new PID namespace (its own
   ``/proc``; the caller's processes and their ``/proc/<pid>/environ`` are invisible; when the run ends the kernel
   kills everything left in it, including processes that left the process group with ``setsid``).
-- **Filesystem**: every mount is read-only + nosuid inside the namespace except the run folder; the
-  caller's home and the Hugging Face token/cache folders are covered by empty tmpfs mounts, with only the toolchain
-  folders inside them (e.g. ``/root/.pyenv/versions/3.11.7``, ``/root/.rustup/toolchains/stable-...``) bound back,
+- **Filesystem**: every mount is read-only + nosuid inside the namespace except the run folder, which is a tmpfs of
+  ``disk_bytes`` holding a copy of the task files (so a run cannot fill the disk: RLIMIT_FSIZE is per file). The
+  caller's home, the Hugging Face token/cache folders, /home, /tmp, /var/tmp, /dev/shm and /run (sockets such as
+  D-Bus, which a read-only mount does not stop) are covered by empty tmpfs mounts, with only the toolchain folders
+  inside them (e.g. ``/root/.pyenv/versions/3.11.7``, ``/root/.rustup/toolchains/stable-...``) bound back,
   read-only. So "nothing written outside the temp dir" is enforced by the kernel (EROFS), not by permissions.
 - **Privileges**: as root, the command runs under its own uid/gid (``UID_BASE + slot``, one per concurrent run,
   owning only the run folder), no supplementary groups, ``no_new_privs``. That makes RLIMIT_NPROC bind (it does not
@@ -64,6 +66,10 @@ from typing import Any
 GiB, MiB, KiB = 1 << 30, 1 << 20, 1 << 10
 # Sandbox uids: 1,500,000 + slot. Far above any login uid (65534 = nobody) and below 2^31; nothing owns them.
 UID_BASE, UID_SLOTS = 1_500_000, 4096
+INODES_PER_RUN = 32768  # files + folders in the run folder; a cargo build of a small crate makes ~200
+# Covered by empty tmpfs inside a run besides the caller's home and HF folders: other users' homes, shared scratch
+# space and the sockets under /run (D-Bus, the session bus, docker.sock) that a read-only mount would not stop.
+ALWAYS_HIDDEN = ("/home", "/tmp", "/var/tmp", "/dev/shm", "/run")
 LAUNCHER = Path(__file__).with_name("sandbox_init.py")
 # A killed process group takes ~ms to close its pipes; a leftover writer outside the PID namespace (unsandboxed
 # runs only) is given this long before the pipes are abandoned.
@@ -82,10 +88,11 @@ class Limits:
     file_size_bytes: int = 64 * MiB
     max_processes: int = 128
     max_output_bytes: int = 256 * KiB  # captured per stream; past it the run is killed and the rest dropped
+    disk_bytes: int = 512 * MiB  # size of the run folder (a tmpfs): all a run can write; cargo's target/ ~ 10 MiB
 
     def __post_init__(self) -> None:
         for name in ("cpu_seconds", "wall_seconds", "memory_bytes", "file_size_bytes", "max_processes",
-                     "max_output_bytes"):
+                     "max_output_bytes", "disk_bytes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -106,8 +113,8 @@ def run_files(files: Mapping[str, str], argv: Sequence[str], limits: Limits = Li
     """Write ``files`` into a fresh temp dir, run ``argv`` there under the sandbox, delete the dir.
 
     ``isolation=False`` runs the same command as a plain child process (the caller's environment, uid, network and
-    filesystem; only the wall clock and output cap) -- it exists for the tests' negative controls and must never
-    see model output in the pipeline.
+    filesystem, no rlimits, output past the cap dropped but not stopped; only the wall clock kills) -- it exists for
+    the tests' negative controls and must never see model output in the pipeline.
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -121,8 +128,6 @@ def run_files(files: Mapping[str, str], argv: Sequence[str], limits: Limits = Li
             return _run_unsandboxed(work, argv, limits)
         plan = _plan()
         with _uid_lease() if plan.mode == "root" else _no_lease() as uid:
-            if uid is not None:
-                _chown_tree(root, uid)
             return _run_sandboxed(plan, root, work, argv, limits, uid)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -185,11 +190,12 @@ def _under(path: str, folder: str) -> bool:
 
 
 def _hidden_dirs() -> tuple[str, ...]:
-    """The caller's home and the Hugging Face folders (a token file is written 0644), outermost only."""
+    """The caller's home, the Hugging Face folders (a token file is written 0644) and ALWAYS_HIDDEN, outermost only."""
     env = os.environ
     candidates = [env.get("HOME"), pwd.getpwuid(os.getuid()).pw_dir, env.get("HF_HOME"),
                   os.path.dirname(env["HF_TOKEN_PATH"]) if env.get("HF_TOKEN_PATH") else None,
                   os.path.join(env["XDG_CACHE_HOME"], "huggingface") if env.get("XDG_CACHE_HOME") else None]
+    candidates += ALWAYS_HIDDEN
     real = {os.path.realpath(c) for c in candidates if c and os.path.isdir(c)} - {"/"}
     outer: list[str] = []
     for path in sorted(real, key=len):
@@ -230,16 +236,25 @@ def _command_env(plan: _Plan | None, root: Path) -> dict[str, str]:
     return env
 
 
-def _resolve_argv(plan: _Plan, argv: Sequence[str]) -> list[str]:
+def _resolve_argv(plan: _Plan, argv: Sequence[str]) -> tuple[list[str], str | None]:
+    """argv with argv[0] made absolute, and the toolchain folder to bind back if it lies in a hidden folder.
+
+    Other commands (go, node, ...) are looked up on the sandbox PATH, then on the caller's; a toolchain found in a
+    hidden folder (e.g. ``~/.nvm/versions/node/vX/bin/node``) gets its prefix (the parent of ``bin``) bound back.
+    """
     argv = list(argv)
     if argv[0] in ("python", "python3"):
-        argv[0] = plan.python
-    elif argv[0] == "cargo" and plan.rust_sysroot:
-        argv[0] = f"{plan.rust_sysroot}/bin/cargo"
-    elif not os.path.isabs(argv[0]):
-        found = shutil.which(argv[0], path=_command_env(plan, Path("/nonexistent"))["PATH"])
+        return [plan.python, *argv[1:]], None
+    if argv[0] == "cargo" and plan.rust_sysroot:
+        return [f"{plan.rust_sysroot}/bin/cargo", *argv[1:]], None
+    if not os.path.isabs(argv[0]):
+        found = shutil.which(argv[0], path=_command_env(plan, Path("/nonexistent"))["PATH"]) or shutil.which(argv[0])
         argv[0] = found or argv[0]
-    return argv
+    real = os.path.realpath(argv[0])
+    prefix = os.path.dirname(os.path.dirname(real))
+    if os.path.isabs(argv[0]) and any(_under(real, h) for h in plan.hide) and prefix not in plan.hide:
+        return argv, prefix
+    return argv, None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -255,13 +270,6 @@ def _write_files(work: Path, files: Mapping[str, str]) -> None:
             raise ValueError(f"file path {rel!r} is not a relative path inside the task folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-
-
-def _chown_tree(root: Path, uid: int) -> None:
-    for folder, dirs, names in os.walk(root):
-        os.chown(folder, uid, uid)
-        for name in dirs + names:
-            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
 
 
 @contextmanager
@@ -314,9 +322,14 @@ def _process_count(uid: int) -> int:
 def _run_sandboxed(plan: _Plan, root: Path, work: Path, argv: Sequence[str], limits: Limits,
                    uid: int | None) -> RunResult:
     status_r, status_w = os.pipe()
-    cfg = {"argv": _resolve_argv(plan, argv), "cwd": str(work), "env": _command_env(plan, root),
-           "root": str(root), "hide": list(plan.hide), "expose": list(plan.expose), "uid": uid, "gid": uid,
-           "rlimits": _rlimits(limits, plan.mode), "status_fd": status_w}
+    command, toolchain = _resolve_argv(plan, argv)
+    env = _command_env(plan, root)
+    if not command[0].startswith(tuple(f"{d}/" for d in env["PATH"].split(":"))):
+        env["PATH"] = f"{os.path.dirname(command[0])}:{env['PATH']}"  # its sibling tools (npx, gofmt, ...)
+    cfg = {"argv": command, "cwd": str(work), "env": env, "root": str(root), "hide": list(plan.hide),
+           "expose": list(plan.expose) + ([toolchain] if toolchain else []), "uid": uid, "gid": uid,
+           "rlimits": _rlimits(limits, plan.mode), "status_fd": status_w, "disk_bytes": limits.disk_bytes,
+           "inodes": INODES_PER_RUN, "wall_seconds": limits.wall_seconds}
     cmd = [*plan.unshare, plan.python, "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]
     try:
         result = _supervise(cmd, cwd=root, env=_launcher_env(), limits=limits, pass_fds=(status_w,))
@@ -339,14 +352,14 @@ def _run_unsandboxed(work: Path, argv: Sequence[str], limits: Limits) -> RunResu
     argv = list(argv)
     if argv[0] == "python":
         argv[0] = sys.executable
-    result = _supervise(argv, cwd=work, env=dict(os.environ), limits=limits, pass_fds=())
+    result = _supervise(argv, cwd=work, env=dict(os.environ), limits=limits, pass_fds=(), kill_on_overflow=False)
     result.isolation = {"enabled": False}
     return result
 
 
-def _supervise(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Limits,
-               pass_fds: tuple[int, ...]) -> RunResult:
-    """Run ``cmd`` in its own process group; SIGKILL the group on wall timeout or output overflow."""
+def _supervise(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Limits, pass_fds: tuple[int, ...],
+               kill_on_overflow: bool = True) -> RunResult:
+    """Run ``cmd`` in its own process group; SIGKILL the group on wall timeout (and on output overflow)."""
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds)
@@ -374,8 +387,10 @@ def _supervise(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Li
                 if room > 0:
                     chunks[key.fd].append(data[:room])
                 sizes[key.fd] += len(data)
-                if sizes[key.fd] > limits.max_output_bytes and not killed:
-                    truncated = killed = _kill_group(proc)
+                if sizes[key.fd] > limits.max_output_bytes:
+                    truncated = True
+                if truncated and kill_on_overflow and not killed:
+                    killed = _kill_group(proc)
                     deadline = time.monotonic() + DRAIN_AFTER_KILL_S
     if killed:
         _kill_group(proc)

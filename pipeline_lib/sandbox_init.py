@@ -4,13 +4,15 @@ Started by ``pipeline_lib.sandbox`` as ``unshare [--user --map-root-user] --net 
 --mount-proc python -I -S -B sandbox_init.py CONFIG_JSON``, so it is already in fresh network, mount and PID
 namespaces (util-linux made every mount private). It
 
-1. hides the caller's home and secret folders under empty tmpfs mounts, bind-mounting back the toolchain folders
-   that live inside them (``/root/.pyenv/versions/X``, ``/root/.rustup/toolchains/Y``) and the run folder;
-2. makes every mount read-only and nosuid, except the run folder (read-write, nosuid, nodev);
-3. forks the command: rlimits, then (root) ``setgroups([])`` + ``setgid``/``setuid`` to the run's own uid, or
+1. hides the caller's home, secret folders, /tmp, /var/tmp, /dev/shm and /run under empty tmpfs mounts,
+   bind-mounting back the toolchain folders that live inside them (``/root/.pyenv/versions/X``,
+   ``/root/.rustup/toolchains/Y``);
+2. mounts a size-limited tmpfs as the run folder and copies the task files into it (owned by the run's uid);
+3. makes every mount read-only and nosuid, except the run folder (read-write, nosuid, nodev);
+4. forks the command: rlimits, then (root) ``setgroups([])`` + ``setgid``/``setuid`` to the run's own uid, or
    (user namespace, uid 0 inside maps to the caller) an empty capability bounding set and ``capset(0)``;
    ``PR_SET_NO_NEW_PRIVS``; ``execve`` with the allow-listed environment;
-4. reaps every orphan until the command exits, writes ``{"returncode": ...}`` to the status fd and exits, which
+5. reaps every orphan until the command exits, writes ``{"returncode": ...}`` to the status fd and exits, which
    makes the kernel SIGKILL whatever the command left behind in the PID namespace.
 
 Nothing here is imported by the pipeline; ``tests/test_sandbox.py`` runs it through ``pipeline_lib.sandbox``.
@@ -20,6 +22,8 @@ import ctypes
 import json
 import os
 import resource
+import shutil
+import signal
 import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000
@@ -92,25 +96,39 @@ def make_read_only_everywhere() -> None:
                 raise
 
 
+def _hidden(path: str, hide: list[str]) -> bool:
+    return any(path == h or path.startswith(h.rstrip("/") + "/") for h in hide)
+
+
 def setup_mounts(cfg: dict) -> None:
-    # O_PATH handles taken before anything is covered: bind sources reachable through /proc/self/fd afterwards.
-    keep = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in cfg["expose"] + [cfg["root"]]}
-    for hidden in cfg["hide"]:
-        mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    root, hide, uid = cfg["root"], cfg["hide"], cfg["uid"]
+    # Handles taken before anything is covered: bind sources reachable through /proc/self/fd afterwards.
+    keep = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in cfg["expose"]}
+    source = os.open(root, os.O_RDONLY | os.O_DIRECTORY)  # the files the parent wrote, copied into the tmpfs
+    for folder in hide:
+        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     for path, fd in keep.items():
-        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in cfg["hide"]):
+        if _hidden(path, hide):
             os.makedirs(path, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-    root = cfg["root"]
-    mount(root, root, None, MS_BIND)  # its own mount, so it can stay writable when everything else is not
+    os.makedirs(root, exist_ok=True)  # re-created when it lies in a hidden folder (e.g. /tmp)
+    # The run folder is a size-limited tmpfs: bounds what a run can write in total (RLIMIT_FSIZE is per file).
+    owner = f",uid={uid},gid={cfg['gid']}" if uid is not None else ""
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={cfg['disk_bytes']},nr_inodes={cfg['inodes']},mode=0700{owner}")
+    shutil.copytree(f"/proc/self/fd/{source}", root, symlinks=True, dirs_exist_ok=True)
+    if uid is not None:
+        for folder, dirs, names in os.walk(root):
+            for name in [folder] + [os.path.join(folder, n) for n in dirs + names]:
+                os.chown(name, uid, cfg["gid"], follow_symlinks=False)
     make_read_only_everywhere()
     try:
         mount_setattr(root, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, recursive=False)
     except OSError as exc:
         if exc.errno not in (38, 22):
             raise
-        mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
-    for fd in keep.values():
+        mount(None, root, None, MS_REMOUNT | MS_NOSUID | MS_NODEV)
+    for fd in [*keep.values(), source]:
         os.close(fd)
 
 
@@ -157,6 +175,9 @@ def main() -> None:
     pid = os.fork()
     if pid == 0:
         run_command(cfg)
+    # The caller kills us at its wall clock; if the caller itself died, this alarm still ends the namespace.
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(124))
+    signal.alarm(int(cfg["wall_seconds"]) + 5)
     while True:
         try:
             waited, status = os.wait()

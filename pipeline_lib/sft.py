@@ -97,8 +97,9 @@ class SFTScriptArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (must be 0 with expert LoRA)."})
     include_experts: bool = field(default=True, metadata={
         "help": "LoRA on the MoE experts too (--no-include-experts: attention only)."})
-    backend: Literal["auto", "unsloth", "hf"] = field(default="auto", metadata={
-        "help": "auto: Unsloth when CUDA + unsloth are importable, else transformers + PEFT."})
+    backend: Literal["auto", "unsloth", "hf", "fast"] = field(default="auto", metadata={
+        "help": "auto: Unsloth when CUDA + unsloth are importable, else transformers + PEFT (hf). fast: the hf model "
+                "and adapter with pipeline_lib/fast_path.py computing the expert LoRA."})
     load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA (unsloth backend only)."})
     eval_split_size: float = field(default=0.05, metadata={
         "help": "Held-out fraction (<1) or row count (>=1) when --eval_strategy is not 'no'."})
@@ -328,7 +329,7 @@ def effective_packing(packing: bool, backend: str) -> tuple[bool, str | None]:
     """
     if packing and backend == "unsloth":
         return False, ("packing off: Unsloth's gpt_oss collator drops position_ids (conversations would attend to "
-                       "each other); trained unpacked. Use --backend hf to train packed.")
+                       "each other); trained unpacked. Use --backend hf or fast to train packed.")
     return packing, None
 
 
@@ -395,8 +396,8 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
     model, _ = lora.load_model_for_training(model_path, backend=backend, max_seq_length=training_args.max_seq_length,
                                        load_in_4bit=script_args.load_in_4bit)
     if merge_adapter:
-        if backend != "hf":
-            raise ValueError("--lang_adapter merging runs on --backend hf; merge it first with "
+        if backend == "unsloth":
+            raise ValueError("--lang_adapter merging runs on --backend hf or fast; merge it first with "
                              "scripts/19_merge_adapter.py and pass the merged folder as --base_model")
         from peft import PeftModel
 
@@ -411,7 +412,7 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
         training_args.gradient_checkpointing = False
     report = lora.trainable_report(model)
     return model, {"backend": backend, "trainable": report, "experts_targeted": experts_targeted,
-                   "merged_adapter": merge_adapter}
+                   "merged_adapter": merge_adapter, "training_path": lora.training_path(model, backend)}
 
 
 def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig, data: SFTData,
@@ -445,6 +446,27 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
             # 128-token prefixes: three short forwards, seconds even on the 20B model
             stats["attention_check"] = pack_sft.verify_packed_attention(trainer.model, first[-128:], second[:128])
     return trainer
+
+
+def train_to_max_steps(trainer: Any, resume: str | None) -> None:
+    """``trainer.train(resume_from_checkpoint=resume)``, except when that checkpoint already reached max_steps.
+
+    transformers 5.17 checks max_steps only after an optimizer step: resuming a checkpoint at global_step ==
+    max_steps mid-epoch (agent SFT: checkpoint-30 of a max_steps 30 run, 30 steps not a whole number of epochs)
+    trained a 31st step. Then the checkpoint's weights and trainer state are loaded as they are (Trainer's own
+    ``_load_from_checkpoint``, what ``train(resume_from_checkpoint=...)`` calls) and nothing is trained.
+    """
+    if resume:
+        from transformers import TrainerState
+
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        if 0 < trainer.args.max_steps <= state.global_step:
+            trainer._load_from_checkpoint(resume)
+            trainer.state = state
+            print(f"{Path(resume).name} is at global_step {state.global_step} >= max_steps "
+                  f"{trainer.args.max_steps}: nothing left to train, final/ is written from it")
+            return
+    trainer.train(resume_from_checkpoint=resume)
 
 
 def final_evaluate(trainer: Any, data: SFTData) -> None:
@@ -500,6 +522,7 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "base_model": base_model,
         "merged_adapter": model_info.get("merged_adapter"),
         "backend": model_info["backend"],
+        "training_path": model_info.get("training_path"),
         "max_seq_length": training_args.max_seq_length,
         "lora_update_check": lora_check,
         "packing": data.stats.get("packing"),
@@ -556,6 +579,7 @@ def banner(phase: str, model_path: str, script_args: Any, training_args: Any, da
     args = training_args
     print_fn(f"[{phase}] model={model_path} backend={model_info['backend']} lora_r={script_args.lora_r} "
              f"trainable={trainable['trainable']:,} (experts {trainable['lora_experts']:,})")
+    print_fn(f"[{phase}] training path: {model_info.get('training_path')}")
     print_fn(f"[{phase}] data={script_args.train_data_path} rows={tok.get('rows_kept')} "
              f"dropped_no_trained_tokens={tok.get('dropped_no_trained_tokens')} truncated={tok.get('truncated')} "
              f"packed={pack.get('packed')} rows_packed={pack.get('rows')} eval_rows={data.stats.get('eval_rows')}")

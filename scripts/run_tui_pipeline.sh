@@ -6,7 +6,8 @@
 #
 #   bash scripts/run_tui_pipeline.sh [--quick-test] [--skip-data] [--batch-profile aggressive|balanced|conservative]
 #       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--configs-dir DIR]
-#       [--grpo-language LANG] [--prune-stale] [--dry-run]
+#       [--grpo-language LANG] [--prune-stale] [--dry-run] [--card H100-80GB|H200|...]
+#       [--report-to tensorboard|wandb|none]
 #
 # The phases, their scripts, folders and order come from pipeline_lib/phases.py (through pipeline_lib.orchestrate);
 # this script only runs what Python decides. Usually started through scripts/start_tui_training.sh (a detached
@@ -43,8 +44,13 @@ Options:
   --configs-dir DIR       the phase YAMLs and batch_profiles.yaml (default: configs/): every training setting
   --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
   --prune-stale           delete the <dir>.stale-* folders earlier reruns set aside, then run
+  --card NAME             the GPU the time estimate is for (default: detected with nvidia-smi, else H100-80GB);
+                          measured rows are in configs/throughput.yaml
+  --report-to WHERE       live metrics of the training phases: tensorboard (default, logs/tensorboard/<phase>/),
+                          wandb (offline unless WANDB_MODE says otherwise; needs 'pip install wandb'), none
   --dry-run               print the plan (skip/resume/redo/fresh per phase and why, batch, LoRA trainable
-                          parameters, disk) after checking every input
+                          parameters, disk) after checking every input, and the cost estimate (tokens, steps, time,
+                          GPU-hours per phase, from measured throughput)
   -h, --help              this help
 
 Environment: PYTHON (default: the repository's .venv/bin/python when it exists, else python3), HF_TOKEN /
@@ -100,6 +106,8 @@ GATES_CONFIG=""
 GRPO_LANGUAGE=rust
 DRY_RUN=0
 PRUNE_STALE=0
+CARD=""
+REPORT_TO=""
 ORIG_ARGS=("$@")
 ARG_HINT="fix the command line (see --help) and run it again"
 
@@ -117,7 +125,10 @@ while [[ $# -gt 0 ]]; do
         --gates-config) need_value "$@"; GATES_CONFIG=$2; shift ;;
         --configs-dir) need_value "$@"; CONFIGS_DIR=$2; shift ;;
         --grpo-language) need_value "$@"; GRPO_LANGUAGE=$2; shift ;;
-        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --configs-dir=* | --grpo-language=*)
+        --card) need_value "$@"; CARD=$2; shift ;;
+        --report-to) need_value "$@"; REPORT_TO=$2; shift ;;
+        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --configs-dir=* | --grpo-language=* | \
+            --card=* | --report-to=*)
             key=${1%%=*}; set -- "$key" "${1#*=}" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" "$ARG_HINT" ;;
@@ -131,6 +142,10 @@ case $PROFILE in
 esac
 [[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] ||
     die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'" "$ARG_HINT"
+case $REPORT_TO in
+    "" | tensorboard | none | wandb) ;;
+    *) die "--report-to must be tensorboard, wandb or none; got '$REPORT_TO'" "$ARG_HINT" ;;
+esac
 [[ -d $CONFIGS_DIR ]] || die "--configs-dir: no such folder '$CONFIGS_DIR'" "$ARG_HINT"
 CONFIGS_DIR=$(realpath "$CONFIGS_DIR")
 GATES_CONFIG=${GATES_CONFIG:-$CONFIGS_DIR/gates.yaml}
@@ -154,6 +169,10 @@ else
 fi
 
 check_python
+if [[ $REPORT_TO == wandb ]]; then
+    "$PYTHON" -c "import wandb" 2>/dev/null ||
+        die "--report-to wandb: the wandb package is not installed for $PYTHON" "run: $PYTHON -m pip install wandb"
+fi
 export PYTHONPATH=$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 # phase output reaches the logs as it happens
 # The run's context: every orchestrate call gets the same flags and decides from them.
@@ -163,6 +182,9 @@ CTX=(--workdir "$WORKDIR" --model "$MODEL" --batch-profile "$PROFILE" --grpo-lan
 ((TINY)) && CTX+=(--tiny)
 ((SKIP_DATA)) && CTX+=(--skip-data)
 [[ -z ${LLAMA_CPP_DIR:-} ]] || CTX+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
+[[ -z $REPORT_TO ]] || CTX+=(--report-to "$REPORT_TO")
+CARD_ARGS=()
+[[ -z $CARD ]] || CARD_ARGS=(--card "$CARD")
 out=$("$PYTHON" -m pipeline_lib.orchestrate paths "${CTX[@]}") || die "cannot compute paths with $PYTHON"
 eval "$out" # DATA_DIR CKPT_DIR LOG_DIR EXPORT_DIR GATES_FILE LOCK_FILE RUN_RECORD DECISIONS_FILE PHASE_NAMES
 
@@ -268,7 +290,7 @@ preflight_inputs() {
 if ((DRY_RUN)); then
     banner
     preflight_inputs
-    "$PYTHON" -m pipeline_lib.orchestrate plan "${CTX[@]}"
+    "$PYTHON" -m pipeline_lib.orchestrate plan "${CTX[@]}" "${CARD_ARGS[@]}"
     exit 0
 fi
 
@@ -349,6 +371,18 @@ check_gate() { # check_gate PHASE DIR
     fi
 }
 
+# Whole-run progress (pipeline_lib/live.py): the estimate is written at the start and again once data prep has
+# measured the data; each phase start and every TUI_PROGRESS_INTERVAL seconds of training print a progress line.
+export TUI_RUN_ESTIMATE=$RUN_ESTIMATE
+write_estimate() {
+    log "$("$PYTHON" -m pipeline_lib.orchestrate estimate "${CTX[@]}" "${CARD_ARGS[@]}" --out "$RUN_ESTIMATE" 2>&1 |
+        tail -n 1)" || true
+}
+progress_line() {
+    log "$("$PYTHON" -m pipeline_lib.orchestrate progress --phase "$1" --estimate "$RUN_ESTIMATE" \
+        --elapsed $((SECONDS - SESSION_T0)) 2>&1 | tail -n 1)" || true
+}
+
 # run_phase PHASE: orchestrate decides (skip / resume / redo / fresh / absent) and gives the command; the gate is
 # checked whether the phase ran or was skipped.
 run_phase() {
@@ -356,6 +390,7 @@ run_phase() {
     CURRENT_PHASE=$name
     PHASE_T0=$SECONDS
     log "===== START $name ====="
+    progress_line "$name"
     out=$("$PYTHON" -m pipeline_lib.orchestrate step "$name" "${CTX[@]}") || die "cannot decide $name"
     local ACTION REASON MOVED STATUS TOKEN STAGE GATE_DIR CMD
     eval "$out"
@@ -380,7 +415,8 @@ run_phase() {
                     log "$name: redo - $REASON${MOVED:+ (old output moved to $MOVED)}" ;;
             esac
             [[ $STAGE == none ]] || preflight_disk "$STAGE"
-            run_cmd "$name" "$TOKEN" "${CMD[@]}"
+            # live curves: tensorboard --logdir logs/tensorboard
+            TENSORBOARD_LOGGING_DIR=$LOG_DIR/tensorboard/$name run_cmd "$name" "$TOKEN" "${CMD[@]}"
             "$PYTHON" -m pipeline_lib.orchestrate record "$name" "${CTX[@]}" >/dev/null ||
                 die "$name finished but its input record could not be written"
             ;;
@@ -403,6 +439,10 @@ if ((TINY)); then
     log "tiny model: $MODEL"
     run_cmd tiny_model no-token "$PYTHON" "$REPO_ROOT/scripts/make_tiny_gpt_oss.py" --output_dir "$MODEL"
 fi
+write_estimate
+first=1
 for phase in $PHASE_NAMES; do
     run_phase "$phase"
+    ((!first)) || write_estimate # after data prep: from the prepared data's measured token counts
+    first=0
 done

@@ -131,12 +131,12 @@ def test_render_mask_colours_trained_tokens(gpt_oss_tokenizer):
     ("tool_calling_sft.yaml", ToolCallingScriptArguments, ToolCallingSFTConfig),
     ("agent_sft.yaml", AgentScriptArguments, AgentSFTConfig),
 ])
-def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls):
+def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls, tmp_path):
     script_args, training_args = parse_phase_args(
         script_cls, config_cls, REPO / "configs" / config_name,
-        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", "/tmp/unused-sft-out"])
+        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", str(tmp_path / "unused-sft-out")])
     assert script_args.lora_r == 8 and training_args.max_seq_length == 128 and training_args.max_length == 128
-    assert training_args.output_dir == "/tmp/unused-sft-out"
+    assert training_args.output_dir == str(tmp_path / "unused-sft-out")
     assert training_args.logging_steps == 1 and training_args.router_aux_loss_coef == 0.0
     precision = detect_precision()  # the configs leave these to the machine: fp32 + use_cpu on CPU, bf16 on CUDA
     assert training_args.bf16 == precision.bf16 and training_args.use_cpu == (precision.device == "cpu")
@@ -308,6 +308,34 @@ def test_resume_continues_step_count_and_loss_curve(phase1_run, tiny_model_dir, 
 
 
 @pytest.mark.slow
+def test_resume_from_a_checkpoint_at_max_steps_trains_no_extra_step(phase1_run, tiny_model_dir, sft_dataset, tmp_path,
+                                                                    monkeypatch):
+    """checkpoint-3 of a max_steps 3 run, 6 steps per epoch: transformers alone trained a 4th step (agent SFT:
+    checkpoint-30 with max_steps 30 ended at global_step 31). The final adapter is checkpoint-3's, untouched."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    run = tmp_path / "at_max_steps"
+    run.mkdir()
+    shutil.copytree(phase1_run / "checkpoint-3", run / "checkpoint-3")
+    run_script("13_train_lang_adapter.py", [
+        "--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        "--max_seq_length", "128", "--output_dir", str(run), "--save_steps", "1", "--lora_r", "8",
+        "--logging_steps", "1", "--backend", "hf", "--resume_from_checkpoint", "auto"], monkeypatch)
+    metrics = json.loads((run / "final" / "phase_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 3 and metrics["global_step"] == 3 == metrics["max_steps"]
+    assert not (run / "checkpoint-4").exists()
+    saved = load_file(str(run / "checkpoint-3" / "adapter_model.safetensors"))
+    final = load_file(str(run / "final" / "adapter_model.safetensors"))
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
+    state = json.loads((run / "final" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3]
+
+
+@pytest.mark.slow
 def test_phase2_script_packs_evaluates_and_merges_lang_adapter(phase1_run, tiny_model_dir, sft_dataset, tmp_path,
                                                                monkeypatch):
     out = tmp_path / "agent"
@@ -327,3 +355,21 @@ def test_phase2_script_packs_evaluates_and_merges_lang_adapter(phase1_run, tiny_
     assert metrics["eval_rows"] == 2 and metrics["eval_token_accuracy"] is not None
     assert metrics["merged_adapter"] == str(phase1_run / "final") and metrics["lora_update_check"]["passed"]
     assert metrics["global_step"] == 3 and metrics["lora_r"] == 4
+
+
+@pytest.mark.slow
+def test_phase2_fast_backend_trains_packed_and_logs_its_path(tiny_model_dir, sft_dataset, tmp_path, monkeypatch,
+                                                            capsys):
+    """--backend fast through the real Phase 2 script: packed rows, the packed-attention and collation checks pass,
+    every expert LoRA tensor trains, and the phase says which path ran (log line + phase_metrics.json)."""
+    out = tmp_path / "agent_fast"
+    run_script("14_train_core_agent.py", [
+        "--base_model", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "2",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+        "--max_seq_length", "256", "--output_dir", str(out), "--save_steps", "100", "--lora_r", "4",
+        "--eval_strategy", "no", "--learning_rate", "1e-3", "--warmup_steps", "0", "--backend", "fast"], monkeypatch)
+    metrics = json.loads((out / "final" / "phase_metrics.json").read_text())
+    assert metrics["backend"] == "fast" and metrics["training_path"].startswith("fast: expert LoRA as split")
+    assert metrics["packing"]["packed"] and metrics["packing"]["collation_check"]["passed"]
+    assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]
+    assert "training path: fast: expert LoRA as split grouped GEMMs" in capsys.readouterr().out
