@@ -21,6 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.interpreter import require_modules  # noqa: E402
+
+require_modules()  # before any import that needs them: names this interpreter and the fix
+
 from pipeline_lib.unsloth_utils import import_unsloth_first  # noqa: E402
 
 import_unsloth_first(sys.argv[1:])  # before trl/transformers/peft: Unsloth patches them on import

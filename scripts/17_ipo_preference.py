@@ -29,6 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.interpreter import require_modules  # noqa: E402
+
+require_modules()  # before any import that needs them: names this interpreter and the fix
+
 from pipeline_lib import ipo
 from pipeline_lib.checkpoints import resolve_resume_checkpoint
 from pipeline_lib.config import default_config, parse_args_with_default_config

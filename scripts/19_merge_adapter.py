@@ -23,6 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.interpreter import require_modules  # noqa: E402
+
+require_modules()  # before any import that needs them: names this interpreter and the fix
+
 from pipeline_lib import phases  # noqa: E402
 from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.gguf_export import QUANT_FTYPES  # noqa: E402  (light: no torch at import)

@@ -17,6 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.interpreter import require_modules  # noqa: E402
+
+require_modules()  # before any import that needs them: names this interpreter and the fix
+
 import yaml
 
 from pipeline_lib.data_prep import MAX_ROW_CHARS, DataPrepError, Options, load_limits, run, summary_line

@@ -159,7 +159,16 @@ def validate_core_agent(path: Path) -> None:
     assert core["train_data_path"].endswith("/agent_traj/train") and "coding_tui" not in core["train_data_path"]
 
 
+def validate_throughput(path: Path) -> None:
+    """Every row is a measurement with its card, phase, date and source (pipeline_lib.estimate rejects others)."""
+    from pipeline_lib.estimate import load_throughput
+
+    table = load_throughput(path)
+    assert table.training and all(m.tokens_per_second > 0 for m in table.training)
+
+
 VALIDATORS = {
+    "throughput.yaml": validate_throughput,
     "core_agent.yaml": validate_core_agent,
     "python_eval.yaml": validate_eval,
     "rust_eval.yaml": validate_eval,

@@ -147,8 +147,9 @@ def fake_ctx(tmp_path):
         if phase is not phases.GRPO:
             shutil.copy(FAKE, scripts / phase.script)
     model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"model_type": "gpt_oss"}))
+    from pipeline_lib.tiny_model import tiny_gpt_oss_config
+
+    tiny_gpt_oss_config().save_pretrained(model)  # the plan builds a meta model from it: keep it tiny
     save_file({"w": np.zeros(4, dtype=np.float32)}, str(model / "model.safetensors"))
     samples = tmp_path / "samples"
     samples.mkdir()
