@@ -117,7 +117,8 @@ def make_batch(workload: Workload, vocab: int, device: str, seed: int = 0, *, pa
 
 
 def unpacked_as_shipped(workload: Workload) -> Workload:
-    """Unsloth trains Phase 2 one conversation per row (its gpt_oss collator drops position_ids, FINDINGS §3)."""
+    """Unsloth trains Phase 2 one conversation per row: its gpt_oss collator drops position_ids
+    (pipeline_lib.sft.effective_packing)."""
     return dataclasses.replace(workload, seq=workload.doc_tokens, doc_tokens=None)
 
 
@@ -297,16 +298,17 @@ def grad_error(ref: dict[str, Any], test: dict[str, Any], n_experts: int) -> tup
 
 
 def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: str, *, check_tokens: int,
-                        layers: int | None = None) -> dict[str, Any]:
+                        layers: int | None = None, bf16: bool | None = None) -> dict[str, Any]:
     """Loss and LoRA gradients of the fast path vs stock PEFT on the same weights and batch, with a control.
 
-    The reference is stock PEFT in fp32 (eager experts). On CUDA both paths are then run in bf16 and the fast
-    path passes when its error against the fp32 reference is within ``2x`` the stock bf16 path's own error (+ a
-    floor: ``BF16_GRAD_TOL`` for gradients, ``BF16_LOSS_TOL`` relative for the loss); on CPU (fp32 throughout) the
-    tolerance is ``FP32_TOL``. The negative control — the fast path with one expert's LoRA B dropped in layer 0 —
-    must FAIL the same test, or the check itself is reported as failed. Runs on a ``layers``-layer slice of the
-    real shape: bf16 routing is chaotic on deep random models (FINDINGS §3b: logit noise p50 1.28 std at 24 layers),
-    which would drown any check.
+    The reference is stock PEFT in fp32 (eager experts). On CUDA (or with ``bf16=True`` on any device) both paths
+    are then run in bf16 and the fast path passes when its error against the fp32 reference is within ``2x`` the
+    stock bf16 path's own error (+ a floor: ``BF16_GRAD_TOL`` for gradients, ``BF16_LOSS_TOL`` relative for the
+    loss); in fp32 throughout (CPU) the tolerance is ``FP32_TOL``. The negative control — the fast path with one
+    expert's LoRA B dropped in layer 0 — must FAIL the same test, or the check itself is reported as failed. Runs
+    on a ``layers``-layer slice of the real shape: bf16 routing is chaotic on deep random models (measured by
+    scripts/diag_packed_attention.py on the H100: logit noise p50 1.28 std at 24 layers), which would drown any
+    check.
     """
     import torch
 
@@ -335,7 +337,7 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
         return float(loss.detach()), grads
 
     ref_loss, ref_grads = run("hf")
-    if device == "cuda":
+    if device == "cuda" if bf16 is None else bf16:
         peft_model.to(torch.bfloat16)
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
