@@ -448,3 +448,21 @@ def test_hard_gate_failure_on_real_run_blocks_later_phases(tiny_run, tmp_path):
         last = failed.stdout.strip().splitlines()[-1]
         assert last.startswith("HARD GATE FAILED: tool_calling avg_loss_last_10 = 11.") and "threshold <= 5.0" in last
         assert "START merge" not in failed.stdout and not merged.exists()
+
+
+@pytest.mark.slow
+def test_live_metrics_progress_lines_and_cost_table(tiny_run):
+    """make demo's run: TensorBoard events for every training phase, progress/ETA lines, cost table in summary.md."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work, out = tiny_run["work"], tiny_run["result"].stdout
+    for phase in ("tool_calling_sft", "agent_sft", "ipo"):
+        acc = EventAccumulator(str(work / "logs" / "tensorboard" / phase))
+        acc.Reload()
+        losses = [e.value for e in acc.Scalars("train/loss")]
+        assert losses and all(v == v for v in losses), phase  # a real, finite loss series
+        assert "train/tokens_per_second" in acc.Tags()["scalars"], phase
+    assert "[progress] phase 2/7 tool_calling_sft starting" in out
+    assert "[progress] phase 4/7 agent_sft | step 1/30" in out and "phase ETA" in out
+    summary = (work / "logs" / "summary.md").read_text()
+    assert "| tokens trained | wall time | GPU-hours |" in summary
