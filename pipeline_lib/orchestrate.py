@@ -572,6 +572,8 @@ def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[s
 
 
 def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
+    from pipeline_lib.evaluation import BASE_STAGE, summary_section
+
     paths = PipelinePaths(workdir, model_slug(model), grpo_language)
     record = read_run_record(paths.logs)
     gates = read_gates(paths.gates_file)
@@ -591,9 +593,10 @@ def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")
     cost = cost_rows(paths, record)
+    evaluation = summary_section(paths.logs / "eval", [BASE_STAGE, *TRAINED_PHASES])  # stage x metric, delta to base
     text = "\n".join(["# TUI pipeline summary", "", f"model: {model}; workdir: {workdir}", "", *rows, "", *cost,
                       f"loss curves: {png}" if png else "loss curves: none (no trainer_state.json yet)",
-                      f"gates: {paths.gates_file}"])
+                      f"gates: {paths.gates_file}", *([""] + evaluation if evaluation else [])])
     paths.logs.mkdir(parents=True, exist_ok=True)
     (paths.logs / "summary.md").write_text(text + "\n")
     return text

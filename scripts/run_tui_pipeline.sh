@@ -500,6 +500,25 @@ phase_export() {
         "${args[@]}"
 }
 
+# Evaluation (SOFT, after every phase): the base model once and every trained stage on the held-out tasks of
+# --grpo-language and Phase 0's held-out tool calls; the stage table goes into logs/summary.md and a stage scoring
+# below the one before it warns. A crash here warns too: the trained adapters and the export are already saved.
+evaluate_stages() {
+    local args=(pipeline --workdir "$WORKDIR" --model "$MODEL" --language "$GRPO_LANGUAGE") rc=0
+    ((TINY)) && args+=(--quick) # 4 tasks x 48 tokens + 4 tool calls x 24 tokens per stage
+    log "START evaluation"
+    local t0=$SECONDS phase_log=$LOG_DIR/phase_evaluation.log
+    printf '\n===== %s: evaluation =====\n' "$(date '+%Y-%m-%d %H:%M:%S')" >>"$phase_log"
+    if [[ -n $HF_TOKEN_VALUE && $MODEL_TOKEN == with-token ]]; then # the base model may come from the hub
+        (cd "$WORKDIR" && HF_TOKEN=$HF_TOKEN_VALUE "$PYTHON" -m pipeline_lib.evaluation "${args[@]}") 2>&1 |
+            tee -a "$phase_log" || rc=$?
+    else
+        (cd "$WORKDIR" && "$PYTHON" -m pipeline_lib.evaluation "${args[@]}") 2>&1 | tee -a "$phase_log" || rc=$?
+    fi
+    ((rc == 0)) || warn "evaluation exited with status $rc (SOFT; full output: $phase_log)"
+    log "END evaluation ($((SECONDS - t0)) s)"
+}
+
 # ---------------------------------------------------------------- main
 
 banner
@@ -512,3 +531,4 @@ for phase in data_prep tool_calling_sft merge agent_sft ipo grpo export; do
     run_phase "$phase"
     [[ $phase != data_prep ]] || write_estimate # now from the prepared data's measured token counts
 done
+evaluate_stages
