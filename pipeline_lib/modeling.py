@@ -68,7 +68,13 @@ def load_causal_lm(name_or_path: str | os.PathLike, precision: Precision | None 
     if precision.device == "cuda":
         load_kwargs["device_map"] = {"": 0}
     load_kwargs.update(kwargs)
-    return AutoModelForCausalLM.from_pretrained(str(name_or_path), **load_kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **load_kwargs)
+    if getattr(config, "quantization_config", None):
+        # transformers 5.17 dequantizes MXFP4 experts to bf16 whatever dtype was asked for (measured on CPU: fp32
+        # model, bf16 experts). The E2M1 x 2**k values are exact in bf16, so this cast changes no value; it keeps
+        # one dtype across the model (a bf16 expert under an fp32 LoRA would round the CPU merge check's sums).
+        model = model.to(load_kwargs["dtype"])
+    return model
 
 
 # transformers compiles flex_attention with dynamic=False, so every new sequence length and every mask structure
