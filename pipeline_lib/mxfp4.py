@@ -47,19 +47,19 @@ def quantize_mxfp4(weight: Any) -> tuple[Any, Any]:
     experts, n_in, n_out = weight.shape
     if n_in % GROUP:
         raise ValueError(f"MXFP4 needs the input dimension to be a multiple of {GROUP}, got {n_in}")
-    w = weight.detach().float().transpose(1, 2).reshape(experts, n_out, n_in // GROUP, GROUP)
-    amax = w.abs().amax(-1, keepdim=True)
-    exponent = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-38))) - FP4_EMAX,
-                           torch.full_like(amax, -SCALE_BIAS))
-    exponent = exponent.clamp(-SCALE_BIAS, SCALE_BIAS)
-    scaled = (w / torch.exp2(exponent)).clamp(-6.0, 6.0)
-    magnitudes = torch.tensor(FP4_VALUES[:8], device=w.device)
-    code = (scaled.abs().unsqueeze(-1) - magnitudes).abs().argmin(-1)  # nearest magnitude, 0..7
-    code = code + 8 * (scaled < 0)
-    code = code.to(torch.uint8)
-    blocks = code[..., 0::2] | (code[..., 1::2] << 4)
-    scales = (exponent.squeeze(-1) + SCALE_BIAS).to(torch.uint8)
-    return blocks.contiguous(), scales.contiguous()
+    magnitudes = torch.tensor(FP4_VALUES[:8], device=weight.device)
+    blocks, scales = [], []
+    for expert in weight.detach():  # one expert at a time: the nearest-code search holds 8 floats per value
+        w = expert.float().t().reshape(n_out, n_in // GROUP, GROUP)
+        amax = w.abs().amax(-1, keepdim=True)
+        exponent = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-38))) - FP4_EMAX,
+                               torch.full_like(amax, -SCALE_BIAS)).clamp(-SCALE_BIAS, SCALE_BIAS)
+        scaled = (w / torch.exp2(exponent)).clamp(-6.0, 6.0)
+        code = (scaled.abs().unsqueeze(-1) - magnitudes).abs().argmin(-1)  # nearest magnitude, 0..7
+        code = (code + 8 * (scaled < 0)).to(torch.uint8)
+        blocks.append(code[..., 0::2] | (code[..., 1::2] << 4))
+        scales.append((exponent.squeeze(-1) + SCALE_BIAS).to(torch.uint8))
+    return torch.stack(blocks).contiguous(), torch.stack(scales).contiguous()
 
 
 def dequantize_mxfp4(blocks: Any, scales: Any, dtype: Any = None) -> Any:
@@ -67,11 +67,13 @@ def dequantize_mxfp4(blocks: Any, scales: Any, dtype: Any = None) -> Any:
     import torch
 
     lut = torch.tensor(FP4_VALUES, device=blocks.device)
-    codes = torch.stack([blocks & 0x0F, blocks >> 4], dim=-1).long()  # [E, out, G, 16, 2]: low nibble first
-    values = lut[codes].reshape(*blocks.shape[:-1], blocks.shape[-1] * 2)  # [E, out, G, 32]
-    values = values * torch.exp2(scales.float() - SCALE_BIAS).unsqueeze(-1)
-    out = values.reshape(blocks.shape[0], blocks.shape[1], -1).transpose(1, 2).contiguous()
-    return out.to(dtype) if dtype is not None else out
+    out = []
+    for block, scale in zip(blocks, scales, strict=True):  # per expert: the int64 codes are 16x the packed bytes
+        codes = torch.stack([block & 0x0F, block >> 4], dim=-1).long()  # [out, G, 16, 2]: low nibble first
+        values = lut[codes].reshape(*block.shape[:-1], block.shape[-1] * 2)  # [out, G, 32]
+        values = values * torch.exp2(scale.float() - SCALE_BIAS).unsqueeze(-1)
+        out.append(values.reshape(block.shape[0], -1).t().to(dtype or torch.float32))
+    return torch.stack(out).contiguous()
 
 
 def released_quantization_config(path: str | os.PathLike = RELEASED_CONFIG) -> dict[str, Any]:
@@ -141,3 +143,36 @@ def expert_tensor_names(folder: str | os.PathLike) -> list[str]:
         return []
     names = json.loads(index.read_text())["weight_map"]
     return sorted(n for n in names if n.endswith(("_blocks", "_scales")))
+
+
+def verify_released_load(folder: str | os.PathLike, model: Any) -> dict[str, Any]:
+    """Each expert tensor of a loaded ``model`` vs ``dequantize_mxfp4`` of the ``*_blocks``/``*_scales`` in
+    ``folder``'s shards (our decoder, not transformers'): the loader must reproduce them exactly."""
+    import torch
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    params = dict(model.named_parameters())
+    checked, mismatched, max_diff = 0, [], 0.0
+    for blocks_name in sorted(n for n in index if n.endswith("_blocks")):
+        name = blocks_name.removesuffix("_blocks")
+        scales_name = f"{name}_scales"
+        param = params.get(name)
+        if param is None:
+            param = next((p for n, p in params.items() if n.endswith(name) and "lora_" not in n), None)
+        if param is None:
+            mismatched.append(f"{name}: not a parameter of the loaded model")
+            continue
+        with safe_open(str(folder / index[blocks_name]), framework="pt") as fh:
+            blocks = fh.get_tensor(blocks_name).to(param.device)
+        with safe_open(str(folder / index[scales_name]), framework="pt") as fh:
+            scales = fh.get_tensor(scales_name).to(param.device)
+        expected = dequantize_mxfp4(blocks, scales, torch.float32)
+        diff = float((param.detach().float() - expected).abs().max())
+        max_diff = max(max_diff, diff)
+        checked += 1
+        if diff != 0.0:
+            mismatched.append(f"{name}: max |d| {diff:.3g}")
+    return {"passed": checked > 0 and not mismatched, "expert_tensors_checked": checked,
+            "max_abs_diff": max_diff, "mismatched": mismatched[:10]}

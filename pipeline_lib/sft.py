@@ -499,6 +499,10 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
     trainer.state.save_to_json(str(final / "trainer_state.json"))
+    # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
+    from pipeline_lib.fingerprint import record_fingerprint
+
+    fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
     state = json.loads((final / "trainer_state.json").read_text())
     history = loss_history(state)
     resumed_step = None
@@ -532,6 +536,7 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "resumed_from_checkpoint": resumed_from,
         "resumed_from_step": resumed_step,
         "throughput": throughput,
+        "fingerprint": {k: fingerprint[k] for k in ("adapter_effect_rel", "noise_rel", "compute_dtype")},
     }
     config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
     write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)

@@ -115,3 +115,20 @@ def test_negative_control_corrupted_scale_differs(released, tmp_path: Path) -> N
     assert set(differs[:, 1].tolist()) <= set(range(32, 64))
     group = (slice(0, 1), slice(32, 64), slice(3, 4))
     assert torch.equal(loaded[group], 2 * expected[group])
+
+
+def test_verify_released_load_passes_and_catches_a_wrong_expert(released) -> None:
+    import torch
+
+    from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.mxfp4 import verify_released_load
+
+    folder, _, _ = released
+    loaded = load_causal_lm(folder)
+    good = verify_released_load(folder, loaded)
+    assert good["passed"] and good["expert_tensors_checked"] == 4 and good["max_abs_diff"] == 0.0, good
+    with torch.no_grad():
+        loaded.model.layers[0].mlp.experts.gate_up_proj[1, 5, 7] += 0.5
+    bad = verify_released_load(folder, loaded)
+    assert not bad["passed"] and bad["max_abs_diff"] == 0.5
+    assert bad["mismatched"][0].startswith("model.layers.0.mlp.experts.gate_up_proj")
