@@ -502,7 +502,12 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
     from pipeline_lib.fingerprint import record_fingerprint
 
-    fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
+    try:
+        fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
+    except Exception as exc:  # the adapter itself is saved: later loaders then report "not recorded"
+        fingerprint = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        print(f"[{phase}] WARNING: could not record the adapter's logits fingerprint: {fingerprint['error']}",
+              file=sys.stderr, flush=True)
     state = json.loads((final / "trainer_state.json").read_text())
     history = loss_history(state)
     resumed_step = None
@@ -536,7 +541,7 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "resumed_from_checkpoint": resumed_from,
         "resumed_from_step": resumed_step,
         "throughput": throughput,
-        "fingerprint": {k: fingerprint[k] for k in ("adapter_effect_rel", "noise_rel", "compute_dtype")},
+        "fingerprint": {k: fingerprint.get(k) for k in ("adapter_effect_rel", "noise_rel", "compute_dtype", "error")},
     }
     config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
     write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)

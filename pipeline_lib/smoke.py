@@ -170,8 +170,9 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
         folder = run_dirs.get(entry["phase"])
         metrics = _read_json(folder / "final" / "phase_metrics.json") if folder else None
         throughput = (metrics or {}).get("throughput") or {}
-        entry["first_step_seconds"] = throughput.get("first_step_seconds")
-        entry["peak_gpu_gb_torch"] = throughput.get("peak_memory_gb")
+        trained_here = entry["status"] in ("ran", "resumed")  # a skipped phase's metrics are another run's
+        entry["first_step_seconds"] = throughput.get("first_step_seconds") if trained_here else None
+        entry["peak_gpu_gb_torch"] = throughput.get("peak_memory_gb") if trained_here else None
     merge = _read_json(paths.merged_hf / "manifest.json") or {}
     export = _read_json(paths.run_dir("export") / "manifest.json") or {}
     agent = _read_json(paths.run_dir("agent_sft") / "final" / "phase_metrics.json") or {}
@@ -197,12 +198,12 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = ["| run | phase | status | wall | first step | peak GB (torch) | peak GB (nvidia-smi) |",
+    lines = ["| run | phase | status | wall | first step (s) | peak GB (torch) | peak GB (nvidia-smi) |",
              "|---|---|---|---|---|---|---|"]
     for p in report["phases"]:
         wall = "n/a" if p["seconds"] is None else f"{p['seconds'] // 60}m{p['seconds'] % 60:02d}s"
         lines.append(f"| {p['run'].removeprefix('tui_pipeline_').removesuffix('.log')} | {p['phase']} | "
-                     f"{p['status']} | {wall} | {_fmt(p['first_step_seconds'], '.1f')} s | "
+                     f"{p['status']} | {wall} | {_fmt(p['first_step_seconds'], '.1f')} | "
                      f"{_fmt(p['peak_gpu_gb_torch'], '.1f')} | {_fmt(p['peak_gpu_gb_nvidia_smi'], '.1f')} |")
     lines.append("")
     for e in report["events"]:
@@ -224,8 +225,11 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"- export: passed {export.get('passed')}, GGUF {export.get('gguf_status')} "
                  f"{json.dumps(export.get('gguf_files'))} {(export.get('gguf_error') or '')[:300]}")
     k = report["kill_resume"]
-    lines.append(f"- kill -9 + rerun (agent_sft): resumed from step {k['resumed_from_step']} "
-                 f"({k['resumed_from_checkpoint']}), finished at step {k['global_step']}/{k['max_steps']}")
+    if k["global_step"] is None:
+        lines.append("- kill -9 + rerun (agent_sft): agent_sft did not finish")
+    else:
+        lines.append(f"- kill -9 + rerun (agent_sft): resumed from step {k['resumed_from_step']} "
+                     f"({k['resumed_from_checkpoint']}), finished at step {k['global_step']}/{k['max_steps']}")
     checks = report.get("checks") or {}
     if checks:
         layout = checks.get("released_layout_load", {})

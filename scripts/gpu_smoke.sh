@@ -195,8 +195,24 @@ else
 fi
 
 # ---------------------------------------------------------------- 3b. the same command again: resume to the end
+# In its own process group so that a budget stop also ends the phase process under it (timeout would only
+# signal the orchestrator's bash).
 run2_rc=0
-timed pipeline_run2 bash -c '"$@" >"$0" 2>&1' "$WORKDIR/run2.out" "${PIPELINE[@]}" || run2_rc=$?
+t=$SECONDS
+setsid "${PIPELINE[@]}" >"$WORKDIR/run2.out" 2>&1 &
+RUN2=$!
+while kill -0 "$RUN2" 2>/dev/null && (($(left) > 20)); do sleep 1; done
+if kill -0 "$RUN2" 2>/dev/null; then
+    kill -TERM -- -"$RUN2" 2>/dev/null || true
+    sleep 5
+    kill -KILL -- -"$RUN2" 2>/dev/null || true
+fi
+wait "$RUN2" 2>/dev/null || run2_rc=$?
+if ((run2_rc == 0)); then
+    event pipeline_run2 ok $((SECONDS - t)) "resumed and finished"
+else
+    event pipeline_run2 "FAILED rc=$run2_rc" $((SECONDS - t)) "$( (($(left) <= 20)) && echo 'stopped: budget spent')"
+fi
 tail -n 25 "$WORKDIR/run2.out"
 
 # ---------------------------------------------------------------- 5. report

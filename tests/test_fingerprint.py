@@ -103,3 +103,17 @@ def test_adapter_without_fingerprint_is_reported_not_passed(tiny_model_dir: Path
     (bare / FINGERPRINT_FILE).unlink()
     check = verify_fingerprint(_load(tiny_model_dir, bare), bare)
     assert check["status"] == "not recorded" and "passed" not in check
+
+
+def test_probes_run_eager_and_flex_is_restored(tiny_model_dir: Path) -> None:
+    """A CUDA training model uses flex_attention; the probes switch it to eager (flex's eval compile failed on the
+    H100) and back. Here the model is marked flex but only ever runs inside the switch (CPU has no flex kernel)."""
+    from pipeline_lib.fingerprint import measure
+    from pipeline_lib.merge import harmony_probe_ids
+    from pipeline_lib.modeling import load_causal_lm
+
+    model = load_causal_lm(tiny_model_dir)
+    model.config._attn_implementation = "flex_attention"
+    m = measure(model, harmony_probe_ids()[:1])  # no adapter: base == adapter, effect 0
+    assert m["adapter_effect_rel"] == 0.0 and m["tensors"]["adapter"].shape == (m["positions"], 512)
+    assert model.config._attn_implementation == "flex_attention"

@@ -132,3 +132,37 @@ def test_verify_released_load_passes_and_catches_a_wrong_expert(released) -> Non
     bad = verify_released_load(folder, loaded)
     assert not bad["passed"] and bad["max_abs_diff"] == 0.5
     assert bad["mismatched"][0].startswith("model.layers.0.mlp.experts.gate_up_proj")
+
+
+def test_a_model_loaded_from_mxfp4_saves_its_experts(released, tmp_path: Path) -> None:
+    """save_pretrained after load_causal_lm writes every tensor under its own name (the merge saves this way).
+    Control: the same load without forget_mxfp4_conversion writes 'gate_up_proj$' / 'down_proj$' and no experts
+    (transformers 5.17's reverse of its MXFP4 dequantize)."""
+    import torch
+    from safetensors import safe_open
+
+    from pipeline_lib import modeling
+
+    def saved_keys(model, folder: Path) -> set[str]:
+        model.save_pretrained(str(folder), safe_serialization=True)
+        keys: set[str] = set()
+        for shard in folder.glob("*.safetensors"):
+            with safe_open(str(shard), framework="pt") as fh:
+                keys |= set(fh.keys())
+        return keys
+
+    folder, reference, _ = released
+    loaded = modeling.load_causal_lm(folder)
+    keys = saved_keys(loaded, tmp_path / "fixed")
+    assert keys == set(loaded.state_dict())
+    with safe_open(str(next((tmp_path / "fixed").glob("*.safetensors"))), framework="pt") as fh:
+        name = "model.layers.0.mlp.experts.gate_up_proj"
+        assert torch.equal(fh.get_tensor(name).float(), reference[name].float())
+
+    original = modeling.forget_mxfp4_conversion
+    try:
+        modeling.forget_mxfp4_conversion = lambda model: 0
+        broken = saved_keys(modeling.load_causal_lm(folder), tmp_path / "upstream")
+    finally:
+        modeling.forget_mxfp4_conversion = original
+    assert "model.layers.0.mlp.experts.gate_up_proj" not in broken and {"gate_up_proj$", "down_proj$"} <= broken
