@@ -51,11 +51,15 @@ class IPOScriptArguments:
     base_model: str | None = field(default=None,
                                    metadata={"help": "Base model the adapter sits on; defaults to the adapter's "
                                                      "base_model_name_or_path (the merged model of Phase 1.5)."})
+    backend: str = field(default="hf", metadata={
+        "help": "hf: stock PEFT expert LoRA; fast: pipeline_lib/fast_path.py computes it (same adapter format)."})
     strict_reference: bool = field(default=True,
                                    metadata={"help": "Stop before training when the step-0 reference log-probs differ "
                                                      "from the SFT policy's."})
 
     def __post_init__(self) -> None:
+        if self.backend not in ("hf", "fast"):
+            raise ValueError(f"--backend must be hf or fast for IPO, got {self.backend!r}")
         adapter_config(self.checkpoint)  # fails here, before any model is loaded
         if not Path(self.train_data_path).is_dir():
             raise FileNotFoundError(f"--train_data_path {self.train_data_path}: no such folder (run data prep first)")

@@ -97,8 +97,9 @@ class SFTScriptArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (must be 0 with expert LoRA)."})
     include_experts: bool = field(default=True, metadata={
         "help": "LoRA on the MoE experts too (--no-include-experts: attention only)."})
-    backend: Literal["auto", "unsloth", "hf"] = field(default="auto", metadata={
-        "help": "auto: Unsloth when CUDA + unsloth are importable, else transformers + PEFT."})
+    backend: Literal["auto", "unsloth", "hf", "fast"] = field(default="auto", metadata={
+        "help": "auto: Unsloth when CUDA + unsloth are importable, else transformers + PEFT (hf). fast: the hf model "
+                "and adapter with pipeline_lib/fast_path.py computing the expert LoRA."})
     load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA (unsloth backend only)."})
     eval_split_size: float = field(default=0.05, metadata={
         "help": "Held-out fraction (<1) or row count (>=1) when --eval_strategy is not 'no'."})
@@ -145,9 +146,12 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     """TrlParser over ``dataclass_types``. Precedence: dataclass < ``defaults`` < YAML < CLI.
 
     Without ``--config`` the phase's YAML in configs/ is loaded, so a bare orchestrator call runs with the same
-    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here).
+    settings as ``--config configs/<phase>.yaml`` (scripts 13, 14, 17 and 19 all parse through here). A
+    ``--hub_token`` moves to the process's HF_TOKEN (provenance.detach_hub_token): never into training_args.bin.
     """
     from trl import TrlParser
+
+    from pipeline_lib.provenance import detach_hub_token
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in args and Path(default_config).is_file():
@@ -155,7 +159,7 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     parser = TrlParser(dataclass_types)
     if defaults:
         parser.set_defaults(**defaults)
-    return tuple(parser.parse_args_and_config(args))
+    return tuple(detach_hub_token(parsed) for parsed in parser.parse_args_and_config(args))
 
 
 def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
@@ -365,14 +369,25 @@ def effective_packing(packing: bool, backend: str) -> tuple[bool, str | None]:
     """
     if packing and backend == "unsloth":
         return False, ("packing off: Unsloth's gpt_oss collator drops position_ids (conversations would attend to "
-                       "each other); trained unpacked. Use --backend hf to train packed.")
+                       "each other); trained unpacked. Use --backend hf or fast to train packed.")
     return packing, None
 
 
-def prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
-                     eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
-                     max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
-    """Load -> (held-out split) -> tokenize + mask + truncate -> (pack, reusing ``<path>_packed_<len>/``)."""
+def prepare_sft_data(train_data_path: str, tokenizer: Any, **kwargs: Any) -> SFTData:
+    """Load -> (held-out split) -> tokenize + mask + truncate -> (pack, reusing ``<path>_packed_<len>/``).
+
+    Under several processes (accelerate launch / torchrun) rank 0 prepares and writes the packed folder first; the
+    other ranks then read it instead of packing into the same folder at the same time.
+    """
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        return _prepare_sft_data(train_data_path, tokenizer, **kwargs)
+
+
+def _prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
+                      eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
+                      max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
     from pipeline_lib.pack_sft import load_or_pack, packed_dataset_dir
 
     raw = load_text_dataset(train_data_path, text_field)
@@ -421,8 +436,8 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
     model, _ = lora.load_model_for_training(model_path, backend=backend, max_seq_length=training_args.max_seq_length,
                                        load_in_4bit=script_args.load_in_4bit)
     if merge_adapter:
-        if backend != "hf":
-            raise ValueError("--lang_adapter merging runs on --backend hf; merge it first with "
+        if backend == "unsloth":
+            raise ValueError("--lang_adapter merging runs on --backend hf or fast; merge it first with "
                              "scripts/19_merge_adapter.py and pass the merged folder as --base_model")
         from peft import PeftModel
 
@@ -437,7 +452,7 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
         training_args.gradient_checkpointing = False
     report = lora.trainable_report(model)
     return model, {"backend": backend, "trainable": report, "experts_targeted": experts_targeted,
-                   "merged_adapter": merge_adapter}
+                   "merged_adapter": merge_adapter, "training_path": lora.training_path(model, backend)}
 
 
 def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig, data: SFTData,
@@ -495,19 +510,25 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     from pipeline_lib.provenance import write_provenance
 
     final = Path(training_args.output_dir) / "final"
-    final.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    trainer.state.save_to_json(str(final / "trainer_state.json"))
-    # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
-    from pipeline_lib.fingerprint import record_fingerprint
+    # Several processes (accelerate launch / torchrun): every rank computes the metrics, rank 0 alone writes.
+    writer = trainer.is_world_process_zero()
+    trainer.save_model(str(final))  # saves on rank 0 only (TrainingArguments.should_save)
+    fingerprint: dict[str, Any] = {}
+    if writer:
+        final.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(final))
+        trainer.state.save_to_json(str(final / "trainer_state.json"))
+        # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
+        # Rank 0's copy of the adapter is every rank's (data parallel).
+        from pipeline_lib.fingerprint import record_fingerprint
 
-    try:
-        fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
-    except Exception as exc:  # the adapter itself is saved: later loaders then report "not recorded"
-        fingerprint = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        print(f"[{phase}] WARNING: could not record the adapter's logits fingerprint: {fingerprint['error']}",
-              file=sys.stderr, flush=True)
+        try:
+            fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
+        except Exception as exc:  # the adapter itself is saved: later loaders then report "not recorded"
+            fingerprint = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            print(f"[{phase}] WARNING: could not record the adapter's logits fingerprint: {fingerprint['error']}",
+                  file=sys.stderr, flush=True)
+    trainer.accelerator.wait_for_everyone()
     state = json.loads((final / "trainer_state.json").read_text())
     history = loss_history(state)
     resumed_step = None
@@ -531,6 +552,7 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "base_model": base_model,
         "merged_adapter": model_info.get("merged_adapter"),
         "backend": model_info["backend"],
+        "training_path": model_info.get("training_path"),
         "max_seq_length": training_args.max_seq_length,
         "lora_update_check": lora_check,
         "packing": data.stats.get("packing"),
@@ -543,9 +565,12 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "throughput": throughput,
         "fingerprint": {k: fingerprint.get(k) for k in ("adapter_effect_rel", "noise_rel", "compute_dtype", "error")},
     }
-    config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
-    write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)
-    write_phase_metrics(final, metrics)
+    metrics["world_size"] = trainer.args.world_size
+    if writer:
+        config = {"script_args": dataclasses.asdict(script_args), "training_args": training_args.to_dict()}
+        write_provenance(final, config, phase=phase, base_model=base_model, metrics=metrics)
+        write_phase_metrics(final, metrics)
+    trainer.accelerator.wait_for_everyone()
     return metrics
 
 
@@ -585,6 +610,7 @@ def banner(phase: str, model_path: str, script_args: Any, training_args: Any, da
     args = training_args
     print_fn(f"[{phase}] model={model_path} backend={model_info['backend']} lora_r={script_args.lora_r} "
              f"trainable={trainable['trainable']:,} (experts {trainable['lora_experts']:,})")
+    print_fn(f"[{phase}] training path: {model_info.get('training_path')}")
     print_fn(f"[{phase}] data={script_args.train_data_path} rows={tok.get('rows_kept')} "
              f"dropped_no_trained_tokens={tok.get('dropped_no_trained_tokens')} truncated={tok.get('truncated')} "
              f"packed={pack.get('packed')} rows_packed={pack.get('rows')} eval_rows={data.stats.get('eval_rows')}")

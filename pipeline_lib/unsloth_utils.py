@@ -33,7 +33,7 @@ ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 # Unsloth's names for the fused expert projections (singular, FINDINGS §3): it maps them onto the 3-D experts.
 UNSLOTH_TARGET_MODULES = [*ATTENTION_MODULES, "gate_up_proj", "down_proj"]
-Backend = Literal["auto", "unsloth", "hf"]
+Backend = Literal["auto", "unsloth", "hf", "fast"]
 # Base tensors up to this many elements are snapshotted exactly; above it (the 20B model: 20.9e9) a float64
 # sum/sum-of-squares fingerprint per tensor keeps the check from doubling GPU memory.
 EXACT_SNAPSHOT_LIMIT = 200_000_000
@@ -54,11 +54,16 @@ def cuda_available() -> bool:
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """'auto' -> 'unsloth' when CUDA and unsloth are both there, else 'hf'. Asking for unsloth without them fails."""
-    if backend not in ("auto", "unsloth", "hf"):
-        raise ValueError(f"--backend must be auto, unsloth or hf, got {backend!r}")
-    if backend == "hf":
-        return "hf"
+    """'auto' -> 'unsloth' when CUDA and unsloth are both there, else 'hf'. Asking for unsloth without them fails.
+
+    'fast' (pipeline_lib/fast_path.py) runs anywhere: the hf model and PEFT adapter, expert LoRA computed as split
+    grouped GEMMs. It is not the 'auto' choice until a GPU run of scripts/bench_train_step.py shows it wins
+    (docs/BENCHMARKS.md).
+    """
+    if backend not in ("auto", "unsloth", "hf", "fast"):
+        raise ValueError(f"--backend must be auto, unsloth, hf or fast, got {backend!r}")
+    if backend in ("hf", "fast"):
+        return backend
     have_cuda, have_unsloth = cuda_available(), unsloth_available()
     if backend == "unsloth" and not (have_cuda and have_unsloth):
         missing = " and ".join(m for m, ok in (("a CUDA GPU", have_cuda), ("the unsloth package", have_unsloth))
@@ -79,7 +84,7 @@ def import_unsloth_first(argv: list[str]) -> bool:
             backend = arg.split("=", 1)[1]
         elif arg == "--backend" and i + 1 < len(argv):
             backend = argv[i + 1]
-    if backend == "hf":
+    if backend in ("hf", "fast"):
         return False
     if not (unsloth_available() and cuda_available()):
         return False
@@ -116,7 +121,8 @@ def apply_lora_config(model: Any, r: int, *, lora_alpha: int | None = None, lora
                       seed: int = 3407) -> Any:
     """Wrap ``model`` with LoRA on attention and, for MoE models (include_experts=True), on the experts.
 
-    lora_alpha defaults to 2*r. The unsloth backend also turns on Unsloth's offloaded gradient checkpointing.
+    lora_alpha defaults to 2*r. The unsloth backend also turns on Unsloth's offloaded gradient checkpointing; the
+    fast backend is the hf one with pipeline_lib.fast_path computing the expert LoRA (``training_path`` says which).
     """
     backend = resolve_backend(backend)
     experts = include_experts and is_moe(model)
@@ -138,9 +144,31 @@ def apply_lora_config(model: Any, r: int, *, lora_alpha: int | None = None, lora
             random_state=seed,
             **kwargs,
         )
+    import torch
     from peft import get_peft_model
 
-    return get_peft_model(model, hf_lora_config(r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, experts=experts))
+    # PEFT draws lora_A from the global RNG: without this, two runs with the same --seed start from different
+    # adapters (and a DDP run could not be compared with a one-process run of the same global batch).
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, hf_lora_config(r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                      experts=experts))
+    if backend == "fast":
+        from pipeline_lib.fast_path import enable_fast_experts
+
+        enable_fast_experts(peft_model)
+    return peft_model
+
+
+def training_path(model: Any, backend: str) -> str:
+    """One line for the phase logs: which training path runs and why."""
+    if backend == "unsloth":
+        return "unsloth: FastLanguageModel split-LoRA expert kernels, offloaded gradient checkpointing"
+    from pipeline_lib.fast_path import fast_path_report
+
+    report = fast_path_report(model)
+    if backend == "fast":
+        return f"fast: {report['reason']} in {report['layers']} layers"
+    return "hf: stock transformers + PEFT target_parameters (experts re-parametrised as W + BA each forward)"
 
 
 def load_training_tokenizer(name_or_path: str | os.PathLike | None) -> Any:
@@ -158,8 +186,8 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
     """(model, tokenizer) ready for ``apply_lora_config``.
 
     unsloth: ``FastLanguageModel.from_pretrained`` (16-bit LoRA, or QLoRA with load_in_4bit).
-    hf: ``pipeline_lib.modeling.load_causal_lm`` (bf16 + flex attention on CUDA, fp32 + eager on CPU; never FA2/FA3,
-    they lack the attention-sink backward), gradient checkpointing on CUDA.
+    hf and fast: ``pipeline_lib.modeling.load_causal_lm`` (bf16 + flex attention on CUDA, fp32 + eager on CPU; never
+    FA2/FA3, they lack the attention-sink backward), gradient checkpointing on CUDA.
     The tokenizer comes from the model folder when it has one, else the offline-built gpt-oss tokenizer (identical
     to the released one, FINDINGS §1), so no hub access is needed for it.
     """

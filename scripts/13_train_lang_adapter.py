@@ -47,6 +47,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tool_calling
 
 def main() -> None:
     script_args, training_args = parse_phase_args(ToolCallingScriptArguments, ToolCallingSFTConfig, DEFAULT_CONFIG)
+    from pipeline_lib.live import add_live_metrics, configure_reporting
     from pipeline_lib.throughput import ThroughputCallback
     from pipeline_lib.unsloth_utils import load_training_tokenizer, snapshot_parameters, verify_lora_updates
 
@@ -67,7 +68,9 @@ def main() -> None:
     banner(PHASE, model_path, script_args, training_args, data, model_info)
     before = snapshot_parameters(model)
     throughput = ThroughputCallback()
+    configure_reporting(PHASE, training_args.report_to, training_args.output_dir)
     trainer = build_sft_trainer(model, tokenizer, training_args, data, callbacks=[throughput])
+    add_live_metrics(trainer, PHASE)
 
     trainer.train(resume_from_checkpoint=resume)
     final_evaluate(trainer, data)

@@ -152,6 +152,9 @@ export WANDB_MODE=${WANDB_MODE:-offline}
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 export TOKENIZERS_PARALLELISM=false
 WORKSPACE=${TUI_WORKSPACE:-/workspace}
+# Where `huggingface-cli login` saved a token before HF_HOME moves below (huggingface_hub's own default rule).
+SAVED_TOKEN_FILES=("${HF_TOKEN_PATH:-}" "${HF_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/huggingface}/token"
+    "$HOME/.cache/huggingface/token")
 if [[ -d $WORKSPACE ]]; then # writeup §7/§10: the 20 GB container disk overflows otherwise
     export HF_HOME=$WORKSPACE/.cache/huggingface
     export TORCH_HOME=$WORKSPACE/.cache/torch
@@ -174,7 +177,7 @@ if ((TINY)); then
 fi
 
 # HF_TOKEN: environment, else RunPod's secret name, else PID 1's environment (RunPod SSH sessions do not inherit
-# it, writeup §7). It is then removed from this shell's environment and handed only to children that fetch from
+# it, writeup §7), else a token file saved by `huggingface-cli login` (its path is logged, never its content). It is then removed from this shell's environment and handed only to children that fetch from
 # the hub: data prep with --source hub, and the phases given --model when it is a hub id (tool-calling SFT, merge,
 # export). Agent SFT, IPO, GRPO, gates and the summary only read local folders and never see it.
 HF_TOKEN_VALUE=""
@@ -191,6 +194,12 @@ for source in HF_TOKEN RUNPOD_SECRET_HF_TOKEN; do
     if [[ -z $HF_TOKEN_VALUE ]]; then
         HF_TOKEN_VALUE=$(from_proc1 "$source" || true)
         [[ -z $HF_TOKEN_VALUE ]] || HF_TOKEN_SOURCE="$source in ${TUI_PROC1_ENVIRON:-/proc/1/environ}"
+    fi
+done
+for file in "${SAVED_TOKEN_FILES[@]}" "${HF_HOME:+$HF_HOME/token}"; do # a login saved before or after the move
+    if [[ -z $HF_TOKEN_VALUE && -n $file && -r $file ]]; then
+        HF_TOKEN_VALUE=$(head -n 1 "$file" | tr -d '[:space:]')
+        [[ -z $HF_TOKEN_VALUE ]] || HF_TOKEN_SOURCE="the token saved by huggingface-cli login in $file"
     fi
 done
 unset HF_TOKEN RUNPOD_SECRET_HF_TOKEN HUGGING_FACE_HUB_TOKEN

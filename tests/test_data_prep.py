@@ -55,6 +55,11 @@ def test_cli_writes_three_datasets_and_report(built):
         dataset = load_from_disk(str(out / category / "train"))
         assert set(dataset.column_names) == expected
         assert len(dataset) == report["categories"][category]["rows"] > 0
+    heldout = load_from_disk(str(out / data_prep.HELDOUT_DIR))
+    assert set(heldout.column_names) == {"text", "source", "eval_prompt", "eval_call"}
+    assert len(heldout) == report["categories"]["tool_calling"]["heldout"]["rows"] > 0
+    train_texts = set(load_from_disk(str(out / "tool_calling" / "train"))["text"])
+    assert not train_texts & set(heldout["text"])  # never trained on
     assert set(report["datasets"]) == {s.key for s in data_prep.SPECS}
     for key, entry in report["datasets"].items():
         assert entry["status"] == "ok", key
@@ -129,7 +134,7 @@ def test_one_missing_dataset_is_a_warning(built, tmp_path, gpt_oss_tokenizer):
                                 only=("glaive", "xlam", "code_act", "hh_rlhf"), max_tokens=200)
     report = data_prep.run(options, gpt_oss_tokenizer)
     assert report["datasets"]["xlam"]["status"] == "failed"
-    assert any(w.startswith("xlam/default failed (gated") for w in report["warnings"])
+    assert any(w.startswith("xlam/default failed: FileNotFoundError") for w in report["warnings"])
     assert report["datasets"]["glaive"]["status"] == "ok"
     assert report["datasets"]["glaive"]["skipped"]["too_long"] >= 1  # --max-tokens drops are counted
     assert report["datasets"]["glaive"]["tokens"]["max"] <= 200
@@ -200,12 +205,15 @@ def test_one_bad_row_is_skipped_not_the_whole_part(tmp_path, gpt_oss_tokenizer):
 
 def test_outputs_exist_is_false_after_a_failed_run(tmp_path):
     """A failed run writes a report with "error" but leaves older train/ folders: the next run must rebuild."""
-    for category in data_prep.CATEGORIES:
-        (tmp_path / category / "train").mkdir(parents=True)
-        (tmp_path / category / "train" / "dataset_info.json").write_text("{}")
+    for folder in [*(Path(c) / "train" for c in data_prep.CATEGORIES), data_prep.HELDOUT_DIR]:
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "dataset_info.json").write_text("{}")
     report = tmp_path / data_prep.REPORT_NAME
     report.write_text(json.dumps({"source": "local", "categories": {}}))
     assert data_prep.outputs_exist(tmp_path)  # control: a finished run's output is kept
+    (tmp_path / data_prep.HELDOUT_DIR / "dataset_info.json").unlink()
+    assert not data_prep.outputs_exist(tmp_path)  # output from before the held-out split: rebuilt, not reused
+    (tmp_path / data_prep.HELDOUT_DIR / "dataset_info.json").write_text("{}")
     report.write_text(json.dumps({"source": "local", "error": "every dataset failed"}))
     assert not data_prep.outputs_exist(tmp_path)
     report.write_text("{not json")
@@ -225,3 +233,115 @@ def test_scrub_error_removes_the_hf_token(monkeypatch):
     scrubbed = data_prep._scrub_error(err)
     assert FAKE_TOKEN not in scrubbed
     assert scrubbed.startswith("OSError: 401 Client Error") and "<HF_TOKEN>" in scrubbed
+
+
+def _local_part(tmp_path: Path, key: str, extra: list[bytes]) -> tuple[data_prep.DatasetSpec, Path, int]:
+    """A local folder holding dataset ``key``'s sample file plus ``extra`` raw lines; returns (spec, folder, good)."""
+    spec = next(s for s in data_prep.SPECS if s.key == key)
+    name = data_prep.local_filename(spec.hub_id, None)
+    lines = (REPO / "data" / "samples" / name).read_bytes().splitlines()
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / name).write_bytes(b"\n".join([*lines, *extra]) + b"\n")
+    return spec, local, len([line for line in lines if line.strip()])
+
+
+def test_a_huge_row_is_too_long_before_rendering_and_a_panic_costs_one_row(tmp_path, gpt_oss_tokenizer):
+    """1 MB of one character makes openai_harmony panic (a BaseException): bounded before rendering, and a panic
+    that still happens (bound switched off) skips that row only; the rows after it still render."""
+    prompt = "\n\nHuman: " + "x" * 1_000_000 + "\n\nAssistant: "
+    huge = json.dumps({"chosen": prompt + "Yes.", "rejected": prompt + "No."}).encode()
+    spec, local, good = _local_part(tmp_path, "hh_rlhf", [huge])
+    limits = {"hh_rlhf": data_prep.Limits(None, 100)}
+    bounded = data_prep.prepare_dataset(spec, data_prep.Options(source="local", local_dir=local, limits=limits),
+                                        gpt_oss_tokenizer)
+    unbounded = data_prep.prepare_dataset(spec, data_prep.Options(source="local", local_dir=local, limits=limits,
+                                                                  max_row_chars=None), gpt_oss_tokenizer)
+    for result, reason in ((bounded, "too_long"), (unbounded, "error_PanicException")):
+        report = result.report()
+        assert report["status"] == "ok" and report["read"] == good + 1, reason
+        assert report["skipped"][reason] == 1, report["skipped"]
+        assert report["kept"] == bounded.report()["kept"] >= 1
+    # Control: the row really panics, and the panic is not an Exception (the old per-row catch missed it).
+    with pytest.raises(BaseException) as raised:
+        data_prep.render_example(data_prep.FORMATTERS["hh_rlhf"](json.loads(huge)), gpt_oss_tokenizer)
+    assert data_prep.is_rust_panic(raised.value) and not isinstance(raised.value, Exception)
+
+
+def test_max_row_chars_is_derived_from_the_longest_training_sequence():
+    longest = max(yaml.safe_load((REPO / "configs" / name).read_text())[key] for name, key in (
+        ("tool_calling_sft.yaml", "max_seq_length"), ("agent_sft.yaml", "max_seq_length"), ("ipo.yaml", "max_length")))
+    config = yaml.safe_load((REPO / "configs" / "data_prep.yaml").read_text())
+    assert config["max_row_chars"] == data_prep.MAX_ROW_CHARS == 4 * longest
+
+
+def test_a_non_utf8_line_costs_that_line_and_is_named(tmp_path, gpt_oss_tokenizer):
+    """One bad byte used to drop the whole file (good rows included) as a 'gated' failure, with no line number."""
+    prompt = b"\\n\\nHuman: caf\xe9?\\n\\nAssistant: "  # cafe in latin-1
+    bad = b'{"chosen": "' + prompt + b'Yes.", "rejected": "' + prompt + b'No."}'
+    with pytest.raises(UnicodeDecodeError):  # control: the line really is not UTF-8
+        bad.decode("utf-8")
+    spec, local, good = _local_part(tmp_path, "hh_rlhf", [bad, b"not json"])
+    limits = {"hh_rlhf": data_prep.Limits(None, 100)}
+    result = data_prep.prepare_dataset(spec, data_prep.Options(source="local", local_dir=local, limits=limits),
+                                       gpt_oss_tokenizer)
+    report = result.report()
+    assert report["status"] == "ok" and report["read"] == good + 2
+    assert report["skipped"]["invalid_utf8_line"] == 1 and report["skipped"]["invalid_json_line"] == 1
+    clean = data_prep.prepare_dataset(spec, data_prep.Options(source="local", local_dir=REPO / "data" / "samples",
+                                                              limits=limits), gpt_oss_tokenizer)
+    assert report["kept"] == clean.report()["kept"] > 0  # every good row of the file is kept
+    name = data_prep.local_filename(spec.hub_id, None)
+    warnings = data_prep.part_warnings(result)
+    assert f"hh_rlhf/default: invalid_utf8_line skipped at {name}:{good + 1}" in warnings
+    assert f"hh_rlhf/default: invalid_json_line skipped at {name}:{good + 2}" in warnings
+    assert not any("(gated" in w for w in warnings)
+
+
+def test_gated_is_blamed_only_on_the_hubs_own_answer(tmp_path, monkeypatch):
+    from datasets.exceptions import DatasetNotFoundError
+
+    spec = next(s for s in data_prep.SPECS if s.key == "xlam")
+    answers = {"gated": DatasetNotFoundError(f"Dataset '{spec.hub_id}' is a gated dataset on the Hub. You must be "
+                                             "authenticated to access it."),
+               "offline": ConnectionError(f"Couldn't reach '{spec.hub_id}' on the Hub (ConnectError)")}
+    for answer, error in answers.items():
+        def refuse(*_args, error=error):
+            raise error
+        monkeypatch.setattr(data_prep, "_load_hub", refuse)
+        result = data_prep.prepare_dataset(spec, data_prep.Options(source="hub", limits={
+            "xlam": data_prep.Limits(None, 5)}), None)
+        (warning,) = data_prep.part_warnings(result)
+        assert ("(gated on the hub" in warning) == (answer == "gated"), warning
+    # A local file that is missing or unreadable is never "gated".
+    local = tmp_path / "empty"
+    local.mkdir()
+    result = data_prep.prepare_dataset(spec, data_prep.Options(source="local", local_dir=local, limits={
+        "xlam": data_prep.Limits(None, 5)}), None)
+    (warning,) = data_prep.part_warnings(result)
+    assert warning.startswith("xlam/default failed: FileNotFoundError") and "(gated" not in warning
+
+
+def test_an_empty_file_and_an_unknown_file_name_are_warned_about(built, tmp_path, gpt_oss_tokenizer):
+    from io import StringIO
+
+    from rich.console import Console
+
+    samples, _, _ = built
+    local = tmp_path / "local"
+    shutil.copytree(samples, local)
+    (local / data_prep.local_filename("Salesforce/xlam-function-calling-60k", None)).write_text("")
+    (local / "foo__bar.jsonl").write_text('{"a": 1}\n')
+    log = StringIO()
+    limits = {key: data_prep.Limits(None, 3) for key in ("glaive", "xlam", "code_act", "hh_rlhf")}
+    report = data_prep.run(data_prep.Options(source="local", local_dir=local, output_dir=tmp_path / "out",
+                                             quick_test=True, limits=limits,
+                                             only=("glaive", "xlam", "code_act", "hh_rlhf")),
+                           gpt_oss_tokenizer, console=Console(file=log, width=300))
+    expected = ["xlam/default: the local file has no rows",
+                "unknown local file foo__bar.jsonl ignored: no dataset reads it"]
+    for text in expected:
+        assert any(w.startswith(text) for w in report["warnings"]), report["warnings"]
+        assert text in log.getvalue()
+    assert report["datasets"]["glaive"]["status"] == "ok"
+    assert data_prep.unknown_local_files(samples) == []  # control: the bundled samples are all known names

@@ -216,7 +216,7 @@ def test_negative_control_trl_base_reference(sft_adapter_dir, preference_dir, gp
                                  abs=1e-3)
 
 
-def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir):
+def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir, tmp_path):
     from trl import TrlParser
 
     parser = TrlParser((ipo.IPOScriptArguments, ipo.IPOConfig))
@@ -227,7 +227,7 @@ def test_config_yaml_and_cli(repo_root, sft_adapter_dir, preference_dir):
     assert args.beta == 0.2 and args.gradient_accumulation_steps == 16 and args.max_length == 8192
     assert script_args.checkpoint == str(sft_adapter_dir) and script_args.strict_reference
     with pytest.raises(ValueError, match="loss_type"):
-        ipo.IPOConfig(output_dir="x", loss_type=["sigmoid"], use_cpu=True, bf16=False)
+        ipo.IPOConfig(output_dir=str(tmp_path / "x"), loss_type=["sigmoid"], use_cpu=True, bf16=False)
 
 
 def test_script_loads_ipo_yaml_without_config(repo_root, sft_adapter_dir, preference_dir):
@@ -279,3 +279,23 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     after = load_file(str(final / "adapter_model.safetensors"))
     assert before.keys() == after.keys() and any("experts" in k for k in after)
     assert [k for k in after if torch.equal(after[k], before[k])] == []
+
+
+@pytest.mark.slow
+def test_script_fast_backend_one_step(repo_root, sft_adapter_dir, preference_dir, tmp_path, capsys):
+    """--backend fast: the fast path computes the expert LoRA of policy and reference alike (reference check passes,
+    step-0 loss is the closed form), every LoRA tensor trains, and the path is logged and recorded."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ipo_fast"
+    main = runpy.run_path(str(repo_root / "scripts" / "17_ipo_preference.py"), run_name="ipo_script")["main"]
+    metrics = main(["--checkpoint", str(sft_adapter_dir), "--train_data_path", str(preference_dir),
+                    "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--output_dir",
+                    str(out), "--max_length", "256", "--learning_rate", "1e-3", "--max_steps", "2",
+                    "--gradient_checkpointing", "false", "--warmup_steps", "0", "--backend", "fast"])
+    assert metrics["backend"] == "fast" and metrics["training_path"].startswith("fast: expert LoRA as split")
+    assert metrics["reference"] == "sft_policy" and metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3)
+    assert "IPO training path: fast:" in capsys.readouterr().out
+    before = load_file(str(sft_adapter_dir / "adapter_model.safetensors"))
+    after = load_file(str(out / "final" / "adapter_model.safetensors"))
+    assert before.keys() == after.keys() and [k for k in after if torch.equal(after[k], before[k])] == []

@@ -146,8 +146,9 @@ def fake_env(tmp_path):
 
     tiny_gpt_oss_config().save_pretrained(model)
     env = {k: v for k, v in os.environ.items() if "TOKEN" not in k}
+    env = {k: v for k, v in env.items() if k not in ("HF_HOME", "XDG_CACHE_HOME")}  # no saved login leaks in
     env.update(TUI_SCRIPTS_DIR=str(scripts), PYTHON=sys.executable, TUI_PROC1_ENVIRON=str(tmp_path / "no_environ"),
-               TUI_WORKSPACE=str(tmp_path / "no_workspace"))
+               TUI_WORKSPACE=str(tmp_path / "no_workspace"), HOME=str(tmp_path / "home"))
     return {"scripts": scripts, "model": model, "env": env, "workdir": tmp_path / "work"}
 
 
@@ -258,6 +259,28 @@ def test_token_from_proc1_environ_and_workspace_caches(fake_env, tmp_path):
     assert CANARY not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # ~35 s: two pipeline runs up to the first gate
+def test_token_saved_by_login_is_found_after_hf_home_moves(fake_env, tmp_path):
+    """`huggingface-cli login` wrote ~/.cache/huggingface/token; the pipeline moves HF_HOME to the workspace, where
+    huggingface_hub no longer looks. The token is found, handed to data prep, and never printed or logged."""
+    saved = tmp_path / "home" / ".cache" / "huggingface" / "token"
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    stop = {"TUI_WORKSPACE": str(workspace), "FAKE_LOSS": "2.75"}  # the tool-calling HARD gate ends the run early
+    control = run_pipeline(fake_env, env=stop)  # control: no saved token, nothing found
+    assert "HF_TOKEN:       not set" in control.stdout and calls(fake_env)[0]["hf_token"] is None
+    shutil.rmtree(fake_env["workdir"])  # a fresh run: data prep runs again
+    saved.parent.mkdir(parents=True)
+    saved.write_text(CANARY + "\n")
+    result = run_pipeline(fake_env, env=stop)
+    assert result.returncode == 1 and f"HF_HOME={workspace}/.cache/huggingface" in result.stdout
+    assert f"HF_TOKEN:       set (hf_****, from the token saved by huggingface-cli login in {saved})" in result.stdout
+    assert calls(fake_env)[0]["script"] == "tui_data_prep.py" and calls(fake_env)[0]["hf_token"] == CANARY
+    logged = [p for p in (fake_env["workdir"] / "logs").rglob("*") if p.is_file()]
+    assert logged and not any(CANARY in p.read_text(errors="replace") for p in logged)
+    assert CANARY not in result.stdout + result.stderr
+
+
 def test_bad_arguments_fail_early(fake_env):
     for args, message in ((["--batch-profile", "huge"], "--batch-profile must be"), (["--bogus"], "unknown argument"),
                           (["--tiny"], "--tiny uses the embedded tiny GPT-OSS; drop --model")):
@@ -318,7 +341,8 @@ def test_dry_run_on_config_only_gpt_oss_20b(tmp_path):
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "TOKEN" not in k and not k.startswith("TUI_")}
+    env = {k: v for k, v in os.environ.items()
+           if "TOKEN" not in k and not k.startswith("TUI_") and k != "TENSORBOARD_LOGGING_DIR"}  # the run's own logs/
     return {**env, "PYTHON": sys.executable, **extra}
 
 

@@ -24,6 +24,7 @@ from pipeline_lib.sft import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+HUB_TOKEN_CANARY = "hf_canaryHUBtoken0123456789"
 
 
 def test_mask_exact_simple_exchange(gpt_oss_tokenizer):
@@ -129,12 +130,12 @@ def test_render_mask_colours_trained_tokens(gpt_oss_tokenizer):
     ("tool_calling_sft.yaml", ToolCallingScriptArguments, ToolCallingSFTConfig),
     ("agent_sft.yaml", AgentScriptArguments, AgentSFTConfig),
 ])
-def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls):
+def test_phase_yaml_parses_and_cli_wins(config_name, script_cls, config_cls, tmp_path):
     script_args, training_args = parse_phase_args(
         script_cls, config_cls, REPO / "configs" / config_name,
-        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", "/tmp/unused-sft-out"])
+        ["--max_seq_length", "128", "--lora_r", "8", "--output_dir", str(tmp_path / "unused-sft-out")])
     assert script_args.lora_r == 8 and training_args.max_seq_length == 128 and training_args.max_length == 128
-    assert training_args.output_dir == "/tmp/unused-sft-out"
+    assert training_args.output_dir == str(tmp_path / "unused-sft-out")
     assert training_args.logging_steps == 1 and training_args.router_aux_loss_coef == 0.0
     precision = detect_precision()  # the configs leave these to the machine: fp32 + use_cpu on CPU, bf16 on CUDA
     assert training_args.bf16 == precision.bf16 and training_args.use_cpu == (precision.device == "cpu")
@@ -226,12 +227,13 @@ def sft_dataset(tmp_path_factory) -> Path:
 def phase1_run(tiny_model_dir, sft_dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phase1") / "run"
     mp = pytest.MonkeyPatch()
+    mp.delenv("HF_TOKEN", raising=False)  # --hub_token becomes this process's HF_TOKEN; undo() removes it again
     try:
         run_script("13_train_lang_adapter.py", [
             "--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
             "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
             "--max_seq_length", "128", "--output_dir", str(out), "--save_steps", "1", "--lora_r", "8",
-            "--logging_steps", "1", "--backend", "hf", "--print_mask_example"], mp)
+            "--logging_steps", "1", "--backend", "hf", "--print_mask_example", "--hub_token", HUB_TOKEN_CANARY], mp)
     finally:
         mp.undo()
     return out
@@ -262,6 +264,21 @@ def test_phase1_script_writes_final(phase1_run):
     base = load_causal_lm(json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"])
     check = verify_fingerprint(PeftModel.from_pretrained(base, str(final)), final)
     assert check["passed"] and check["value"] < 1e-4 and check["recorded_by"] == "hf", check
+
+
+@pytest.mark.slow
+def test_hub_token_reaches_no_file_of_the_run(phase1_run):
+    """--hub_token on the command line: not in provenance.json's command, not in any training_args.bin."""
+    import torch
+
+    written = [p for p in phase1_run.rglob("*") if p.is_file()]
+    assert {p.parent.name for p in written if p.name == "training_args.bin"} >= {"checkpoint-1", "final"}
+    for path in written:
+        assert HUB_TOKEN_CANARY.encode() not in path.read_bytes(), path
+    command = json.loads((phase1_run / "final" / "provenance.json").read_text())["command"]
+    assert command[command.index("--hub_token") + 1] == "<redacted>"
+    args = torch.load(phase1_run / "final" / "training_args.bin", weights_only=False)
+    assert args.hub_token is None and args.output_dir == str(phase1_run)
 
 
 @pytest.mark.slow
@@ -309,3 +326,21 @@ def test_phase2_script_packs_evaluates_and_merges_lang_adapter(phase1_run, tiny_
     assert metrics["eval_rows"] == 2 and metrics["eval_token_accuracy"] is not None
     assert metrics["merged_adapter"] == str(phase1_run / "final") and metrics["lora_update_check"]["passed"]
     assert metrics["global_step"] == 3 and metrics["lora_r"] == 4
+
+
+@pytest.mark.slow
+def test_phase2_fast_backend_trains_packed_and_logs_its_path(tiny_model_dir, sft_dataset, tmp_path, monkeypatch,
+                                                            capsys):
+    """--backend fast through the real Phase 2 script: packed rows, the packed-attention and collation checks pass,
+    every expert LoRA tensor trains, and the phase says which path ran (log line + phase_metrics.json)."""
+    out = tmp_path / "agent_fast"
+    run_script("14_train_core_agent.py", [
+        "--base_model", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "2",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+        "--max_seq_length", "256", "--output_dir", str(out), "--save_steps", "100", "--lora_r", "4",
+        "--eval_strategy", "no", "--learning_rate", "1e-3", "--warmup_steps", "0", "--backend", "fast"], monkeypatch)
+    metrics = json.loads((out / "final" / "phase_metrics.json").read_text())
+    assert metrics["backend"] == "fast" and metrics["training_path"].startswith("fast: expert LoRA as split")
+    assert metrics["packing"]["packed"] and metrics["packing"]["collation_check"]["passed"]
+    assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]
+    assert "training path: fast: expert LoRA as split grouped GEMMs" in capsys.readouterr().out

@@ -46,3 +46,9 @@ def test_tiny_model_build_is_deterministic_and_idempotent(tmp_path, tiny_model_d
     c = AutoModelForCausalLM.from_pretrained(other).state_dict()
     assert not torch.equal(a["lm_head.weight"], c["lm_head.weight"]), "negative control: another seed differs"
     assert json.loads((out / "tiny_model.json").read_text())["parameters"] == sum(v.numel() for v in a.values())
+
+
+def test_tests_build_the_tiny_model_outside_the_repository(tiny_model_dir, repo_root):
+    """`make demo` uses checkpoints/tiny-gpt-oss; the test session builds its own copy in a temp folder."""
+    assert not tiny_model_dir.resolve().is_relative_to(repo_root.resolve())
+    assert (tiny_model_dir / "config.json").is_file() and tiny_model_dir.name == "tiny-gpt-oss"

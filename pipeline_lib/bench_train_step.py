@@ -1,0 +1,767 @@
+"""Timed LoRA training steps of GPT-OSS for three backends in one run (logic of scripts/bench_train_step.py).
+
+    python scripts/bench_train_step.py --layers 24 --backends hf,unsloth,fast --memory-cap-gb 80 --json out.json
+    python scripts/bench_train_step.py --device cpu --model checkpoints/tiny-gpt-oss --workloads phase1_r64_4k \
+        --seq-scale 0.0625 --backends hf,fast --json /tmp/b.json          # the CPU smoke run
+
+Backends (each runs in its own child process: Unsloth patches transformers/PEFT on import, so stock numbers must
+come from a process that never imported it, and an OOM or crash of one backend cannot take the others down):
+- ``hf``: stock transformers 5.x + PEFT ``target_parameters`` (experts_implementation grouped_mm, flex_attention on
+  CUDA, gradient checkpointing), loss = ``model(..., labels=...).loss`` (full logits).
+- ``unsloth``: ``FastLanguageModel`` + ``get_peft_model`` through pipeline_lib.unsloth_utils (the phases' path);
+  it needs the weights on disk, so the random model is saved to a temporary folder that is deleted afterwards.
+- ``fast``: pipeline_lib.fast_path (split expert LoRA over grouped GEMMs, chunked CE), same model build as hf.
+
+Every step is forward + backward + AdamW step on the LoRA parameters; tokens/s is the median over ``--steps``
+synchronized steps after ``--warmup`` steps (the first compiles). Peak GB is ``torch.cuda.max_memory_allocated``
+(1e9 bytes) over warm-up and timed steps, model included. Before timing, the fast worker checks its loss and LoRA
+gradients against stock PEFT on the same weights and batch (``check_fast_numerics``), with a negative control.
+
+Model FLOPs per token (``flops_per_token``; MFU = tokens/s x that / ``PEAK_BF16_FLOPS``):
+    6 x (active matmul parameters: q,k,v,o + router + top-k experts' gate_up and down, per layer; + lm_head)
+  + 6 x (LoRA parameters a token passes through: r(in+out) for q,k,v,o and for its top-k experts' two projections)
+  + 12 x n_heads x head_dim x (mean attended keys) per layer (QK^T and PV, forward 4x, backward 8x)
+6 = forward 2 + backward 4 for activations-and-weights in the usual convention; with LoRA the frozen weights need no
+weight gradient but gradient checkpointing recomputes the forward, which is again 2 + 2 + 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs" / "gpt-oss-20b"
+BACKENDS = ("hf", "unsloth", "fast")
+PEAK_BF16_FLOPS = 989.4e12  # H100/H200 SXM dense bf16 datasheet figure (the measured GEMM ceiling is ~790e12)
+IPO_BETA = 0.1
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    lora_r: int
+    seq: int  # tokens per row
+    batch: int = 1  # rows per micro-batch
+    doc_tokens: int | None = None  # packed: conversations of this many tokens, position_ids restart per conversation
+    kind: str = "sft"  # "sft" | "ipo" (rows = chosen/rejected pairs, IPO loss on completion log-probs)
+    load_in_4bit: bool = False
+    prompt_fraction: float = 0.0  # leading tokens of each row (or conversation) with label -100
+
+
+WORKLOADS = {w.name: w for w in (
+    Workload("phase1_r64_4k", 64, 4096),
+    Workload("phase2_r128_32k_packed", 128, 32768, doc_tokens=3000),
+    Workload("qlora_r64_4k", 64, 4096, load_in_4bit=True),
+    # IPO on top of the agent-SFT r128 adapter, balanced profile: 1 pair = chosen + rejected rows of 8,192 tokens.
+    Workload("ipo_2x8192", 128, 8192, batch=2, kind="ipo", prompt_fraction=0.25),
+    # Tool-calling SFT balanced profile micro-batch: 8 rows of 8,192 tokens.
+    Workload("toolcall_8x8192", 64, 8192, batch=8),
+)}
+DEFAULT_WORKLOADS = ("phase1_r64_4k", "phase2_r128_32k_packed", "ipo_2x8192", "toolcall_8x8192", "qlora_r64_4k")
+
+
+def scaled(workload: Workload, factor: float) -> Workload:
+    """The same workload with rows/conversations ``factor`` times as long (CPU smoke runs of the tiny model)."""
+    if factor == 1.0:
+        return workload
+    doc = max(8, int(workload.doc_tokens * factor)) if workload.doc_tokens else None
+    return dataclasses.replace(workload, seq=max(16, int(workload.seq * factor)), doc_tokens=doc)
+
+
+def skip_reason(backend: str, workload: Workload, device: str) -> str | None:
+    if workload.load_in_4bit and backend != "unsloth":
+        return (f"{backend}: 4-bit base weights not implemented (the fast path trains 16-bit bases; QLoRA runs "
+                "through Unsloth + bitsandbytes only)")
+    if backend == "unsloth" and workload.kind == "ipo":
+        return "unsloth: its IPO path is TRL's DPOTrainer with Unsloth patches; this bench times no trainer"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------- batches
+def make_batch(workload: Workload, vocab: int, device: str, seed: int = 0, *, packed: bool | None = None
+               ) -> dict[str, Any]:
+    """Random token ids, labels (-100 on prompt parts and on each packed conversation's first token, as TRL's
+    padding-free collator does) and, for packed rows, position_ids restarting at 0 per conversation."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    packed = workload.doc_tokens is not None if packed is None else packed
+    ids = torch.randint(0, min(vocab, 199_998), (workload.batch, workload.seq), generator=g)
+    labels = ids.clone()
+    batch: dict[str, Any] = {}
+    if packed:
+        pos = torch.cat([torch.arange(workload.seq)[i:i + workload.doc_tokens] - i
+                         for i in range(0, workload.seq, workload.doc_tokens)])
+        pos = pos.unsqueeze(0).expand(workload.batch, -1).contiguous()
+        labels[pos == 0] = -100
+        batch["position_ids"] = pos.to(device)
+    n_prompt = int(workload.seq * workload.prompt_fraction)
+    labels[:, :n_prompt] = -100
+    batch["input_ids"], batch["labels"] = ids.to(device), labels.to(device)
+    return batch
+
+
+def unpacked_as_shipped(workload: Workload) -> Workload:
+    """Unsloth trains Phase 2 one conversation per row (its gpt_oss collator drops position_ids, FINDINGS §3)."""
+    return dataclasses.replace(workload, seq=workload.doc_tokens, doc_tokens=None)
+
+
+# --------------------------------------------------------------------------------------------------------- FLOPs
+def flops_per_token(config: Any, workload: Workload) -> float:
+    """Model FLOPs per trained token (module docstring). ``config``: a GptOssConfig."""
+    h, nh, nkv, hd = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim
+    inter, k, n_exp = config.intermediate_size, config.num_experts_per_tok, config.num_local_experts
+    r = workload.lora_r
+    attn_shapes = [(h, nh * hd), (h, nkv * hd), (h, nkv * hd), (nh * hd, h)]
+    expert_shapes = [(h, 2 * inter), (inter, h)]
+    dense = sum(i * o for i, o in attn_shapes) + h * n_exp + k * sum(i * o for i, o in expert_shapes)
+    lora = sum(r * (i + o) for i, o in attn_shapes) + k * sum(r * (i + o) for i, o in expert_shapes)
+    span = workload.doc_tokens or workload.seq
+    attended = {"full_attention": (span + 1) / 2,
+                "sliding_attention": min(config.sliding_window or span, (span + 1) / 2)}
+    layers = list(config.layer_types)
+    per_layer = 6 * (dense + lora)
+    attention = sum(12 * nh * hd * attended.get(t, (span + 1) / 2) for t in layers)
+    return len(layers) * per_layer + attention + 6 * h * config.vocab_size
+
+
+# -------------------------------------------------------------------------------------------------------- models
+def gpt_oss_config(model: str | None, layers: int | None) -> Any:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(model or CONFIG_DIR))
+    if getattr(config, "quantization_config", None):
+        delattr(config, "quantization_config")
+    if layers:
+        config.num_hidden_layers = layers
+        config.layer_types = list(config.layer_types[:layers])
+    return config
+
+
+def build_model(config: Any, device: str, dtype_name: str, *, attn: str, experts: str, seed: int = 0) -> Any:
+    """A GptOssForCausalLM with random weights, built directly on ``device`` (0.5 s for 20B on the H100).
+
+    The tiny model's folder is loaded instead when it was given as --model (its sinks are random; CPU runs)."""
+    import torch
+    from transformers import GptOssForCausalLM
+
+    config._attn_implementation = attn
+    config._experts_implementation = experts
+    torch.manual_seed(seed)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype_name))
+    try:
+        with torch.device(device):
+            model = GptOssForCausalLM(config)
+    finally:
+        torch.set_default_dtype(old)
+    model.config.use_cache = False
+    return model
+
+
+def load_model(args: argparse.Namespace, device: str, *, layers: int | None = None, dtype_name: str | None = None,
+               attn: str | None = None, experts: str | None = None) -> Any:
+    cuda = device == "cuda"
+    dtype_name = dtype_name or ("bfloat16" if cuda else "float32")
+    attn = attn or ("flex_attention" if cuda else "eager")
+    experts = experts or "grouped_mm"
+    if args.model and (Path(args.model) / "model.safetensors").is_file() and layers is None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, dtype_name),
+                                                     attn_implementation=attn, experts_implementation=experts)
+        model.config.use_cache = False
+        return model.to(device)
+    return build_model(gpt_oss_config(args.model, layers or args.layers), device, dtype_name, attn=attn,
+                       experts=experts)
+
+
+def add_lora(model: Any, r: int, *, fast: bool, grad_ckpt: bool) -> tuple[Any, dict[str, Any]]:
+    from peft import get_peft_model
+
+    from pipeline_lib import fast_path
+    from pipeline_lib.pack_sft import enable_packed_attention
+    from pipeline_lib.unsloth_utils import hf_lora_config
+
+    if grad_ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model = get_peft_model(model, hf_lora_config(r))
+    enable_packed_attention(peft_model)
+    info = fast_path.enable_fast_experts(peft_model) if fast else {"layers": 0, "reason": "stock PEFT"}
+    return peft_model, info
+
+
+def randomize_lora_b(model: Any, std: float = 0.02, seed: int = 1) -> None:
+    """LoRA B starts at 0, which hides every expert-LoRA bug from a loss check: give it random values."""
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+# ---------------------------------------------------------------------------------------------------------- loss
+def sequence_logps_stock(model: Any, batch: dict[str, Any]) -> Any:
+    """Summed log-probs of labelled next tokens per row from full logits (what a stock DPO/IPO trainer does)."""
+    import torch
+
+    from pipeline_lib.fast_path import shifted_targets
+
+    kwargs = {k: v for k, v in batch.items() if k == "position_ids"}
+    logits = model(input_ids=batch["input_ids"], **kwargs).logits.float()
+    targets = shifted_targets(batch["labels"])
+    mask = targets != -100
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (logps * mask).sum(dim=1)
+
+
+def ipo_loss(logps: Any, ref: Any) -> Any:
+    """IPO (TRL's loss_type "ipo"): ((policy - ref)_chosen - (policy - ref)_rejected - 1/(2 beta))^2 per pair."""
+    ratio = logps - ref
+    chosen, rejected = ratio[0::2], ratio[1::2]
+    return ((chosen - rejected - 1 / (2 * IPO_BETA)) ** 2).mean()
+
+
+def loss_fn(backend: str, workload: Workload) -> Any:
+    from pipeline_lib import fast_path
+
+    kw = ("position_ids",)
+    if workload.kind == "ipo":
+        def ipo(model: Any, batch: dict[str, Any], ref: Any) -> Any:
+            if backend == "fast":
+                logps = fast_path.chunked_sequence_logps(model, batch["input_ids"], batch["labels"],
+                                                         position_ids=batch.get("position_ids"))
+            else:
+                logps = sequence_logps_stock(model, batch)
+            return ipo_loss(logps, ref)
+        return ipo
+
+    def sft(model: Any, batch: dict[str, Any], ref: Any = None) -> Any:
+        if backend == "fast":
+            return fast_path.chunked_lm_loss(model, batch["input_ids"], batch["labels"],
+                                             position_ids=batch.get("position_ids"))
+        return model(input_ids=batch["input_ids"], labels=batch["labels"],
+                     **{k: batch[k] for k in kw if k in batch}).loss
+    return sft
+
+
+# ------------------------------------------------------------------------------------------------ numerics check
+def lora_grads(model: Any) -> dict[str, Any]:
+    return {n: p.grad.detach().float().clone() for n, p in model.named_parameters()
+            if p.requires_grad and p.grad is not None}
+
+
+def _slices(name: str, grad: Any, n_experts: int) -> list[tuple[str, Any]]:
+    """Per-expert slices of an expert LoRA gradient (PEFT layout: A [r*E, in], B [out, r*E] as (out, r, E))."""
+    if "experts" not in name or n_experts <= 1:
+        return [(name, grad)]
+    if "lora_A" in name:
+        return [(f"{name}[expert {e}]", s) for e, s in enumerate(grad.reshape(n_experts, -1, grad.shape[-1]))]
+    b = grad.reshape(grad.shape[0], -1, n_experts)
+    return [(f"{name}[expert {e}]", b[..., e]) for e in range(n_experts)]
+
+
+def grad_error(ref: dict[str, Any], test: dict[str, Any], n_experts: int) -> tuple[float, str]:
+    """max over LoRA tensors and expert slices of ||test - ref|| / ||ref|| (slices with ||ref|| ~ 0 skipped)."""
+    worst, where = 0.0, ""
+    if set(ref) != set(test):
+        return math.inf, f"different gradient sets: {sorted(set(ref) ^ set(test))[:3]}"
+    for name in ref:
+        for (label, r), (_, t) in zip(_slices(name, ref[name], n_experts), _slices(name, test[name], n_experts),
+                                      strict=True):
+            norm = float(r.norm())
+            if norm < 1e-12:
+                continue
+            err = float((t.to(r.device) - r).norm()) / norm
+            if err > worst:
+                worst, where = err, label
+    return worst, where
+
+
+def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: str, *, check_tokens: int,
+                        layers: int | None = None) -> dict[str, Any]:
+    """Loss and LoRA gradients of the fast path vs stock PEFT on the same weights and batch, with a control.
+
+    The reference is stock PEFT in fp32 (eager experts). On CUDA both paths are then run in bf16 and the fast
+    path passes when its error against the fp32 reference is within ``2x`` the stock bf16 path's own error (+ a
+    floor: ``BF16_GRAD_TOL`` for gradients, ``BF16_LOSS_TOL`` relative for the loss); on CPU (fp32 throughout) the
+    tolerance is ``FP32_TOL``. The negative control — the fast path with one expert's LoRA B dropped in layer 0 —
+    must FAIL the same test, or the check itself is reported as failed. Runs on a ``layers``-layer slice of the
+    real shape: bf16 routing is chaotic on deep random models (FINDINGS §3b: logit noise p50 1.28 std at 24 layers),
+    which would drown any check.
+    """
+    import torch
+
+    from pipeline_lib import fast_path
+
+    wl = dataclasses.replace(workload, seq=min(workload.seq, check_tokens), batch=min(workload.batch, 2),
+                             doc_tokens=(min(workload.doc_tokens, check_tokens // 2) if workload.doc_tokens else None))
+    if wl.kind == "ipo" and wl.batch % 2:
+        wl = dataclasses.replace(wl, batch=2)
+    model = load_model(args, device, layers=layers, dtype_name="float32", attn="eager",
+                       experts="eager" if device == "cuda" else "grouped_mm")
+    peft_model, _ = add_lora(model, wl.lora_r, fast=True, grad_ckpt=False)
+    randomize_lora_b(peft_model)
+    n_experts = model.config.num_local_experts
+    batch = make_batch(wl, model.config.vocab_size, device, seed=7)
+    ref_logps = torch.zeros(wl.batch, device=device)
+
+    def run(backend: str, drop: int | None = None) -> tuple[float, dict[str, Any]]:
+        fast_path.set_fast_experts(peft_model, backend == "fast")
+        fast_path.set_drop_expert_lora_b(peft_model, drop)
+        peft_model.zero_grad(set_to_none=True)
+        loss = loss_fn(backend, wl)(peft_model, batch, ref_logps)
+        loss.backward()
+        grads = lora_grads(peft_model)
+        fast_path.set_drop_expert_lora_b(peft_model, None)
+        return float(loss.detach()), grads
+
+    ref_loss, ref_grads = run("hf")
+    if device == "cuda":
+        peft_model.to(torch.bfloat16)
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.data = p.data.float()  # PEFT keeps adapters in fp32 (autocast_adapter_dtype), as in training
+        model.config._experts_implementation = "grouped_mm"
+        stock_loss, stock_grads = run("hf")
+        stock_err, stock_where = grad_error(ref_grads, stock_grads, n_experts)
+        grad_tol = max(2 * stock_err, BF16_GRAD_TOL)
+        loss_tol = max(2 * abs(stock_loss - ref_loss), BF16_LOSS_TOL * abs(ref_loss))
+        precision = "bf16 vs fp32 stock reference"
+    else:
+        stock_loss, stock_err, stock_where = ref_loss, 0.0, ""
+        grad_tol, loss_tol = FP32_TOL, FP32_TOL * abs(ref_loss)
+        precision = "fp32"
+    fast_loss, fast_grads = run("fast")
+    fast_err, fast_where = grad_error(ref_grads, fast_grads, n_experts)
+    ctl_loss, ctl_grads = run("fast", drop=1)
+    ctl_err, ctl_where = grad_error(ref_grads, ctl_grads, n_experts)
+    fast_ok = fast_err <= grad_tol and abs(fast_loss - ref_loss) <= loss_tol
+    ctl_caught = not (ctl_err <= grad_tol and abs(ctl_loss - ref_loss) <= loss_tol)
+    report = {
+        "passed": bool(fast_ok and ctl_caught), "fast_matches": bool(fast_ok), "control_caught": bool(ctl_caught),
+        "precision": precision, "layers": model.config.num_hidden_layers, "tokens": wl.batch * wl.seq,
+        "packed": wl.doc_tokens is not None, "lora_r": wl.lora_r,
+        "loss": {"reference": ref_loss, "stock": stock_loss, "fast": fast_loss, "control": ctl_loss,
+                 "tolerance": loss_tol},
+        "grad_rel_err": {"stock": stock_err, "fast": fast_err, "control": ctl_err, "tolerance": grad_tol,
+                         "worst_fast": fast_where, "worst_stock": stock_where, "worst_control": ctl_where},
+    }
+    return report
+
+
+FP32_TOL = 1e-4
+BF16_GRAD_TOL = 0.05
+BF16_LOSS_TOL = 1e-2
+
+
+# ---------------------------------------------------------------------------------------------------------- timing
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+# Kernel-name patterns -> step component, for --profile (first match wins; the rest is "other": elementwise,
+# reductions, copies, gathers). Names as CUDA kernels appear in torch.profiler on Hopper.
+KERNEL_CATEGORIES = (
+    ("grouped_gemm (experts)", ("rouped", "Group", "group_gemm")),
+    ("attention (flex/sdpa)", ("flex", "triton_tem", "attention", "fmha", "flash")),
+    ("optimizer", ("adam", "Adam", "multi_tensor")),
+    ("dense_gemm (q/k/v/o, router, lm_head)", ("gemm", "Gemm", "xmma", "nvjet", "cutlass", "matmul")),
+)
+
+
+def kernel_category(name: str) -> str:
+    for category, patterns in KERNEL_CATEGORIES:
+        if any(p in name for p in patterns):
+            return category
+    return "other"
+
+
+def profile_step(model: Any, loss: Any, batch: dict[str, Any], opt: Any, ref: Any, *, device: str,
+                 top: int = 25) -> dict[str, Any]:
+    """One more step under torch.profiler: time per component and the top kernels (CUDA) or ops (CPU), in ms."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        loss(model, batch, ref).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+    kernels = []
+    for event in prof.key_averages():
+        if cuda:
+            us = getattr(event, "self_device_time_total", None)
+            if us is None:
+                us = getattr(event, "self_cuda_time_total", 0)
+        else:
+            us = event.self_cpu_time_total
+        if us:
+            kernels.append((event.key, us / 1e3, event.count))
+    kernels.sort(key=lambda k: -k[1])
+    by_category: dict[str, float] = {}
+    for name, ms, _ in kernels:
+        by_category[kernel_category(name)] = by_category.get(kernel_category(name), 0.0) + ms
+    return {"device_ms_total": round(sum(k[1] for k in kernels), 2),
+            "device_ms_by_component": {k: round(v, 2) for k, v in sorted(by_category.items(), key=lambda i: -i[1])},
+            "top_kernels": [{"name": n[:160], "ms": round(ms, 3), "calls": c} for n, ms, c in kernels[:top]]}
+
+
+def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, warmup: int, steps: int,
+               ref: Any = None, profile: bool = False) -> dict[str, Any]:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-6, fused=device == "cuda")
+    times, losses = [], []
+    for i in range(warmup + steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        value = loss(model, batch, ref)
+        value.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        losses.append(float(value.detach()))
+        if i == 0:
+            print(f"    first step {times[0]:.1f}s loss {losses[0]:.4f}", flush=True)
+    timed = times[warmup:]
+    out = {"first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
+           "step_s_all": [round(t, 4) for t in times], "losses": [round(x, 5) for x in losses],
+           "loss_finite": all(math.isfinite(x) for x in losses)}
+    if profile:
+        try:
+            out["profile"] = profile_step(model, loss, batch, opt, ref, device=device)
+        except Exception as err:  # the timing above stands; say why there is no breakdown
+            out["profile"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+    return out
+
+
+def run_workload(args: argparse.Namespace, backend: str, workload: Workload, device: str) -> dict[str, Any]:
+    """One backend x workload: build, (check), time. Returns the result record."""
+    import torch
+
+    from pipeline_lib import unsloth_utils
+
+    record: dict[str, Any] = {"backend": backend, "workload": workload.name, "lora_r": workload.lora_r}
+    if backend == "unsloth" and workload.doc_tokens:
+        workload = unpacked_as_shipped(workload)
+        record["note"] = "unpacked as shipped: one conversation per row (Unsloth drops position_ids for gpt_oss)"
+    record.update(seq=workload.seq, batch=workload.batch, packed=workload.doc_tokens is not None,
+                  doc_tokens=workload.doc_tokens)
+    if backend == "fast" and not args.no_check:
+        t0 = time.perf_counter()
+        check = check_fast_numerics(args, workload, device, check_tokens=args.check_tokens,
+                                    layers=args.check_layers if device == "cuda" else None)
+        check["seconds"] = round(time.perf_counter() - t0, 1)
+        record["numerics_check"] = check
+        print(f"    numerics check: passed={check['passed']} loss {check['loss']} grads {check['grad_rel_err']}",
+              flush=True)
+        _free(device)
+    grad_ckpt = device == "cuda"
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if backend == "unsloth":
+        model, _ = unsloth_utils.load_model_for_training(args.unsloth_model_dir, backend="unsloth",
+                                                         max_seq_length=workload.seq,
+                                                         load_in_4bit=workload.load_in_4bit)
+        model = unsloth_utils.apply_lora_config(model, workload.lora_r, backend="unsloth",
+                                                max_seq_length=workload.seq)
+        info = {"reason": "Unsloth FastLanguageModel, gradient checkpointing 'unsloth'"}
+    else:
+        model, info = add_lora(load_model(args, device), workload.lora_r, fast=backend == "fast",
+                               grad_ckpt=grad_ckpt)
+    model.train()
+    record["path"] = info
+    record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    config = model.config
+    batch = make_batch(workload, config.vocab_size, device)
+    ref = None
+    if workload.kind == "ipo":
+        ref = torch.zeros(workload.batch, device=device)  # IPO's reference log-probs are precomputed constants
+    loss = loss_fn(backend, workload)
+    timing = time_steps(model, loss, batch, device=device, warmup=args.warmup, steps=args.steps, ref=ref,
+                        profile=args.profile)
+    tokens = workload.batch * workload.seq
+    tps = tokens / timing["step_s_median"]
+    fpt = flops_per_token(config, workload)
+    record.update(timing)
+    record.update(tokens_per_step=tokens, tokens_per_second=round(tps, 1),
+                  flops_per_token=fpt, model_tflops=round(tps * fpt / 1e12, 1),
+                  mfu=round(tps * fpt / PEAK_BF16_FLOPS, 4))
+    if device == "cuda":
+        record["peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        record["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved() / 1e9, 2)
+    else:
+        record["peak_gb"] = None
+    del model, batch
+    return record
+
+
+def _free(device: str) -> None:
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def save_random_model(args: argparse.Namespace, folder: Path) -> None:
+    """Unsloth loads from disk: the same random model (seed 0) saved once, with the offline tokenizer."""
+    from pipeline_lib.tokenizer import save_gpt_oss_tokenizer
+
+    model = load_model(args, "cuda")
+    model.save_pretrained(folder, safe_serialization=True, max_shard_size="5GB")
+    save_gpt_oss_tokenizer(folder)
+    del model
+    _free("cuda")
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Child process: one backend, the workloads in order, one JSON line per result appended to --results."""
+    import importlib.util
+
+    backend = args.worker
+    if backend == "unsloth":
+        why = ("unsloth is not importable here (put scripts/build_wheelhouse.sh's site on PYTHONPATH)"
+               if importlib.util.find_spec("unsloth") is None else "unsloth needs CUDA" if args.device != "cuda"
+               else None)
+        if why:
+            for name in args.workloads.split(","):
+                _emit(args.results, {"backend": backend, "workload": name, "status": "skipped", "reason": why})
+            return 0
+        import unsloth  # noqa: F401  (must come before transformers/peft: it patches them)
+    import torch
+
+    device = args.device
+    if device == "cuda" and args.memory_cap_gb:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gb * 2**30 / total))
+    from pipeline_lib.modeling import raise_flex_recompile_limit
+
+    raise_flex_recompile_limit()
+    deadline = args.deadline
+    tmp = None
+    try:
+        for name in args.workloads.split(","):
+            workload = scaled(WORKLOADS[name], args.seq_scale)
+            base = {"backend": backend, "workload": name}
+            reason = skip_reason(backend, workload, device)
+            if reason is None and deadline and time.time() > deadline:
+                reason = "time budget (--time-budget-s) spent before this workload started"
+            if reason:
+                _emit(args.results, {**base, "status": "skipped", "reason": reason})
+                continue
+            if backend == "unsloth" and tmp is None:
+                tmp = Path(tempfile.mkdtemp(prefix="bench_unsloth_", dir=args.workdir))
+                t0 = time.perf_counter()
+                save_random_model(args, tmp)
+                print(f"  saved the random model for Unsloth in {time.perf_counter() - t0:.0f}s", flush=True)
+                args.unsloth_model_dir = str(tmp)
+            print(f"  [{backend}] {name}", flush=True)
+            try:
+                record = run_workload(args, backend, workload, device)
+                record["status"] = "ok"
+            except torch.cuda.OutOfMemoryError as err:
+                record = {**base, "status": "oom", "error": str(err).splitlines()[0][:300]}
+            except Exception as err:  # recorded; the next workload still runs
+                record = {**base, "status": "error", "error": f"{type(err).__name__}: {err}"[:2000],
+                          "traceback": traceback.format_exc()[-3000:]}
+            _emit(args.results, record)
+            _free(device)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _emit(path: str, record: dict[str, Any]) -> None:
+    print(f"  -> {json.dumps({k: v for k, v in record.items() if k not in ('traceback', 'step_s_all')})[:800]}",
+          flush=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------------- parent
+def environment(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    from pipeline_lib.provenance import git_sha, library_versions
+
+    env = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "command": " ".join([Path(sys.argv[0]).name, *argv]), "git_sha": git_sha(), "versions": library_versions(),
+           "device": args.device, "layers": args.layers, "memory_cap_gb": args.memory_cap_gb}
+    if args.device == "cuda":
+        import torch
+
+        env["card"] = torch.cuda.get_device_name(0)
+        env["card_memory_gb"] = round(torch.cuda.get_device_properties(0).total_memory / 1e9, 1)
+    return env
+
+
+def add_ratios(records: list[dict[str, Any]]) -> None:
+    by = {(r["backend"], r["workload"]): r for r in records if r.get("status") == "ok"}
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        for other, key in (("unsloth", "ratio_to_unsloth"), ("hf", "ratio_to_hf")):
+            o = by.get((other, r["workload"]))
+            r[key] = round(r["tokens_per_second"] / o["tokens_per_second"], 3) if o else None
+
+
+def print_table(records: list[dict[str, Any]]) -> None:
+    head = (f"{'backend':8} {'workload':24} {'status':8} {'tok/s':>9} {'x unsloth':>9} {'x hf':>6} {'peak GB':>8} "
+            f"{'TFLOP/s':>8} {'MFU':>6} {'1st s':>6} check")
+    print(head)
+    for r in records:
+        def f(key: str, fmt: str = "", r: dict[str, Any] = r) -> str:
+            v = r.get(key)
+            return "-" if v is None else format(v, fmt)
+        check = r.get("numerics_check", {}).get("passed", "-")
+        print(f"{r['backend']:8} {r['workload']:24} {r.get('status', '?'):8} {f('tokens_per_second', ',.0f'):>9} "
+              f"{f('ratio_to_unsloth', '.2f'):>9} {f('ratio_to_hf', '.2f'):>6} {f('peak_gb'):>8} "
+              f"{f('model_tflops'):>8} {f('mfu', '.3f'):>6} {f('first_step_s', '.0f'):>6} {check}")
+        if r.get("status") in ("skipped", "oom", "error"):
+            print(f"{'':8} {r.get('reason') or r.get('error', '')}"[:300])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Time LoRA training steps: stock transformers+PEFT, Unsloth, our path.")
+    p.add_argument("--backends", default="fast,hf,unsloth", help=f"comma list of {BACKENDS}")
+    p.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS), help=f"comma list of {list(WORKLOADS)}")
+    p.add_argument("--layers", type=int, default=None, help="real per-layer shape, fewer layers (default: all 24)")
+    p.add_argument("--model", default=None, help="a model folder (config, or weights such as the tiny model)")
+    p.add_argument("--device", default=None, choices=("cuda", "cpu"))
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5, help="timed steps (median)")
+    p.add_argument("--seq-scale", type=float, default=1.0, help="scale every row length (CPU smoke runs)")
+    p.add_argument("--memory-cap-gb", type=float, default=None, help="cap this process's GPU memory (GiB)")
+    p.add_argument("--profile", action="store_true",
+                   help="one extra step under torch.profiler: time per component and top kernels in the JSON")
+    p.add_argument("--check-layers", type=int, default=2, help="layers of the numerics check model (CUDA)")
+    p.add_argument("--check-tokens", type=int, default=1024)
+    p.add_argument("--no-check", action="store_true", help="skip the fast path's numerics check (not advised)")
+    p.add_argument("--only", action="append", default=[], metavar="BACKEND=W1,W2",
+                   help="this backend runs only these workloads (repeatable); the others run --workloads")
+    p.add_argument("--grace-s", type=float, default=120,
+                   help="with --time-budget-s: a backend still running this long after the budget is killed")
+    p.add_argument("--time-budget-s", type=float, default=None,
+                   help="start no workload after this many seconds (the rest are recorded as skipped)")
+    p.add_argument("--workdir", default=None, help="temporary files (Unsloth's model copy); deleted at the end")
+    p.add_argument("--json", default=None, help="write the list of result objects here (after every backend)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--results", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name in args.workloads.split(","):
+        if name not in WORKLOADS:
+            p.error(f"--workloads: unknown workload {name!r}; choose from {list(WORKLOADS)}")
+    for name in args.backends.split(","):
+        if name not in BACKENDS:
+            p.error(f"--backends: unknown backend {name!r}; choose from {list(BACKENDS)}")
+    args.plan = {}
+    for item in args.only:
+        backend, _, names = item.partition("=")
+        if backend not in BACKENDS or not names:
+            p.error(f"--only {item!r}: expected BACKEND=W1,W2 with BACKEND in {list(BACKENDS)}")
+        unknown = [n for n in names.split(",") if n not in WORKLOADS]
+        if unknown:
+            p.error(f"--only {item!r}: unknown workload(s) {unknown}")
+        args.plan[backend] = names
+    if args.model and not Path(args.model, "config.json").is_file():
+        p.error(f"--model {args.model}: no config.json there")
+    args.unsloth_model_dir = None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.worker:
+        return worker(args)
+    deadline = time.time() + args.time_budget_s if args.time_budget_s else None
+    env = environment(args, argv)
+    print(json.dumps(env), flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_train_step_", dir=args.workdir))
+    records: list[dict[str, Any]] = []
+    try:
+        for backend in args.backends.split(","):
+            results = workdir / f"{backend}.jsonl"
+            names = args.plan.get(backend, args.workloads)
+            cmd = [sys.executable, "-m", "pipeline_lib.bench_train_step", *argv, "--device", args.device,
+                   "--worker", backend, "--results", str(results), "--workdir", str(workdir), "--workloads", names]
+            timeout = None
+            if deadline:
+                cmd += ["--deadline", str(deadline)]
+                timeout = max(30.0, deadline - time.time() + args.grace_s)
+            print(f"== backend {backend}: {names}", flush=True)
+            t0 = time.perf_counter()
+            child_env = worker_env()
+            try:
+                rc: int | str = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env, timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                rc = f"killed after {timeout:.0f}s (--time-budget-s + --grace-s)"
+            got = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+            done = {r["workload"] for r in got}
+            for name in names.split(","):
+                if name not in done:
+                    got.append({"backend": backend, "workload": name, "status": "error",
+                                "error": f"worker ended ({rc}) before this workload finished"})
+            for r in got:
+                r.update(env)
+            records.extend(got)
+            print(f"== backend {backend} done in {time.perf_counter() - t0:.0f}s (rc {rc})", flush=True)
+            add_ratios(records)
+            if args.json:
+                Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(records)
+    return 0
+
+
+SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
+
+
+def worker_env() -> dict[str, str]:
+    """The workers' environment: no secrets (they never touch a hub: HF_TOKEN & co. are dropped), this repo first
+    on PYTHONPATH, and the phases' allocator setting (expandable segments: fewer fragmentation OOMs at 32K rows)."""
+    env = {k: v for k, v in os.environ.items() if not any(m in k.upper() for m in SECRET_ENV_MARKERS)}
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    env["PYTHONPATH"] = _pythonpath()
+    return env
+
+
+def _pythonpath() -> str:
+    parts = [str(REPO_ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    return os.pathsep.join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Evaluation of a coding agent: pass@1 by execution on held-out tasks, tool-call accuracy on held-out Phase 0 rows.
+
+    python scripts/eval_coding_agent.py --config configs/python_eval.yaml --model checkpoints/tiny-gpt-oss
+
+- pass@1: for every held-out task (data/<language>/grpo/heldout.jsonl, never trained on) one greedy completion
+  from the prompt GRPO uses (``agent_tasks.task_prompt``), scored by ``rewards.score_completion`` in the sandbox;
+  pass@1 = the fraction whose tests pass. Greedy decoding makes this the single-sample pass@k estimate at k=1.
+- tool-call accuracy: for every held-out tool-calling row (data/coding_tui/tool_calling/heldout, written by Phase 0
+  and never trained on), one greedy completion from the conversation up to the assistant turn that makes the row's
+  first call. Correct = the completion parses as Harmony (openai_harmony, strict), its first call names the right
+  function, and its arguments are a JSON object equal to the expected one. Generation stops at the first ``<|call|>``
+  or ``<|return|>``, so only the first call of a turn is compared (xLAM rows with parallel calls included).
+- The stage table: every evaluated stage x metric with the delta to the base model, and a SOFT check that warns
+  when a stage scores below the stage before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.provenance import provenance, write_json_atomic
+
+STOP_TOKENS = ("<|return|>", "<|call|>")  # the two ends of an assistant turn a client acts on
+METRICS = ("pass_at_1", "mean_reward", "tool_call_accuracy", "tool_call_valid", "tool_call_right_function")
+# A metric that dropped by more than this from the previous stage warns (SOFT). Greedy pass@1 on n tasks moves in
+# steps of 1/n, so any real drop is at least 1/n; 1e-9 only absorbs float noise.
+REGRESSION_TOLERANCE = 1e-9
+
+Generate = Callable[[Sequence[str], int], list[str]]  # (prompts, max_new_tokens) -> completions after the prompt
+
+
+# ------------------------------------------------------------------------------------------- tool-call accuracy
+
+
+@dataclass(frozen=True)
+class ToolCallExample:
+    id: str
+    prompt: str  # Harmony text ending "<|start|>assistant"
+    expected: dict[str, Any]  # {"name": str, "arguments": dict}
+
+
+@dataclass
+class ToolCallScore:
+    valid: bool  # strict openai_harmony parse, and the completion makes a call
+    right_function: bool
+    arguments_json: bool  # the call's arguments are a JSON object
+    arguments_equal: bool
+    called: str | None = None
+    error: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.valid and self.right_function and self.arguments_json and self.arguments_equal
+
+
+def score_tool_call(completion: str, expected: dict[str, Any]) -> ToolCallScore:
+    """Compare the first tool call in ``completion`` (text after ``<|start|>assistant``) with ``expected``."""
+    from pipeline_lib.harmony import parse_harmony_completion
+
+    try:
+        messages = parse_harmony_completion(completion, strict=True)
+    except Exception as err:  # openai_harmony raises HarmonyError (a plain Exception) on a malformed stream
+        return ToolCallScore(False, False, False, False, error=f"not valid Harmony: {err}"[:300])
+    calls = [call for message in messages for call in message.get("tool_calls") or []]
+    if not calls:
+        return ToolCallScore(False, False, False, False, error="no tool call")
+    call = calls[0]
+    arguments = call["arguments"]  # a dict when the text is a JSON object, else the raw string
+    is_object = isinstance(arguments, dict)
+    right = call["name"] == expected["name"]
+    equal = is_object and _json_equal(arguments, expected["arguments"])
+    error = None if right and equal else ("wrong function" if not right else
+                                          "arguments are not a JSON object" if not is_object else "wrong arguments")
+    return ToolCallScore(True, right, is_object, equal, called=call["name"], error=error)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equal as JSON values: key order never matters; 1 == 1.0 as in JSON; True is not 1 (JSON tells them apart)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def load_tool_call_examples(path: str | os.PathLike, limit: int | None = None) -> list[ToolCallExample]:
+    """The held-out split Phase 0 writes (columns eval_prompt, eval_call); errors name the folder and row."""
+    from datasets import load_from_disk
+
+    folder = Path(path)
+    if not (folder / "dataset_info.json").is_file():
+        raise FileNotFoundError(f"{folder}: no held-out tool-calling split (Phase 0 writes it: run "
+                                "scripts/tui_data_prep.py, with --force if its output predates the split)")
+    dataset = load_from_disk(str(folder))
+    for column in ("eval_prompt", "eval_call"):
+        if column not in dataset.column_names:
+            raise ValueError(f"{folder}: no '{column}' column (has {dataset.column_names})")
+    examples = []
+    for index, row in enumerate(dataset):
+        if limit is not None and index >= limit:
+            break
+        expected = json.loads(row["eval_call"])
+        if not isinstance(expected, dict) or not isinstance(expected.get("arguments"), dict):
+            raise ValueError(f"{folder} row {index}: eval_call must be {{'name', 'arguments': object}}")
+        if not row["eval_prompt"].endswith("<|start|>assistant"):
+            raise ValueError(f"{folder} row {index}: eval_prompt must end with <|start|>assistant")
+        examples.append(ToolCallExample(f"{row.get('source', 'row')}-{index}", row["eval_prompt"], expected))
+    if not examples:
+        raise ValueError(f"{folder}: the held-out tool-calling split is empty")
+    return examples
+
+
+def evaluate_tool_calls(examples: Sequence[ToolCallExample], generate: Generate, max_new_tokens: int,
+                        batch_size: int = 1) -> dict[str, Any]:
+    """Generate for every example, score each; rates over all examples (an empty list is an error)."""
+    if not examples:
+        raise ValueError("no tool-calling examples to evaluate")
+    rows = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        for example, completion in zip(batch, generate([e.prompt for e in batch], max_new_tokens), strict=True):
+            score = score_tool_call(completion, example.expected)
+            rows.append({"id": example.id, "expected": example.expected["name"], **asdict(score),
+                         "correct": score.correct, "completion": completion[:500]})
+    n = len(rows)
+    return {"n": n, "tool_call_accuracy": sum(r["correct"] for r in rows) / n,
+            "tool_call_valid": sum(r["valid"] for r in rows) / n,
+            "tool_call_right_function": sum(r["right_function"] for r in rows) / n, "examples": rows}
+
+
+# ---------------------------------------------------------------------------------------------------- pass@1
+
+
+def evaluate_tasks(tasks: Sequence[dict[str, Any]], generate: Generate, max_new_tokens: int, *,
+                   prompts: Sequence[str] | None = None, score: Callable[..., Any] | None = None,
+                   batch_size: int = 1) -> dict[str, Any]:
+    """One greedy completion per task, scored by execution; pass@1 = fraction with tests_passed."""
+    from pipeline_lib.agent_tasks import task_prompt
+
+    if not tasks:
+        raise ValueError("no held-out tasks to evaluate")
+    if score is None:
+        from pipeline_lib.rewards import score_completion as score
+    prompts = list(prompts) if prompts is not None else [task_prompt(task) for task in tasks]
+    rows = []
+    for start in range(0, len(tasks), batch_size):
+        batch = list(range(start, min(start + batch_size, len(tasks))))
+        completions = generate([prompts[i] for i in batch], max_new_tokens)
+        for i, completion in zip(batch, completions, strict=True):
+            result = score(tasks[i], completion)
+            rows.append({"id": tasks[i]["id"], "operator": tasks[i].get("operator"),
+                         "tests_passed": bool(result.tests_passed), "reward": float(result.reward),
+                         "form": result.form, "applied": bool(result.applied), "error": result.error,
+                         "completion": completion[:500]})
+    n = len(rows)
+    return {"n": n, "pass_at_1": sum(r["tests_passed"] for r in rows) / n,
+            "mean_reward": sum(r["reward"] for r in rows) / n, "tasks": rows}
+
+
+# ------------------------------------------------------------------------------------------------- generation
+
+
+@dataclass
+class HFGenerator:
+    """Greedy generation with a transformers model; a completion is the decoded new tokens, specials kept."""
+
+    model: Any
+    tokenizer: Any
+    stop_token_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, model_path: str | None, adapter: str | None) -> HFGenerator:
+        """A model folder, or an adapter folder on its base (``model_path`` overrides the adapter's base)."""
+        from pipeline_lib.modeling import load_causal_lm
+        from pipeline_lib.unsloth_utils import load_training_tokenizer
+
+        if adapter:
+            from peft import PeftModel
+
+            from pipeline_lib.ipo import resolve_base_model
+
+            base = resolve_base_model(adapter, model_path)
+            model = PeftModel.from_pretrained(load_causal_lm(base), adapter, is_trainable=False)
+            tokenizer = load_training_tokenizer(base)
+        else:
+            if not model_path or not Path(model_path).is_dir():
+                raise FileNotFoundError(f"--model {model_path}: no such model folder")
+            model, tokenizer = load_causal_lm(model_path), load_training_tokenizer(model_path)
+        model.eval()
+        stops = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+        return cls(model, tokenizer, stops)
+
+    def __call__(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        import torch
+
+        self.tokenizer.padding_side = "left"  # generation continues every row from its last real token
+        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            output = self.model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
+                                         eos_token_id=self.stop_token_ids,
+                                         pad_token_id=self.tokenizer.pad_token_id, top_p=None, top_k=None,
+                                         temperature=None)
+        new = output[:, batch["input_ids"].shape[1]:]
+        texts = []
+        for row in new.tolist():
+            cut = next((i + 1 for i, t in enumerate(row) if t in self.stop_token_ids), len(row))
+            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=False))
+        return texts
+
+
+# ------------------------------------------------------------------------------------------- reports + table
+
+
+def metrics_of(result: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers of one evaluation (None where that part was not run)."""
+    tasks, tools = result.get("tasks") or {}, result.get("tool_calls") or {}
+    return {"pass_at_1": tasks.get("pass_at_1"), "mean_reward": tasks.get("mean_reward"),
+            "tool_call_accuracy": tools.get("tool_call_accuracy"), "tool_call_valid": tools.get("tool_call_valid"),
+            "tool_call_right_function": tools.get("tool_call_right_function")}
+
+
+def write_report(result: dict[str, Any], output_dir: str | os.PathLike, stage: str,
+                 config: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """``<output_dir>/<stage>.json`` (every row, metrics, provenance) and ``<stage>.md`` (headline + failures)."""
+    out = Path(output_dir)
+    data = {"stage": stage, "metrics": metrics_of(result), **result, "provenance": provenance(config)}
+    json_path = write_json_atomic(out / f"{stage}.json", data)
+    lines = [f"# Evaluation: {stage}", "", f"model: `{result.get('model')}`" +
+             (f", adapter: `{result['adapter']}`" if result.get("adapter") else ""), "",
+             "| metric | value | n |", "|---|---|---|"]
+    tasks, tools = result.get("tasks") or {}, result.get("tool_calls") or {}
+    for name, value in data["metrics"].items():
+        n = tasks.get("n") if name in ("pass_at_1", "mean_reward") else tools.get("n")
+        lines.append(f"| {name} | {_fmt(value)} | {n if value is not None else ''} |")
+    if tasks:
+        lines += ["", "## Held-out tasks", "", "| task | tests passed | reward | form | error |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['id']} | {r['tests_passed']} | {r['reward']:.3f} | {r['form']} | "
+                  f"{_cell(r['error'])} |" for r in tasks["tasks"]]
+    if tools:
+        lines += ["", "## Held-out tool calls", "", "| example | expected | called | correct | error |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['id']} | {r['expected']} | {r['called']} | {r['correct']} | {_cell(r['error'])} |"
+                  for r in tools["examples"]]
+    md_path = out / f"{stage}.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _cell(text: str | None) -> str:
+    return "" if not text else text.replace("|", "\\|").replace("\n", " ")[:120]
+
+
+def load_stage_results(eval_dir: str | os.PathLike, stages: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Metrics of every stage in ``stages`` that has ``<eval_dir>/<stage>.json``, in that order."""
+    found = {}
+    for stage in stages:
+        path = Path(eval_dir) / f"{stage}.json"
+        if path.is_file():
+            found[stage] = json.loads(path.read_text())["metrics"]
+    return found
+
+
+def stage_table(results: dict[str, dict[str, float | None]], base: str = "base") -> str:
+    """Markdown: one row per stage, one column per metric, each cell ``value (+delta to base)``."""
+    metrics = [m for m in METRICS if any(r.get(m) is not None for r in results.values())]
+    reference = results.get(base, {})
+    lines = ["| stage | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for stage, values in results.items():
+        cells = []
+        for metric in metrics:
+            value, start = values.get(metric), reference.get(metric)
+            delta = "" if stage == base or value is None or start is None else f" ({value - start:+.3f})"
+            cells.append(_fmt(value) + delta)
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def regressions(results: dict[str, dict[str, float | None]]) -> list[str]:
+    """SOFT gate: one warning per (stage, metric) that scored below the stage evaluated before it."""
+    warnings, previous = [], None
+    for stage, values in results.items():
+        if previous is not None:
+            before_stage, before = previous
+            for metric in METRICS:
+                now, then = values.get(metric), before.get(metric)
+                if now is not None and then is not None and now < then - REGRESSION_TOLERANCE:
+                    warnings.append(f"{stage} {metric} = {now:.3f} < {before_stage} {then:.3f}")
+        previous = (stage, values)
+    return warnings

@@ -1,0 +1,305 @@
+"""Our fast LoRA training path for GPT-OSS (``--backend fast``): same PEFT parameters, faster arithmetic.
+
+Why stock is slow (docs/BENCHMARKS.md): PEFT's ``target_parameters`` LoRA on the 3-D experts
+(``ParamWrapper``) re-parametrises each expert stack as W + s·(A·B) on every forward — a 1 GB bf16 rebuild per layer
+at the real shape — and autograd then takes a full [32, 2880, 5760] weight gradient of that sum. Here the computation
+of the PEFT-wrapped experts is replaced, not their parametrisation:
+
+    y_e = x·W_e + b_e + s·(x·A_e)·B_e          for the tokens routed to expert e
+
+as grouped GEMMs over the tokens sorted by expert (``torch.nn.functional.grouped_mm`` / ``torch._grouped_mm`` on
+CUDA; a per-expert loop elsewhere). No W + BA is built and the frozen W gets no gradient; routing and permutation
+use sort / scatter_add / cumsum only (no host sync). The LoRA tensors are PEFT's own (``lora_A``/``lora_B`` of the
+two nested ParamWrappers), read through PEFT's ``get_delta_factors`` so the layout is PEFT's by construction: a
+fast-trained adapter is a plain PEFT adapter (merge, IPO and export load it with ``PeftModel.from_pretrained``).
+
+The rest of the path:
+- Loss: ``chunked_lm_loss`` / ``chunked_token_logprobs`` never build the [tokens, 201088] fp32 logits: rows of
+  ``CE_CHUNK_TOKENS`` tokens at a time, the gradient w.r.t. the hidden states computed in the same pass (so backward
+  is one multiply). Inside TRL's trainers the phases already get TRL's chunked fused LM head (``fused_lm_head=True``),
+  so the phases only swap the experts; the bench (no TRL) uses these functions.
+- Attention: transformers' flex_attention on CUDA (sinks via its LSE path, the sliding window from the config) and
+  eager on CPU; packed rows get block-diagonal masks from position_ids through ``pack_sft.enable_packed_attention``.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+# 2,048 tokens x 201,088 vocab in fp32 = 1.6 GB per chunk of logits (plus its softmax in place): a few percent of
+# the card instead of 26 GB for a whole 32K row.
+CE_CHUNK_TOKENS = 2048
+
+
+class FastPathUnavailable(RuntimeError):
+    """The model has no PEFT-wrapped GPT-OSS experts the fast path knows how to compute."""
+
+
+# --------------------------------------------------------------------------------------------------- grouped GEMM
+def grouped_mm(x: Any, w: Any, offs: Any) -> Any:
+    """(x sorted by group) [N, K] @ per-group w [G, K, M] -> [N, M]; ``offs`` = int32 cumulative group ends.
+
+    CUDA bf16: torch's grouped GEMM (one launch for all experts, no host sync). Elsewhere (CPU tests, fp32): a loop
+    over groups with plain matmuls; torch 2.13's CPU grouped_mm backward rejects the zero-stride gradients that
+    autograd hands it (measured), and the loop is exact.
+    """
+    import torch
+
+    if x.is_cuda and w.dtype == torch.bfloat16:
+        fn = getattr(torch.nn.functional, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+        if fn is not None:
+            return fn(x.to(w.dtype), w, offs=offs)
+    ends = offs.tolist()
+    outs, start = [], 0
+    for g, end in enumerate(ends):
+        outs.append(x[start:end] @ w[g])
+        start = end
+    return torch.cat(outs, dim=0)
+
+
+# ------------------------------------------------------------------------------------------------- expert wrapping
+def _expert_chain(module: Any) -> tuple[dict[str, Any], Any] | None:
+    """For the outermost PEFT ParamWrapper over GPT-OSS experts: ({parameter_name: wrapper}, experts module)."""
+    from peft.tuners.lora.layer import ParamWrapper
+
+    if not isinstance(module, ParamWrapper):
+        return None
+    wrappers: dict[str, Any] = {}
+    node = module
+    while isinstance(node, ParamWrapper):
+        wrappers[node.parameter_name] = node
+        node = node.base_layer
+    needed = ("gate_up_proj", "down_proj", "gate_up_proj_bias", "down_proj_bias")
+    if not all(hasattr(node, n) for n in needed) or not hasattr(node, "_apply_gate"):
+        return None
+    if getattr(node.gate_up_proj, "ndim", 0) != 3 or not getattr(node, "is_transposed", False):
+        return None  # the fast forward assumes GPT-OSS's [experts, in, out] layout
+    if set(wrappers) - {"gate_up_proj", "down_proj"}:
+        return None
+    return wrappers, node
+
+
+def _lora_terms(wrapper: Any | None, dtype: Any) -> list[tuple[Any, Any, float]]:
+    """(A [E, in, r], B [E, r, out], scaling) per active, unmerged adapter of one ParamWrapper (PEFT's layout)."""
+    if wrapper is None or wrapper.disable_adapters or wrapper.merged:
+        return []
+    terms = []
+    for name in wrapper.active_adapters:
+        if name not in wrapper.lora_A:
+            continue
+        if wrapper._did_swap_in_out_features:  # guarded in enable_fast_experts; never reached for GPT-OSS
+            raise FastPathUnavailable("expert parameter stored as [experts, out, in]: not the GPT-OSS layout")
+        lhs, rhs, scaling = wrapper.get_delta_factors(name)  # delta = scaling * lhs @ rhs, [E, in, out]
+        terms.append((lhs.to(dtype).contiguous(), rhs.to(dtype).contiguous(), scaling))
+    return terms
+
+
+def _expert_projection(x: Any, weight: Any, bias_rows: Any, offs: Any, terms: list, drop_expert: int | None) -> Any:
+    out = grouped_mm(x, weight, offs) + bias_rows
+    for lhs, rhs, scaling in terms:
+        if drop_expert is not None:  # negative control for the numerics checks: expert e's LoRA B removed
+            keep = (rhs.new_ones(rhs.shape[0]).index_fill(0, rhs.new_tensor([drop_expert]).long(), 0))
+            rhs = rhs * keep[:, None, None]
+        out = out + scaling * grouped_mm(grouped_mm(x, lhs, offs), rhs, offs)
+    return out
+
+
+def fast_experts_forward(self: Any, hidden_states: Any, router_indices: Any = None, routing_weights: Any = None,
+                         *args: Any, **kwargs: Any) -> Any:
+    """Forward of the outermost expert ParamWrapper (installed by ``enable_fast_experts``); same maths as
+    GptOssExperts.forward with PEFT's LoRA applied as split products."""
+    import torch
+
+    state = self._fast_experts
+    if not state["enabled"]:
+        return state["original_forward"](hidden_states, router_indices, routing_weights, *args, **kwargs)
+    wrappers, experts = _expert_chain(self)
+    n_tokens, hidden = hidden_states.shape
+    top_k = router_indices.shape[-1]
+    n_experts = experts.gate_up_proj.shape[0]
+    dtype = hidden_states.dtype
+
+    expert_ids = router_indices.reshape(-1)
+    expert_sorted, perm = torch.sort(expert_ids, stable=True)
+    counts = torch.zeros(n_experts, dtype=torch.long, device=expert_ids.device)
+    counts.scatter_add_(0, expert_ids, torch.ones_like(expert_ids))
+    offs = torch.cumsum(counts, 0).to(torch.int32)
+    x = hidden_states[perm // top_k]
+
+    drop = state.get("drop_expert_lora_b")
+    gate_up = _expert_projection(x, experts.gate_up_proj, experts.gate_up_proj_bias[expert_sorted], offs,
+                                 _lora_terms(wrappers.get("gate_up_proj"), dtype), drop)
+    act = experts._apply_gate(gate_up)
+    out = _expert_projection(act, experts.down_proj, experts.down_proj_bias[expert_sorted], offs,
+                             _lora_terms(wrappers.get("down_proj"), dtype), drop)
+    out = out * routing_weights.reshape(-1)[perm].unsqueeze(-1).to(out.dtype)
+    # Back to (token, k) order and a sum over k: deterministic (no atomics), like transformers' grouped_mm path.
+    unsorted = torch.empty_like(out).index_copy_(0, perm, out)
+    return unsorted.view(n_tokens, top_k, hidden).sum(dim=1).to(dtype)
+
+
+def enable_fast_experts(model: Any) -> dict[str, Any]:
+    """Swap the computation of every PEFT-wrapped GPT-OSS expert block for ``fast_experts_forward``.
+
+    Returns ``fast_path_report``: {"layers": n, "reason": ...} ("layers" 0 when the experts are not LoRA targets);
+    raises FastPathUnavailable for expert LoRA stored in a layout other than GPT-OSS's [experts, in, out].
+    """
+    from peft.tuners.lora.layer import ParamWrapper
+
+    inner = set()
+    for module in model.modules():
+        if isinstance(module, ParamWrapper) and isinstance(module.base_layer, ParamWrapper):
+            inner.add(id(module.base_layer))
+    for module in model.modules():
+        if id(module) in inner:
+            continue
+        chain = _expert_chain(module)
+        if chain is None:
+            continue
+        wrappers, _ = chain
+        if any(w._did_swap_in_out_features for w in wrappers.values()):
+            raise FastPathUnavailable("expert LoRA stored with swapped in/out features: not GPT-OSS's layout")
+        if hasattr(module, "_fast_experts"):
+            module._fast_experts["enabled"] = True
+        else:
+            module._fast_experts = {"enabled": True, "original_forward": module.forward, "drop_expert_lora_b": None}
+            module.forward = types.MethodType(fast_experts_forward, module)
+    return fast_path_report(model)
+
+
+def fast_path_report(model: Any) -> dict[str, Any]:
+    """{"layers": expert blocks computed by the fast path (enabled), "reason": why / why not}."""
+    modules = [m for m in _fast_modules(model) if m._fast_experts["enabled"]]
+    reason = ("expert LoRA as split grouped GEMMs (no W+BA rebuild, no expert weight gradient)" if modules
+              else "no PEFT-wrapped experts swapped: experts run as stock PEFT (or are not LoRA targets)")
+    return {"layers": len(modules), "reason": reason}
+
+
+def _fast_modules(model: Any) -> list[Any]:
+    return [m for m in model.modules() if hasattr(m, "_fast_experts")]
+
+
+def set_fast_experts(model: Any, enabled: bool) -> int:
+    """Turn the swapped forwards on/off (off = PEFT's own forward, the stock reference); returns modules touched."""
+    modules = _fast_modules(model)
+    for m in modules:
+        m._fast_experts["enabled"] = enabled
+    return len(modules)
+
+
+def set_drop_expert_lora_b(model: Any, expert: int | None, layer: int = 0) -> None:
+    """Negative control: the fast path ignores expert ``expert``'s LoRA B in layer ``layer`` (None: restore)."""
+    modules = _fast_modules(model)
+    if not modules:
+        raise FastPathUnavailable("enable_fast_experts(model) first")
+    for m in modules:
+        m._fast_experts["drop_expert_lora_b"] = None
+    if expert is not None:
+        modules[layer]._fast_experts["drop_expert_lora_b"] = expert
+
+
+# ------------------------------------------------------------------------------------------------ chunked LM loss
+def _chunked_nll_impl(hidden: Any, weight: Any, targets: Any, chunk: int, need_grad: bool = True
+                      ) -> tuple[Any, Any]:
+    """Per-row NLL [N] (fp32 or wider) and d(nll_i)/d(hidden_i) [N, H] (None unless need_grad), building at most
+    ``chunk`` rows of logits at a time."""
+    import torch
+
+    acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32 for bf16 models, fp64 stays fp64 (tests)
+    nll = torch.empty(hidden.shape[0], dtype=acc, device=hidden.device)
+    grad = torch.empty_like(hidden) if need_grad else None
+    for start in range(0, hidden.shape[0], chunk):
+        h = hidden[start:start + chunk]
+        t = targets[start:start + chunk]
+        logits = (h @ weight.t()).to(acc)
+        lse = torch.logsumexp(logits, dim=-1)
+        nll[start:start + chunk] = lse - logits.gather(1, t[:, None]).squeeze(1)
+        if not need_grad:
+            continue
+        probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+        probs.scatter_add_(1, t[:, None], probs.new_full((t.shape[0], 1), -1.0))
+        grad[start:start + chunk] = (probs.to(weight.dtype) @ weight).to(hidden.dtype)
+    return nll, grad
+
+
+class _ChunkedNLL:
+    """autograd Function (built lazily so importing this module needs no torch)."""
+
+    fn = None
+
+    @classmethod
+    def get(cls):
+        if cls.fn is None:
+            import torch
+
+            class ChunkedNLL(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, hidden, weight, targets, chunk, need_grad):
+                    nll, grad = _chunked_nll_impl(hidden, weight, targets, chunk, need_grad)
+                    if need_grad:
+                        ctx.save_for_backward(grad)
+                    return nll
+
+                @staticmethod
+                def backward(ctx, grad_nll):
+                    (grad,) = ctx.saved_tensors
+                    return grad * grad_nll[:, None].to(grad.dtype), None, None, None, None
+
+            cls.fn = ChunkedNLL
+        return cls.fn
+
+
+def chunked_token_nll(hidden: Any, weight: Any, targets: Any, chunk: int = CE_CHUNK_TOKENS) -> Any:
+    """-log softmax(hidden @ weight.T)[target] per row, differentiable w.r.t. hidden (``weight`` must be frozen)."""
+    import torch
+
+    if weight.requires_grad:
+        raise ValueError("chunked_token_nll: the LM head must be frozen (LoRA does not target lm_head)")
+    need_grad = torch.is_grad_enabled() and hidden.requires_grad
+    return _ChunkedNLL.get().apply(hidden, weight, targets, chunk, need_grad)
+
+
+def shifted_targets(labels: Any, ignore_index: int = -100) -> Any:
+    """Next-token targets as transformers' ForCausalLMLoss builds them: labels shifted left, -100 at the end."""
+    import torch
+
+    pad = labels.new_full((labels.shape[0], 1), ignore_index)
+    return torch.cat([labels[:, 1:], pad], dim=1)
+
+
+def causal_lm_core(model: Any) -> Any:
+    """The GptOssForCausalLM inside a PeftModel (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def hidden_states(model: Any, input_ids: Any, position_ids: Any = None, attention_mask: Any = None) -> Any:
+    core = causal_lm_core(model)
+    out = core.model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False)
+    return out.last_hidden_state
+
+
+def chunked_lm_loss(model: Any, input_ids: Any, labels: Any, *, position_ids: Any = None,
+                    attention_mask: Any = None, chunk: int = CE_CHUNK_TOKENS) -> Any:
+    """Mean next-token cross-entropy over labels != -100: the same value as ``model(..., labels=labels).loss``."""
+    core = causal_lm_core(model)
+    hidden = hidden_states(model, input_ids, position_ids, attention_mask)
+    targets = shifted_targets(labels).reshape(-1)
+    rows = (targets != -100).nonzero().squeeze(1)  # one host sync per step: only trained rows reach the LM head
+    nll = chunked_token_nll(hidden.reshape(-1, hidden.shape[-1])[rows], core.lm_head.weight, targets[rows], chunk)
+    return nll.sum() / rows.numel()
+
+
+def chunked_sequence_logps(model: Any, input_ids: Any, labels: Any, *, position_ids: Any = None,
+                           attention_mask: Any = None, chunk: int = CE_CHUNK_TOKENS) -> Any:
+    """Summed log-probs of the labelled next tokens per row [B] (what DPO/IPO compare), chunked."""
+    import torch
+
+    core = causal_lm_core(model)
+    hidden = hidden_states(model, input_ids, position_ids, attention_mask)
+    targets = shifted_targets(labels)
+    flat = targets.reshape(-1)
+    rows = (flat != -100).nonzero().squeeze(1)
+    nll = chunked_token_nll(hidden.reshape(-1, hidden.shape[-1])[rows], core.lm_head.weight, flat[rows], chunk)
+    per_row = torch.zeros(targets.numel(), dtype=nll.dtype, device=nll.device).index_copy(0, rows, -nll)
+    return per_row.view(targets.shape).sum(dim=1)

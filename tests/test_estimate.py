@@ -1,0 +1,101 @@
+"""The --dry-run cost estimate: data volumes, steps and tokens per phase, time from measured throughput only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline_lib import estimate as est
+
+
+def table(tok_s: float = 1000.0) -> est.ThroughputTable:
+    return est.ThroughputTable(
+        training=(est.Measurement("H100-80GB", "sft", "unsloth", tok_s, 4096, "2026-11-25", "bench"),
+                  est.Measurement("H100-80GB", "sft", "hf", tok_s / 2, 4096, "2026-11-25", "bench")),
+        merge=(est.MergeMeasurement("H100-80GB", 60, 10_000_000_000, "2026-11-25", "bench"),))
+
+
+def plan(**kw) -> est.TrainingPlan:
+    base = dict(phase="sft", volume=est.DataVolume(1000, 500.0, "t"), batch=2, accum=4, seq=4096, max_steps=-1,
+                epochs=1, backend="unsloth")
+    return est.TrainingPlan(**{**base, **kw})
+
+
+def test_epochs_give_steps_tokens_and_time():
+    e = est.estimate_training(plan(epochs=2), table(), "H100-80GB")
+    # 1000 rows x 500 tokens x 2 epochs = 1,000,000 tokens; 8 rows (4,000 tokens) a step -> 250 steps
+    assert (e.steps, e.tokens, e.seconds) == (250, 1_000_000, 1000.0)
+    assert e.gpu_hours == pytest.approx(1000 / 3600)
+    assert "1,000 tok/s unsloth on H100-80GB" in e.basis
+
+
+def test_max_steps_wins_and_rows_are_truncated_to_seq():
+    e = est.estimate_training(plan(max_steps=50, seq=256), table(), "H100-80GB")
+    assert (e.steps, e.tokens) == (50, 50 * 8 * 256)  # mean 500 > seq 256: truncated rows
+
+
+def test_packed_and_preference_pairs():
+    packed = est.estimate_training(plan(packed=True, seq=32768, batch=1, accum=2), table(), "H100-80GB")
+    per_step = 2 * 32768 * est.PACKED_FILL
+    assert packed.steps == -(-500_000 // per_step) and packed.tokens == int(packed.steps * per_step)
+    pairs = est.estimate_training(plan(pairs=True), table(), "H100-80GB")
+    assert pairs.tokens == 2 * 1000 * 500  # chosen and rejected both forwarded
+
+
+def test_backend_auto_prefers_unsloth_then_hf_and_unknown_card_says_no_measurement():
+    assert est.estimate_training(plan(backend="auto"), table(), "H100-80GB").seconds == 500.0
+    assert est.estimate_training(plan(backend="hf"), table(), "H100-80GB").seconds == 1000.0
+    none = est.estimate_training(plan(), table(), "H200")
+    assert none.seconds is None and none.tokens == 500_000 and "no measurement for sft on H200" in none.basis
+
+
+def test_no_volume_means_tokens_unknown():
+    e = est.estimate_training(plan(volume=None), table(), "H100-80GB")
+    assert e.tokens is None and e.seconds is None and "no data volume" in e.basis
+
+
+def test_merge_scales_with_parameters():
+    assert est.estimate_merge("merge", 20_000_000_000, table(), "H100-80GB").seconds == 120.0
+    assert est.estimate_merge("merge", 20_000_000_000, table(), "cpu-2core").seconds is None
+
+
+def test_prepared_volumes_from_report(tmp_path):
+    report = {"datasets": {"a": {"category": "tool_calling", "kept": 10, "tokens": {"mean": 100.0}},
+                           "b": {"category": "tool_calling", "kept": 30, "tokens": {"mean": 300.0}},
+                           "c": {"category": "preference", "kept": 0, "tokens": None}}}
+    (tmp_path / "prep_report.json").write_text(json.dumps(report))
+    vols = est.prepared_volumes(tmp_path)
+    assert set(vols) == {"tool_calling"}
+    assert vols["tool_calling"].rows == 40 and vols["tool_calling"].mean_tokens == 250.0
+    (tmp_path / "prep_report.json").write_text(json.dumps(report | {"error": "every dataset failed"}))
+    assert est.prepared_volumes(tmp_path) == {}  # a failed prep measures nothing
+
+
+def test_configured_volumes_leave_out_categories_with_unknown_sizes(tmp_path):
+    vols = est.configured_volumes(quick_test=True)
+    # quick test: glaive 500 + xlam 200 + hermes 300 rows; agent_traj has datasets without tokens_per_row
+    assert vols["tool_calling"].rows == 1000 and "agent_traj" not in vols
+    full = est.configured_volumes(quick_test=False)
+    assert full["tool_calling"].rows == 113000 + 60000 + 11600
+
+
+def test_shipped_throughput_table_loads_and_rejects_bad_rows(tmp_path):
+    shipped = est.load_throughput()
+    assert shipped.lookup("H100-80GB", "tool_calling_sft", "auto").backend == "unsloth"
+    bad = tmp_path / "t.yaml"
+    bad.write_text("training:\n  - {card: X, phase: p, backend: hf, tokens_per_second: 0, seq: 1, date: d,"
+                   " source: s}\n")
+    with pytest.raises(ValueError, match="tokens_per_second must be > 0"):
+        est.load_throughput(bad)
+    bad.write_text("training:\n  - {card: X, phase: p}\n")
+    with pytest.raises(ValueError, match="missing backend"):
+        est.load_throughput(bad)
+
+
+def test_format_totals_known_phases_and_names_the_rest():
+    estimates = [est.estimate_training(plan(epochs=2), table(), "H100-80GB"),
+                 est.estimate_training(plan(phase="other"), table(), "H100-80GB")]
+    lines = est.format_estimates(estimates, "H100-80GB", "assumed", "balanced", unmeasured=["export"])
+    assert lines[-1] == ("total: ~16.7 min (0.28 GPU-hours) on H100-80GB with the balanced profile"
+                         " + no measurement for other, export")

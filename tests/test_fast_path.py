@@ -1,0 +1,253 @@
+"""The fast training path (pipeline_lib/fast_path.py) against stock PEFT on the tiny GPT-OSS, in fp32 on CPU.
+
+Every equivalence here has a negative control that must fail: one expert's LoRA B dropped, a wrong packing, an
+off-by-one target, the base model without its adapter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipeline_lib import fast_path
+from pipeline_lib.bench_train_step import (
+    WORKLOADS,
+    flops_per_token,
+    grad_error,
+    lora_grads,
+    make_batch,
+    randomize_lora_b,
+    scaled,
+)
+
+FP32_RTOL = 1e-5  # measured: loss identical, worst LoRA-gradient slice 1.3e-6 relative (fp32, tiny model)
+
+
+def fast_lora_model(tiny_model_dir, r: int = 8):
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.pack_sft import enable_packed_attention
+    from pipeline_lib.unsloth_utils import apply_lora_config
+
+    torch.manual_seed(0)
+    base = load_causal_lm(tiny_model_dir, detect_precision("eager"))
+    model = apply_lora_config(base, r, backend="fast")
+    randomize_lora_b(model, std=0.05)  # B = 0 at init would hide any expert-LoRA bug
+    enable_packed_attention(model)
+    return model
+
+
+def loss_and_grads(model, batch, *, fast: bool, drop: int | None = None):
+    fast_path.set_fast_experts(model, fast)
+    fast_path.set_drop_expert_lora_b(model, drop)
+    model.zero_grad(set_to_none=True)
+    kwargs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
+    if fast:
+        loss = fast_path.chunked_lm_loss(model, batch["input_ids"], batch["labels"], chunk=37, **kwargs)
+    else:
+        loss = model(input_ids=batch["input_ids"], labels=batch["labels"], **kwargs).loss
+    loss.backward()
+    fast_path.set_drop_expert_lora_b(model, None)
+    return float(loss.detach()), lora_grads(model)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return fast_lora_model(tiny_model_dir)
+
+
+def test_fast_path_swaps_every_expert_block(model):
+    from pipeline_lib.unsloth_utils import training_path
+
+    fast_path.set_fast_experts(model, True)
+    assert fast_path.fast_path_report(model)["layers"] == model.config.num_hidden_layers
+    assert training_path(model, "fast").endswith("in 2 layers")
+    fast_path.set_fast_experts(model, False)
+    assert fast_path.fast_path_report(model)["layers"] == 0
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_fast_loss_and_lora_grads_equal_stock_peft(model, packed):
+    wl = WORKLOADS["phase2_r128_32k_packed" if packed else "phase1_r64_4k"]
+    batch = make_batch(scaled(wl, 96 / wl.seq), model.config.vocab_size, "cpu", seed=3)
+    n_experts = model.config.num_local_experts
+    ref_loss, ref = loss_and_grads(model, batch, fast=False)
+    loss, grads = loss_and_grads(model, batch, fast=True)
+    err, where = grad_error(ref, grads, n_experts)
+    assert math.isclose(loss, ref_loss, rel_tol=FP32_RTOL), (loss, ref_loss)
+    assert err < FP32_RTOL, (err, where)
+    assert any("experts" in n and "lora_A" in n for n in grads)  # the expert LoRA really got gradients
+    # negative control: the same fast path with one expert's LoRA B dropped in layer 0 must fail both checks
+    ctl_loss, ctl = loss_and_grads(model, batch, fast=True, drop=1)
+    ctl_err, ctl_where = grad_error(ref, ctl, n_experts)
+    assert ctl_err > 0.5 and "layers.0.mlp.experts" in ctl_where
+    assert not math.isclose(ctl_loss, ref_loss, rel_tol=FP32_RTOL)
+
+
+def test_packed_equals_unpacked_on_the_fast_path(model):
+    """Two conversations packed in one row (positions restart, no cross attention) give each trained token the NLL
+    it has alone; negative controls: the same row without the position reset, and with the reset at the wrong token.
+    (Per-token NLLs, not mean losses: a random model's losses all sit near ln(201088).)"""
+    fast_path.set_fast_experts(model, True)
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randint(0, 199_000, (1, 40), generator=g), torch.randint(0, 199_000, (1, 56), generator=g)
+    lb = b.clone()
+    lb[:, 0] = -100  # TRL's padding-free collator: a's last token is never trained to predict b's first
+
+    def token_nll(ids, labels, pos=None):
+        with torch.no_grad():
+            hidden = fast_path.hidden_states(model, ids, position_ids=pos)
+            targets = fast_path.shifted_targets(labels).reshape(-1)
+            rows = (targets != -100).nonzero().squeeze(1)
+            weight = fast_path.causal_lm_core(model).lm_head.weight
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            return fast_path.chunked_token_nll(flat[rows], weight, targets[rows], 29)
+
+    alone = torch.cat([token_nll(a, a), token_nll(b, lb)])
+    ids, labels = torch.cat([a, b], 1), torch.cat([a, lb], 1)
+    packed = token_nll(ids, labels, torch.cat([torch.arange(40), torch.arange(56)])[None])
+    assert packed.shape == alone.shape
+    packed_err = float((packed - alone).abs().max())
+    assert packed_err < 1e-4, packed_err
+    for pos in (torch.arange(96), torch.cat([torch.arange(30), torch.arange(66)])):
+        bad = float((token_nll(ids, labels, pos[None]) - alone).abs().max())
+        assert bad > 1e-3 and bad > 100 * packed_err, (bad, packed_err)
+
+
+def test_chunked_cross_entropy_equals_full():
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 50, 16, generator=g, dtype=torch.float64)
+    weight = torch.randn(300, 16, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 300, (2, 50), generator=g)
+    labels[0, :7] = -100
+    h1 = hidden.clone().requires_grad_()
+    targets = fast_path.shifted_targets(labels).reshape(-1)
+    rows = (targets != -100).nonzero().squeeze(1)
+    loss = fast_path.chunked_token_nll(h1.reshape(-1, 16)[rows], weight, targets[rows], 13).mean()
+    loss.backward()
+    h2 = hidden.clone().requires_grad_()
+    full = torch.nn.functional.cross_entropy((h2 @ weight.T).reshape(-1, 300), targets, ignore_index=-100)
+    full.backward()
+    assert torch.allclose(loss, full, rtol=1e-12)
+    assert torch.allclose(h1.grad, h2.grad, rtol=1e-10, atol=1e-14)
+    # negative control: the unshifted labels (an off-by-one) give another loss
+    flat = labels.reshape(-1)
+    keep = (flat != -100).nonzero().squeeze(1)
+    wrong = fast_path.chunked_token_nll(hidden.reshape(-1, 16)[keep], weight, flat[keep], 13).mean()
+    assert not torch.allclose(wrong, full, rtol=1e-3)
+    with pytest.raises(ValueError, match="frozen"):
+        fast_path.chunked_token_nll(hidden.reshape(-1, 16), weight.requires_grad_(), targets.clamp(min=0), 13)
+
+
+def test_sequence_logps_equal_full_logits(model):
+    from pipeline_lib.bench_train_step import sequence_logps_stock
+
+    fast_path.set_fast_experts(model, True)
+    wl = scaled(WORKLOADS["ipo_2x8192"], 48 / 8192)
+    batch = make_batch(wl, model.config.vocab_size, "cpu", seed=2)
+    with torch.no_grad():
+        fast = fast_path.chunked_sequence_logps(model, batch["input_ids"], batch["labels"], chunk=17)
+        stock = sequence_logps_stock(model, batch)
+    assert fast.shape == (2,)
+    assert torch.allclose(fast, stock, rtol=1e-5)
+
+
+def test_fast_trained_adapter_loads_in_plain_peft(tiny_model_dir, tmp_path):
+    """A few fast-path optimizer steps, save, load with PeftModel.from_pretrained on a fresh base: same logits.
+    Negative control: the base alone differs."""
+    from peft import PeftModel
+
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
+
+    model = fast_lora_model(tiny_model_dir, r=4)
+    batch = make_batch(scaled(WORKLOADS["phase1_r64_4k"], 32 / 4096), model.config.vocab_size, "cpu", seed=9)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        fast_path.chunked_lm_loss(model, batch["input_ids"], batch["labels"]).backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(tmp_path / "adapter")
+    with torch.no_grad():
+        trained = model(input_ids=batch["input_ids"]).logits
+        base = load_causal_lm(tiny_model_dir, detect_precision("eager"))
+        plain_base = base(input_ids=batch["input_ids"]).logits
+        loaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
+        assert not fast_path.fast_path_report(loaded)["layers"]  # plain PEFT: nothing of ours installed
+        reloaded = loaded(input_ids=batch["input_ids"]).logits
+    assert torch.allclose(reloaded, trained, rtol=1e-4, atol=1e-4)
+    assert (plain_base - trained).abs().max() > 1e-2
+
+
+def test_flops_per_token_real_shape(repo_root):
+    """6 x 3.6e9 active matmul parameters (incl. lm_head) + LoRA + attention: ~23 GFLOP per token at 4K, r64."""
+    from pipeline_lib.bench_train_step import gpt_oss_config
+
+    config = gpt_oss_config(None, None)
+    f4k = flops_per_token(config, WORKLOADS["phase1_r64_4k"])
+    active = 24 * (2880 * 4096 * 2 + 2880 * 512 * 2 + 2880 * 32 + 4 * (2880 * 5760 + 2880 * 2880)) + 2880 * 201088
+    assert 6 * active < f4k < 6 * active * 1.15
+    # packed 3,000-token conversations attend over less context than a 4K row, but r128 adds LoRA FLOPs
+    assert flops_per_token(config, WORKLOADS["phase2_r128_32k_packed"]) > 6 * active
+
+
+def test_make_batch_packed_labels():
+    wl = scaled(WORKLOADS["phase2_r128_32k_packed"], 100 / 32768)
+    batch = make_batch(wl, 201088, "cpu")
+    pos, labels = batch["position_ids"][0], batch["labels"][0]
+    starts = (pos == 0).nonzero().squeeze(1).tolist()
+    assert starts == list(range(0, wl.seq, wl.doc_tokens))
+    assert all(labels[s] == -100 for s in starts) and (labels != -100).sum() == wl.seq - len(starts)
+
+
+def test_bench_numerics_check_passes_and_its_control_fails(tiny_model_dir):
+    """The check the GPU bench runs before timing, on CPU in fp32: fast == stock, and the dropped-expert control
+    is caught (else 'passed' would be False)."""
+    from pipeline_lib.bench_train_step import check_fast_numerics, parse_args
+
+    args = parse_args(["--model", str(tiny_model_dir), "--device", "cpu"])
+    report = check_fast_numerics(args, WORKLOADS["phase2_r128_32k_packed"], "cpu", check_tokens=64)
+    assert report["fast_matches"] and report["control_caught"] and report["passed"], report
+    assert report["packed"] and report["grad_rel_err"]["control"] > 0.5
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_on_cpu(tiny_model_dir, tmp_path):
+    """The whole bench (parent + one child per backend) on the tiny model: JSON rows per backend and workload,
+    unsloth recorded as skipped here, ratios filled in, and nothing left behind in --workdir."""
+    import json
+
+    from pipeline_lib.bench_train_step import main
+
+    out = tmp_path / "bench.json"
+    work = tmp_path / "work"
+    work.mkdir()
+    assert main(["--device", "cpu", "--model", str(tiny_model_dir), "--backends", "hf,fast,unsloth",
+                 "--workloads", "phase1_r64_4k,qlora_r64_4k", "--seq-scale", str(48 / 4096), "--steps", "1",
+                 "--warmup", "1", "--check-tokens", "48", "--workdir", str(work), "--json", str(out),
+                 "--profile"]) == 0
+    rows = {(r["backend"], r["workload"]): r for r in json.loads(out.read_text())}
+    assert set(rows) == {(b, w) for b in ("hf", "fast", "unsloth") for w in ("phase1_r64_4k", "qlora_r64_4k")}
+    fast = rows[("fast", "phase1_r64_4k")]
+    assert fast["status"] == "ok" and fast["numerics_check"]["passed"] and fast["tokens_per_second"] > 0
+    assert fast["ratio_to_hf"] is not None and fast["ratio_to_unsloth"] is None
+    assert fast["profile"]["device_ms_total"] > 0 and fast["profile"]["top_kernels"]
+    assert rows[("fast", "qlora_r64_4k")]["status"] == "skipped"
+    assert rows[("unsloth", "phase1_r64_4k")]["status"] == "skipped"
+    assert {"backend", "workload", "tokens_per_second", "peak_gb", "versions", "date", "command"} <= set(fast)
+    assert "PATH" not in fast and "HOME" not in fast  # run metadata only, never the process environment
+    assert list(work.iterdir()) == []
+
+
+def test_bench_workers_get_no_secrets(monkeypatch):
+    import os
+
+    from pipeline_lib.bench_train_step import REPO_ROOT, worker_env
+
+    monkeypatch.setenv("HF_TOKEN", "hf_canary123")
+    monkeypatch.setenv("RUNPOD_SECRET_HF_TOKEN", "hf_canary456")
+    monkeypatch.setenv("BENCH_HARMLESS", "1")
+    env = worker_env()
+    assert "hf_canary" not in repr(env) and env["BENCH_HARMLESS"] == "1"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
+    assert "hf_canary123" in repr(dict(os.environ))  # control: the search finds the canary where it is
