@@ -151,7 +151,7 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 
 
 def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | None = None,
-                 checks_file: Path | None = None) -> dict[str, Any]:
+                 checks_file: Path | None = None, kill_phase: str = "agent_sft") -> dict[str, Any]:
     """Everything the smoke run showed, from the files it and the pipeline wrote."""
     from pipeline_lib.orchestrate import PipelinePaths, model_slug
 
@@ -175,7 +175,8 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
         entry["peak_gpu_gb_torch"] = throughput.get("peak_memory_gb") if trained_here else None
     merge = _read_json(paths.merged_hf / "manifest.json") or {}
     export = _read_json(paths.run_dir("export") / "manifest.json") or {}
-    agent = _read_json(paths.run_dir("agent_sft") / "final" / "phase_metrics.json") or {}
+    killed = (_read_json(paths.run_dir(kill_phase) / "final" / "phase_metrics.json") or {}
+              if kill_phase != "none" else {})
     ipo = _read_json(paths.run_dir("ipo") / "final" / "phase_metrics.json") or {}
     return {
         "events": events,
@@ -190,9 +191,9 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
                    "gguf_files": {q: {"passed": f.get("passed"), "size_gb": f.get("size_gb"),
                                       "failed": [k for k, v in (f.get("checks") or {}).items() if not v["passed"]]}
                                   for q, f in ((export.get("gguf") or {}).get("files") or {}).items()}},
-        "kill_resume": {"resumed_from_checkpoint": agent.get("resumed_from_checkpoint"),
-                        "resumed_from_step": agent.get("resumed_from_step"), "global_step": agent.get("global_step"),
-                        "max_steps": agent.get("max_steps")},
+        "kill_resume": {"phase": kill_phase, "resumed_from_checkpoint": killed.get("resumed_from_checkpoint"),
+                        "resumed_from_step": killed.get("resumed_from_step"),
+                        "global_step": killed.get("global_step"), "max_steps": killed.get("max_steps")},
         "checks": _read_json(checks_file) if checks_file else None,
     }
 
@@ -225,10 +226,12 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"- export: passed {export.get('passed')}, GGUF {export.get('gguf_status')} "
                  f"{json.dumps(export.get('gguf_files'))} {(export.get('gguf_error') or '')[:300]}")
     k = report["kill_resume"]
-    if k["global_step"] is None:
-        lines.append("- kill -9 + rerun (agent_sft): agent_sft did not finish")
+    if k["phase"] == "none":
+        lines.append("- kill -9 + rerun: not asked for (--kill-phase none)")
+    elif k["global_step"] is None:
+        lines.append(f"- kill -9 + rerun ({k['phase']}): {k['phase']} did not finish")
     else:
-        lines.append(f"- kill -9 + rerun (agent_sft): resumed from step {k['resumed_from_step']} "
+        lines.append(f"- kill -9 + rerun ({k['phase']}): resumed from step {k['resumed_from_step']} "
                      f"({k['resumed_from_checkpoint']}), finished at step {k['global_step']}/{k['max_steps']}")
     checks = report.get("checks") or {}
     if checks:
@@ -259,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--smoke-log", required=True, type=Path)
     r.add_argument("--gpu-csv", type=Path)
     r.add_argument("--checks", type=Path)
+    r.add_argument("--kill-phase", default="agent_sft")
     r.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     if args.command == "checks":
@@ -266,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(f"smoke checks {'PASSED' if result['passed'] else 'FAILED'}: {args.out}")
         return 0 if result["passed"] else 1
-    report = build_report(args.workdir, args.model, args.smoke_log, args.gpu_csv, args.checks)
+    report = build_report(args.workdir, args.model, args.smoke_log, args.gpu_csv, args.checks, args.kill_phase)
     text = render(report)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     args.out.with_suffix(".md").write_text(text + "\n")

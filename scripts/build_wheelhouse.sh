@@ -69,6 +69,13 @@ if [ "$LLAMA_CPP" = 1 ]; then
   "$PY" -m zipfile -e "$(ls "$OUT"/llama/llama_cpp_python-0.3.36-*.whl | head -n 1)" "$SITE/.llama-wheel"
   mv "$SITE/.llama-wheel/llama_cpp" "$SITE/llama_cpp"  # the wheel's top-level lib/ and include/ are copies
   rm -rf "$SITE/.llama-wheel"
+  (  # zip has no symlinks: libX.so and libX.so.N are copies of libX.so.N.M.K (12 MB of 19); link them instead
+    cd "$SITE/llama_cpp/lib"
+    for real in lib*.so.*.*.*; do
+      stem=${real%%.so.*}; version=${real#"$stem".so.}
+      ln -sf "$real" "$stem.so" && ln -sf "$real" "$stem.so.${version%%.*}"
+    done
+  )
   "$PY" -c "import sys; from pathlib import Path; from pipeline_lib.gguf_export import extract_converter; \
 extract_converter(Path(sys.argv[1]), Path(sys.argv[2]))" "$SDIST" "$SITE/llama_cpp_converter"
 fi

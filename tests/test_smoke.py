@@ -66,9 +66,9 @@ def test_render_names_cut_off_phases_and_failed_controls() -> None:
                           "first_step_seconds": None, "peak_gpu_gb_torch": None, "peak_gpu_gb_nvidia_smi": 3.2}],
               "events": [{"step": "pipeline_run1", "status": "killed -9 in agent_sft", "seconds": 70}],
               "merge_checks": None, "export": {}, "checks": None,
-              "kill_resume": {"resumed_from_step": 2, "resumed_from_checkpoint": "checkpoint-2", "global_step": 8,
-                              "max_steps": 8}}
+              "kill_resume": {"phase": "agent_sft", "resumed_from_step": 2,
+                              "resumed_from_checkpoint": "checkpoint-2", "global_step": 8, "max_steps": 8}}
     text = render(report)
-    assert "| agent_sft | cut off | n/a |" in text and "resumed from step 2" in text
+    assert "| agent_sft | cut off | n/a |" in text and "(agent_sft): resumed from step 2" in text
     assert "killed -9 in agent_sft" in text
     json.dumps(report)
