@@ -3,7 +3,7 @@
 # released checkpoint's file layout (MXFP4 experts), through the same code the 20B run uses, in under 10 minutes.
 #
 #   bash scripts/gpu_smoke.sh [--workdir DIR] [--layers 2] [--layout mxfp4|bf16] [--wheelhouse DIR]
-#                             [--budget SECONDS] [--no-kill] [--cpu]
+#                             [--budget SECONDS] [--kill-phase agent_sft|ipo|tool_calling_sft|none] [--cpu]
 #
 # 1. (--wheelhouse DIR, default .wheelhouse when it holds site.tar.gz and unsloth is not importable) unpacks
 #    scripts/build_wheelhouse.sh's site.tar.gz onto PYTHONPATH: Unsloth, TRL, datasets, openai-harmony, the
@@ -11,9 +11,9 @@
 # 2. builds the model (scripts/make_random_gpt_oss.py: random bf16 on the GPU, saved with MXFP4 *_blocks/*_scales
 #    and the released quantization_config) and prepares the bundled data/samples (--quick-test sizes).
 # 3. runs scripts/run_tui_pipeline.sh --quick-test --batch-profile smoke --save-steps 2 with the default backends
-#    and configs/gates_random_weights.yaml, and kill -9s its whole process group once agent SFT has written its
-#    first checkpoint; after the checks below, the same command again must resume agent SFT and finish IPO,
-#    GRPO (skipped without a task file) and the export (HF + GGUF).
+#    and configs/gates_random_weights.yaml, and kill -9s its whole process group once --kill-phase (agent SFT)
+#    has written its first checkpoint; after the checks below, the same command again must resume that phase and
+#    finish IPO, GRPO (skipped without a task file) and the export (HF + GGUF).
 # 4. checks the tiny CPU model cannot make (python -m pipeline_lib.smoke checks): the MXFP4 folder loads exactly;
 #    the Unsloth-trained adapter's logits fingerprint holds through plain PEFT and fails with one expert LoRA
 #    tensor zeroed; the bf16 merge check fails with the expert deltas dropped (its tolerance printed part by part).
@@ -21,7 +21,7 @@
 #    the logs to $OUT (the device tool's return folder) or <workdir>/out.
 # Every step is bounded by --budget (default 560 s): past it the pipeline is stopped and the report says what did
 # not run. Exit 0 only when the pipeline finished and every check passed.
-# --cpu: the same steps with the tiny GPT-OSS on CPU (what `make smoke-cpu` and tests/test_gpu_smoke.py run).
+# --cpu: the same steps with the tiny GPT-OSS on CPU and the local venv (no wheelhouse): ~10 min on 2 idle cores.
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,7 +31,7 @@ LAYERS=2
 LAYOUT=mxfp4
 WHEELHOUSE=""
 BUDGET=""
-KILL=1
+KILL_PHASE=agent_sft
 CPU=0
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -40,7 +40,7 @@ while [[ $# -gt 0 ]]; do
         --layout) LAYOUT=$2; shift ;;
         --wheelhouse) WHEELHOUSE=$2; shift ;;
         --budget) BUDGET=$2; shift ;;
-        --no-kill) KILL=0 ;;
+        --kill-phase) KILL_PHASE=$2; shift ;;
         --cpu) CPU=1 ;;
         -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "gpu_smoke.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -51,6 +51,10 @@ done
 [[ $LAYOUT == mxfp4 || $LAYOUT == bf16 ]] || { echo "--layout must be mxfp4 or bf16, got '$LAYOUT'" >&2; exit 2; }
 BUDGET=${BUDGET:-$( ((CPU)) && echo 2400 || echo 560)} # the device tool's 600 s per command, minus margin
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "--budget must be seconds, got '$BUDGET'" >&2; exit 2; }
+case $KILL_PHASE in
+    agent_sft | ipo | tool_calling_sft | none) ;;
+    *) echo "--kill-phase must be agent_sft, ipo, tool_calling_sft or none, got '$KILL_PHASE'" >&2; exit 2 ;;
+esac
 
 T0=$SECONDS
 mkdir -p "$WORKDIR"
@@ -158,15 +162,18 @@ PIPELINE=(bash "$REPO_ROOT/scripts/run_tui_pipeline.sh" --model "$MODEL" --workd
     --quick-test --batch-profile smoke --save-steps 2 --gates-config "$REPO_ROOT/configs/gates_random_weights.yaml")
 export PYTHON
 run1_rc=0
-if ((KILL)); then
+if [[ $KILL_PHASE != none ]]; then
+    KILL_DIR=$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from pipeline_lib.orchestrate import PipelinePaths, \
+model_slug; print(PipelinePaths(sys.argv[1], model_slug(sys.argv[2])).run_dir(sys.argv[3]))" "$PIPE_DIR" "$MODEL" \
+        "$KILL_PHASE")
     t=$SECONDS
     setsid "${PIPELINE[@]}" >"$WORKDIR/run1.out" 2>&1 &
     RUN1=$!
     killed=""
     while kill -0 "$RUN1" 2>/dev/null; do
-        if compgen -G "$AGENT_DIR/checkpoint-*/trainer_state.json" >/dev/null; then
+        if compgen -G "$KILL_DIR/checkpoint-*/trainer_state.json" >/dev/null; then
             kill -9 -- -"$RUN1" 2>/dev/null || true
-            killed=$(cd "$AGENT_DIR" && ls -d checkpoint-* | tr '\n' ' ')
+            killed=$(cd "$KILL_DIR" && ls -d checkpoint-* | tr '\n' ' ')
             break
         fi
         if (($(left) < 60)); then
@@ -177,9 +184,9 @@ if ((KILL)); then
     done
     wait "$RUN1" 2>/dev/null || run1_rc=$?
     if [[ -n $killed ]]; then
-        event pipeline_run1 "killed -9 in agent_sft" $((SECONDS - t)) "after it wrote: $killed"
+        event pipeline_run1 "killed -9 in $KILL_PHASE" $((SECONDS - t)) "after it wrote: $killed"
     else
-        event pipeline_run1 "not killed (rc=$run1_rc)" $((SECONDS - t)) "no agent_sft checkpoint was seen"
+        event pipeline_run1 "not killed (rc=$run1_rc)" $((SECONDS - t)) "no $KILL_PHASE checkpoint was seen"
     fi
     tail -n 5 "$WORKDIR/run1.out"
 fi
@@ -216,7 +223,8 @@ fi
 tail -n 25 "$WORKDIR/run2.out"
 
 # ---------------------------------------------------------------- 5. report
-report=(--workdir "$PIPE_DIR" --model "$MODEL" --smoke-log "$EVENTS" --out "$OUT_DIR/gpu_smoke_report")
+report=(--workdir "$PIPE_DIR" --model "$MODEL" --smoke-log "$EVENTS" --out "$OUT_DIR/gpu_smoke_report"
+    --kill-phase "$KILL_PHASE")
 [[ -z $GPU_CSV ]] || report+=(--gpu-csv "$GPU_CSV")
 [[ ! -f $WORKDIR/checks.json ]] || report+=(--checks "$WORKDIR/checks.json")
 (cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke report "${report[@]}") || log "report failed"
