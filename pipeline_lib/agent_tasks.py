@@ -115,7 +115,7 @@ def task_request(task: dict[str, Any]) -> str:
 
 
 def task_prompt_messages(task: dict[str, Any], failure: str | None = None) -> list[dict[str, Any]]:
-    """user request -> read_file(buggy_file) = the buggy file -> run_tests() = ``failure``.
+    """user request -> (analysis) read_file(buggy_file) = the buggy file -> run_tests() = ``failure``.
 
     ``failure`` is the run_tests result: ``format_test_run`` of a real run (``observe_failure``; trajectories and
     evaluation), or None for the task's stored excerpt ``task["failure"]`` (no execution needed).
@@ -123,7 +123,7 @@ def task_prompt_messages(task: dict[str, Any], failure: str | None = None) -> li
     failing = failure if failure is not None else task.get("failure") or ""
     return [
         {"role": "user", "content": task_request(task)},
-        {"role": "assistant", "content": "",
+        {"role": "assistant", "content": "", "thinking": f"I'll read `{task['buggy_file']}`, then run the tests.",
          "tool_calls": [{"name": "read_file", "arguments": {"path": task["buggy_file"]}}]},
         {"role": "tool", "name": "read_file", "content": task["files"][task["buggy_file"]]},
         {"role": "assistant", "content": "", "tool_calls": [{"name": "run_tests", "arguments": {}}]},

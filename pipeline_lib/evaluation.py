@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,82 @@ METRICS = ("pass_at_1", "mean_reward", "tool_call_accuracy", "tool_call_valid", 
 REGRESSION_TOLERANCE = 1e-9
 
 Generate = Callable[[Sequence[str], int], list[str]]  # (prompts, max_new_tokens) -> completions after the prompt
+
+
+# ------------------------------------------------------------------------------------------------------ config
+
+
+@dataclass
+class EvalConfig:
+    """scripts/eval_coding_agent.py settings: configs/<language>_eval.yaml, CLI flags win."""
+
+    language: str = field(default="python", metadata={"help": "python | rust | go | typescript"})
+    task_file: str | None = field(default=None, metadata={
+        "help": "Held-out tasks (JSON Lines); default data/<language>/grpo/heldout.jsonl."})
+    tool_calling_data: str = field(default="data/coding_tui/tool_calling/heldout", metadata={
+        "help": "Phase 0's held-out tool-calling split (datasets.save_to_disk folder)."})
+    model: str | None = field(default=None, metadata={
+        "help": "HF model folder to evaluate; with --adapter, the adapter's base (default: the adapter's own)."})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder evaluated on its base."})
+    stage: str | None = field(default=None, metadata={
+        "help": "Report name: <output_dir>/<stage>.json/.md (default: the adapter's phase folder, else 'model')."})
+    output_dir: str = field(default="logs/eval", metadata={"help": "Where the JSON and markdown reports go."})
+    max_tasks: int | None = field(default=None, metadata={"help": "Evaluate the first N held-out tasks."})
+    max_tool_examples: int | None = field(default=None, metadata={
+        "help": "Evaluate the first N held-out tool-calling rows."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Generation budget per task."})
+    tool_call_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget per tool-call row."})
+    batch_size: int = field(default=1, metadata={"help": "Prompts generated together (left-padded)."})
+    skip_tasks: bool = field(default=False, metadata={"help": "Do not run pass@1."})
+    skip_tool_calls: bool = field(default=False, metadata={"help": "Do not run tool-call accuracy."})
+
+    def __post_init__(self) -> None:
+        from pipeline_lib.agent_tasks import LANGUAGES
+
+        if self.language not in LANGUAGES:
+            raise ValueError(f"--language {self.language!r}: expected one of {LANGUAGES}")
+        self.task_file = self.task_file or f"data/{self.language}/grpo/heldout.jsonl"
+        if not self.model and not self.adapter:
+            raise ValueError("give --model (an HF model folder) or --adapter (a LoRA folder on its base)")
+        if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"--adapter {self.adapter}: no adapter_config.json")
+        if not self.adapter and not (Path(self.model) / "config.json").is_file() and not _is_hub_id(self.model):
+            raise FileNotFoundError(f"--model {self.model}: no config.json (an HF model folder or hub id is expected)")
+        if self.skip_tasks and self.skip_tool_calls:
+            raise ValueError("--skip_tasks and --skip_tool_calls together leave nothing to evaluate")
+        if not self.skip_tasks and not Path(self.task_file).is_file():
+            raise FileNotFoundError(f"--task_file {self.task_file}: no such file (scripts/16_generate_mutations.py "
+                                    f"--language {self.language} writes it; --skip_tasks evaluates tool calls only)")
+        if not self.skip_tool_calls and not (Path(self.tool_calling_data) / "dataset_info.json").is_file():
+            raise FileNotFoundError(f"--tool_calling_data {self.tool_calling_data}: no held-out split (Phase 0 "
+                                    "writes it; --skip_tool_calls evaluates tasks only)")
+        for name in ("max_tasks", "max_tool_examples", "max_new_tokens", "tool_call_max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be positive, got {value}")
+        if self.stage is None:
+            self.stage = Path(self.adapter).parent.name if self.adapter else "model"
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def run_evaluation(config: EvalConfig, generate: Generate) -> dict[str, Any]:
+    """Both evaluations the config asks for, with ``generate``; the result write_report takes."""
+    from pipeline_lib.agent_tasks import load_tasks
+
+    result: dict[str, Any] = {"model": config.model, "adapter": config.adapter, "language": config.language}
+    if not config.skip_tasks:
+        tasks = load_tasks(config.task_file, limit=config.max_tasks)
+        result["tasks"] = evaluate_tasks(tasks, generate, config.max_new_tokens, batch_size=config.batch_size)
+        result["tasks"]["task_file"] = config.task_file
+    if not config.skip_tool_calls:
+        examples = load_tool_call_examples(config.tool_calling_data, limit=config.max_tool_examples)
+        result["tool_calls"] = evaluate_tool_calls(examples, generate, config.tool_call_max_new_tokens,
+                                                   batch_size=config.batch_size)
+        result["tool_calls"]["data"] = config.tool_calling_data
+    return result
 
 
 # ------------------------------------------------------------------------------------------- tool-call accuracy
@@ -192,7 +269,7 @@ class HFGenerator:
             model = PeftModel.from_pretrained(load_causal_lm(base), adapter, is_trainable=False)
             tokenizer = load_training_tokenizer(base)
         else:
-            if not model_path or not Path(model_path).is_dir():
+            if not model_path or not (Path(model_path).is_dir() or _is_hub_id(model_path)):
                 raise FileNotFoundError(f"--model {model_path}: no such model folder")
             model, tokenizer = load_causal_lm(model_path), load_training_tokenizer(model_path)
         model.eval()
@@ -302,3 +379,159 @@ def regressions(results: dict[str, dict[str, float | None]]) -> list[str]:
                     warnings.append(f"{stage} {metric} = {now:.3f} < {before_stage} {then:.3f}")
         previous = (stage, values)
     return warnings
+
+
+# ------------------------------------------------------------------------------------- the orchestrator's step
+
+EVAL_GATE_KEY = "evaluation"  # logs/quality_gates.json entry of the SOFT stage-vs-previous check
+BASE_STAGE = "base"
+# --quick (make demo, the tiny model): 4 tasks x 48 new tokens + 4 tool-calling rows x 24 tokens per stage keeps
+# one stage near 10 s on the 2-core box; the tiny model's random weights score ~0 either way.
+QUICK_SETTINGS = {"max_tasks": 4, "max_tool_examples": 4, "max_new_tokens": 48, "tool_call_max_new_tokens": 24}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    stage: str
+    model: str | None  # a full model folder (the base), or None: the adapter's own base
+    adapter: str | None
+
+
+def report_is_current(report: Path, run: StageRun) -> bool:
+    """An earlier report of this stage for the same model/adapter, newer than every file of the adapter."""
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return False
+    if (data.get("model"), data.get("adapter")) != (run.model, run.adapter):
+        return False
+    if run.adapter is None:
+        return True
+    newest = max((p.stat().st_mtime for p in Path(run.adapter).iterdir() if p.is_file()), default=0.0)
+    return report.stat().st_mtime > newest
+
+
+def evaluate_stages(runs: Sequence[StageRun], settings: dict[str, Any], output_dir: str | os.PathLike,
+                    load: Callable[[str | None, str | None], Generate] | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, dict[str, float | None]]:
+    """Evaluate every stage whose report is missing or stale (the base once), then return every stage's metrics.
+
+    ``settings``: EvalConfig fields shared by all stages (language, task_file, tool_calling_data, limits).
+    """
+    import gc
+
+    load = load or HFGenerator.load
+    out = Path(output_dir)
+    for run in runs:
+        report = out / f"{run.stage}.json"
+        if report_is_current(report, run):
+            log(f"eval {run.stage}: up to date ({report})")
+            continue
+        config = EvalConfig(**{**settings, "model": run.model, "adapter": run.adapter, "stage": run.stage,
+                               "output_dir": str(out)})
+        start = time.monotonic()
+        generate = load(run.model, run.adapter)
+        result = run_evaluation(config, generate)
+        result["seconds"] = round(time.monotonic() - start, 1)  # model load + generation + scoring
+        write_report(result, out, run.stage, asdict(config))
+        log(f"eval {run.stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(result).items()
+                                              if v is not None) + f" ({result['seconds']} s)")
+        del generate
+        gc.collect()
+    return load_stage_results(out, [run.stage for run in runs])
+
+
+def record_eval_gate(gates_file: str | os.PathLike, results: dict[str, dict[str, float | None]]) -> list[str]:
+    """SOFT gate: passed unless a stage scored below the stage before it; the warnings are recorded and returned."""
+    from pipeline_lib.gates import record_gate
+
+    warnings = regressions(results)
+    record_gate(gates_file, EVAL_GATE_KEY, {
+        "metric": "each stage >= the previous on " + ", ".join(METRICS), "type": "SOFT",
+        "passed": "false" if warnings else "true", "stages": ", ".join(results), "warnings": "; ".join(warnings)})
+    return warnings
+
+
+def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[str]:
+    """Markdown lines for logs/summary.md: the stage table and the SOFT warnings ([] when nothing was evaluated)."""
+    results = load_stage_results(eval_dir, stages)
+    if not results:
+        return []
+    warnings = regressions(results)
+    lines = ["## Evaluation (held-out; delta to the base model)", "", stage_table(results, BASE_STAGE), ""]
+    lines += [f"WARN (soft): {w}" for w in warnings] or ["no stage scored below the one before it"]
+    return lines
+
+
+def pipeline_runs(workdir: str | os.PathLike, model: str) -> list[StageRun]:
+    """The base model, then every trained stage of the pipeline in ``workdir`` whose final/ adapter exists."""
+    from pipeline_lib.orchestrate import TRAINED_PHASES, PipelinePaths, model_slug
+
+    paths = PipelinePaths(Path(workdir), model_slug(model))
+    runs = [StageRun(BASE_STAGE, model, None)]
+    for phase in TRAINED_PHASES:
+        final = paths.run_dir(phase) / "final"
+        if (final / "adapter_config.json").is_file():
+            runs.append(StageRun(phase, None, str(final)))
+    return runs
+
+
+def pipeline_settings(config_file: str | os.PathLike, workdir: str | os.PathLike, language: str, *,
+                      quick: bool) -> tuple[dict[str, Any], list[str]]:
+    """EvalConfig fields for the orchestrator: the language's YAML limits, the workdir's held-out data, QUICK_SETTINGS
+    with ``quick``; a part whose data is missing is skipped (the notes say which)."""
+    import yaml
+
+    settings = {k: v for k, v in (yaml.safe_load(Path(config_file).read_text()) or {}).items()
+                if k not in ("model", "adapter", "stage", "output_dir")}
+    settings.update(language=language, task_file=str(Path(workdir) / "data" / language / "grpo" / "heldout.jsonl"),
+                    tool_calling_data=str(Path(workdir) / "data" / "coding_tui" / "tool_calling" / "heldout"))
+    if quick:
+        settings.update(QUICK_SETTINGS)
+    notes = []
+    if not Path(settings["task_file"]).is_file():
+        settings["skip_tasks"] = True
+        notes.append(f"pass@1 skipped: no held-out tasks {settings['task_file']} (scripts/16_generate_mutations.py)")
+    if not (Path(settings["tool_calling_data"]) / "dataset_info.json").is_file():
+        settings["skip_tool_calls"] = True
+        notes.append(f"tool-call accuracy skipped: no {settings['tool_calling_data']}")
+    return settings, notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline_lib.evaluation pipeline --workdir W --model M --language L [--quick]``: the orchestrator's
+    evaluation step (base once + every trained stage, SOFT gate in quality_gates.json)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipe = sub.add_parser("pipeline", help="evaluate the base model and every trained stage of a workdir")
+    pipe.add_argument("--workdir", type=Path, required=True)
+    pipe.add_argument("--model", required=True, help="the pipeline's --model (the base that is evaluated)")
+    pipe.add_argument("--language", default="python")
+    pipe.add_argument("--config", type=Path, help="default configs/<language>_eval.yaml")
+    pipe.add_argument("--quick", action="store_true", help=f"tiny demo limits {QUICK_SETTINGS}")
+    args = parser.parse_args(argv)
+    config_file = args.config or Path(__file__).resolve().parents[1] / "configs" / f"{args.language}_eval.yaml"
+    if not config_file.is_file():
+        parser.error(f"--config {config_file}: no such file")
+    settings, notes = pipeline_settings(config_file, args.workdir, args.language, quick=args.quick)
+    for note in notes:
+        print(f"eval: {note}")
+    gates_file = args.workdir / "logs" / "quality_gates.json"
+    if settings.get("skip_tasks") and settings.get("skip_tool_calls"):
+        from pipeline_lib.gates import record_gate
+
+        record_gate(gates_file, EVAL_GATE_KEY, {"status": "skipped_no_data", "type": "SOFT"})
+        print("eval: nothing to evaluate (no held-out data); recorded as skipped")
+        return 0
+    results = evaluate_stages(pipeline_runs(args.workdir, args.model), settings, args.workdir / "logs" / "eval")
+    warnings = record_eval_gate(gates_file, results)
+    print(stage_table(results, BASE_STAGE))
+    for warning in warnings:
+        print(f"WARN (soft gate evaluation): {warning}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,6 +48,7 @@ def validate_data_prep(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     assert config["source"] in ("hub", "local")
     assert load_limits(config)
+    assert 0 <= config["tool_calling_heldout"]["quick"] <= config["tool_calling_heldout"]["full"]
 
 
 def _validate_sft(script_cls_name: str, config_cls_name: str):
@@ -78,6 +79,29 @@ def validate_ipo(path: Path) -> None:
     args = ipo.IPOConfig(**{**detect_precision().trainer_kwargs(), **{k: v for k, v in data.items()
                                                                       if k in config_fields}})
     assert args.beta > 0
+
+
+def validate_grpo(path: Path) -> None:
+    """Every key is a field of GRPOScriptArguments or GRPOPhaseConfig, GRPOPhaseConfig accepts its share and the
+    reward weights make a RewardWeights (the script args check that the task file and adapter exist, so they are
+    not constructed here)."""
+    import dataclasses
+
+    from pipeline_lib import grpo
+    from pipeline_lib.modeling import detect_precision
+    from pipeline_lib.rewards import RewardWeights
+
+    data = yaml.safe_load(path.read_text())
+    script_fields = {f.name for f in dataclasses.fields(grpo.GRPOScriptArguments)}
+    config_fields = {f.name for f in dataclasses.fields(grpo.GRPOPhaseConfig)}
+    unknown = set(data) - script_fields - config_fields
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    args = grpo.GRPOPhaseConfig(**{**detect_precision().trainer_kwargs(), **{k: v for k, v in data.items()
+                                                                             if k in config_fields}})
+    assert args.num_generations >= 2 and args.generation_batch_size % args.num_generations == 0
+    RewardWeights(**{k.removeprefix("reward_"): v for k, v in data.items()
+                     if k.startswith("reward_") and k != "reward_workers"})
 
 
 def validate_merge(path: Path) -> None:
@@ -117,8 +141,44 @@ def validate_random_weight_gates(path: Path) -> None:
         assert specs[phase] == real[phase], phase
 
 
+def validate_eval(path: Path) -> None:
+    """Keys are EvalConfig fields with the defaults' types (EvalConfig checks the model and data paths when it is
+    constructed, so it is not constructed here); the language matches the file name."""
+    import dataclasses
+
+    from pipeline_lib.evaluation import EvalConfig
+
+    fields = {f.name: f for f in dataclasses.fields(EvalConfig)}
+    data = yaml.safe_load(path.read_text())
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"{path}: unknown key {key!r}")
+        default = fields[key].default
+        if default is not None and value is not None and not isinstance(value, type(default)):
+            raise ValueError(f"{path}: {key} should be {type(default).__name__}, got {value!r}")
+    assert path.name == f"{data['language']}_eval.yaml"
+    assert data["task_file"] == f"data/{data['language']}/grpo/heldout.jsonl"  # the held-out split, never train
+
+
+LANGUAGE_KEYS = {"base_model", "train_data_path", "output_dir"}  # what core_agent.yaml changes from agent_sft.yaml
+
+
+def validate_core_agent(path: Path) -> None:
+    """Loads like agent_sft.yaml, points at a language trajectory dataset, otherwise has agent_sft.yaml's values."""
+    _validate_sft("AgentScriptArguments", "AgentSFTConfig")(path)
+    core = yaml.safe_load(path.read_text())
+    agent = yaml.safe_load((REPO / "configs" / "agent_sft.yaml").read_text())
+    drift = {k for k in core.keys() | agent.keys() if core.get(k) != agent.get(k)} - LANGUAGE_KEYS
+    if drift:
+        raise ValueError(f"{path}: differs from agent_sft.yaml in {sorted(drift)} (only {sorted(LANGUAGE_KEYS)} may)")
+    assert core["train_data_path"].endswith("/agent_traj/train") and "coding_tui" not in core["train_data_path"]
+
+
 VALIDATORS = {
     "gates_random_weights.yaml": validate_random_weight_gates,
+    "core_agent.yaml": validate_core_agent,
+    "python_eval.yaml": validate_eval,
+    "rust_eval.yaml": validate_eval,
     "merge.yaml": validate_merge,
     "batch_profiles.yaml": validate_batch_profiles,
     "gates.yaml": validate_gates,
@@ -126,6 +186,7 @@ VALIDATORS = {
     "tool_calling_sft.yaml": _validate_sft("ToolCallingScriptArguments", "ToolCallingSFTConfig"),
     "agent_sft.yaml": _validate_sft("AgentScriptArguments", "AgentSFTConfig"),
     "ipo.yaml": validate_ipo,
+    "grpo.yaml": validate_grpo,
 }
 
 
@@ -163,3 +224,23 @@ def test_validators_reject_a_broken_config(tmp_path):
     ipo_yaml.write_text((REPO / "configs" / "ipo.yaml").read_text() + "\nbetta: 0.1\n")
     with pytest.raises(ValueError, match="betta"):
         validate_ipo(ipo_yaml)
+    eval_yaml = tmp_path / "python_eval.yaml"
+    eval_yaml.write_text((REPO / "configs" / "python_eval.yaml").read_text() + "\nmax_task: 3\n")
+    with pytest.raises(ValueError, match="max_task"):
+        validate_eval(eval_yaml)
+    eval_yaml.write_text((REPO / "configs" / "python_eval.yaml").read_text().replace("batch_size: 1",
+                                                                                     "batch_size: one"))
+    with pytest.raises(ValueError, match="batch_size"):
+        validate_eval(eval_yaml)
+    core_yaml = tmp_path / "core_agent.yaml"
+    core_yaml.write_text((REPO / "configs" / "core_agent.yaml").read_text().replace("lora_r: 128", "lora_r: 64"))
+    with pytest.raises(ValueError, match="lora_r"):
+        validate_core_agent(core_yaml)
+    grpo_yaml = tmp_path / "grpo.yaml"
+    grpo_yaml.write_text((REPO / "configs" / "grpo.yaml").read_text() + "\nnum_generation: 4\n")
+    with pytest.raises(ValueError, match="num_generation"):
+        validate_grpo(grpo_yaml)
+    grpo_text = (REPO / "configs" / "grpo.yaml").read_text()
+    grpo_yaml.write_text(grpo_text.replace("reward_tests: 0.6", "reward_tests: 0.7"))
+    with pytest.raises(ValueError, match="sum to 1"):
+        validate_grpo(grpo_yaml)

@@ -103,3 +103,175 @@ def test_stage_table_and_soft_regressions():
     assert "| ipo | 0.250 (+0.000) | 0.750 (+0.250) |" in table
     assert regressions(results) == ["ipo pass_at_1 = 0.250 < agent_sft 0.500"]
     assert regressions({k: results[k] for k in ("base", "agent_sft")}) == []
+
+
+# --------------------------------------------------------------------------------------------- pass@1 plumbing
+
+
+def clamp_tasks() -> list[dict]:
+    from test_trajectories import MUTANTS, task
+
+    return [task(op) | {"split": "heldout"} for op in MUTANTS]
+
+
+def test_pass_at_1_is_one_for_the_reference_fix_and_zero_for_garbage():
+    from pipeline_lib.agent_tasks import task_prompt
+    from pipeline_lib.evaluation import evaluate_tasks
+    from pipeline_lib.formatters import unified_diff
+    from pipeline_lib.trajectories import patch_call_completion
+
+    tasks = clamp_tasks()
+    by_prompt = {task_prompt(t): t for t in tasks}
+    seen = []
+
+    def reference_model(prompts, max_new_tokens):  # answers the prompt it is given, with that task's real fix
+        seen.extend(prompts)
+        out = []
+        for prompt in prompts:
+            t = by_prompt[prompt]
+            diff = unified_diff(t["files"]["clamp.py"], t["reference_fix"], "clamp.py", "clamp.py")
+            out.append(patch_call_completion(t, t["failure"], diff))
+        return out
+
+    good = evaluate_tasks(tasks, reference_model, 64, batch_size=2)
+    assert good["pass_at_1"] == 1.0 and good["mean_reward"] == 1.0 and good["n"] == 3
+    assert seen == [task_prompt(t) for t in tasks]  # every task, the GRPO prompt, in order
+    garbage = evaluate_tasks(tasks, lambda prompts, n: ["<|channel|>final<|message|>no idea<|return|>"] * len(prompts),
+                             64)
+    assert garbage["pass_at_1"] == 0.0 and all(not r["tests_passed"] for r in garbage["tasks"])
+    swapped = evaluate_tasks(tasks, lambda prompts, n: reference_model(prompts[::-1], n)[::-1][::-1], 64,
+                             batch_size=3)  # each task answered with another task's fix: fails
+    assert swapped["pass_at_1"] < 1.0
+
+
+def write_heldout(tmp_path):
+    from pipeline_lib.data_prep import Example, save_category, split_tool_calling_heldout
+
+    tools = [{"name": "get_weather", "description": "Weather", "parameters": None}]
+    pairs = [("xlam", Example(f"text{i}", 5, conversation=Conversation(
+        [{"role": "user", "content": f"Weather {i}?"},
+         {"role": "assistant", "content": "", "tool_calls": [{"name": "get_weather", "arguments": {"i": i}}]}],
+        tools=tools))) for i in range(10)]
+    _, heldout = split_tool_calling_heldout(pairs, 2, seed=0)
+    return save_category([(s, e) for s, e, _, _ in heldout], "tool_calling", tmp_path, 0, split="heldout",
+                         extra_columns={"eval_prompt": [h[2] for h in heldout], "eval_call": [h[3] for h in heldout]})
+
+
+def test_run_evaluation_writes_json_and_markdown(tmp_path):
+    from pipeline_lib.evaluation import EvalConfig, load_stage_results, run_evaluation, write_report
+
+    heldout = write_heldout(tmp_path)
+    tasks = tmp_path / "heldout.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in clamp_tasks()))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    config = EvalConfig(model=str(model), task_file=str(tasks), tool_calling_data=str(heldout), stage="base",
+                        output_dir=str(tmp_path / "eval"), max_tasks=2)
+
+    def echo_call(prompts, n):  # calls get_weather with the number in the user's question: right for every row
+        return [' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"i": '
+                + p.split("Weather ")[1].split("?")[0] + "}<|call|>" if "Weather " in p else "no fix"
+                for p in prompts]
+
+    result = run_evaluation(config, echo_call)
+    assert result["tasks"]["n"] == 2 and result["tasks"]["pass_at_1"] == 0.0  # tool calls are no fix
+    assert result["tool_calls"]["n"] == 2 and result["tool_calls"]["tool_call_accuracy"] == 1.0
+    json_path, md_path = write_report(result, config.output_dir, config.stage)
+    assert load_stage_results(tmp_path / "eval", ["base", "ipo"]) == {"base": json.loads(
+        json_path.read_text())["metrics"]}
+    assert "| tool_call_accuracy | 1.000 | 2 |" in md_path.read_text()
+    with pytest.raises(FileNotFoundError, match="--task_file"):
+        EvalConfig(model=str(model), task_file=str(tmp_path / "missing.jsonl"), tool_calling_data=str(heldout))
+    with pytest.raises(ValueError, match="--model"):
+        EvalConfig(task_file=str(tasks), tool_calling_data=str(heldout))
+
+
+@pytest.mark.slow
+def test_cli_on_the_tiny_model(tmp_path, tiny_model_dir, repo_root):
+    import subprocess
+    import sys
+
+    heldout = write_heldout(tmp_path)
+    tasks = tmp_path / "heldout.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in clamp_tasks()))
+    proc = subprocess.run([sys.executable, str(repo_root / "scripts" / "eval_coding_agent.py"), "--config",
+                           str(repo_root / "configs" / "python_eval.yaml"), "--model", str(tiny_model_dir),
+                           "--adapter", "", "--task-file", str(tasks), "--tool-calling-data", str(heldout),
+                           "--stage", "base", "--output-dir", str(tmp_path / "eval"), "--max-tasks", "2",
+                           "--max-new-tokens", "16", "--tool-call-max-new-tokens", "16"],
+                          capture_output=True, text=True, timeout=600, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "base.json").read_text())
+    assert report["tasks"]["n"] == 2 and report["tool_calls"]["n"] == 2
+    assert 0.0 <= report["metrics"]["pass_at_1"] <= 1.0 and report["provenance"]["git_sha"]
+    assert proc.stdout.strip().splitlines()[-1].startswith("eval base: pass_at_1 ")
+
+
+def test_evaluate_stages_runs_each_stage_once_and_records_a_soft_gate(tmp_path):
+    import os
+    import time
+
+    from pipeline_lib.evaluation import StageRun, evaluate_stages, record_eval_gate, summary_section
+    from pipeline_lib.gates import read_gates
+
+    heldout = write_heldout(tmp_path)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    adapter = tmp_path / "agent_sft" / "final"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    loads = []
+
+    def load(model, adapter_dir):  # the base answers every row right, the adapter every row wrong
+        loads.append(model or adapter_dir)
+        name = "get_weather" if adapter_dir is None else "get_forecast"
+        return lambda prompts, n: [f' to=functions.{name}<|channel|>commentary <|constrain|>json<|message|>{{"i": '
+                                   + p.split("Weather ")[1].split("?")[0] + "}<|call|>" for p in prompts]
+
+    runs = [StageRun("base", str(base), None), StageRun("agent_sft", None, str(adapter))]
+    settings = {"skip_tasks": True, "tool_calling_data": str(heldout)}
+    results = evaluate_stages(runs, settings, tmp_path / "eval", load=load, log=lambda s: None)
+    assert results == {"base": {"pass_at_1": None, "mean_reward": None, "tool_call_accuracy": 1.0,
+                                "tool_call_valid": 1.0, "tool_call_right_function": 1.0},
+                       "agent_sft": {"pass_at_1": None, "mean_reward": None, "tool_call_accuracy": 0.0,
+                                     "tool_call_valid": 1.0, "tool_call_right_function": 0.0}}
+    assert loads == [str(base), str(adapter)]
+    evaluate_stages(runs, settings, tmp_path / "eval", load=load, log=lambda s: None)
+    assert len(loads) == 2  # both reports current: nothing evaluated again
+    later = time.time() + 5
+    os.utime(adapter / "adapter_config.json", (later, later))  # the adapter was retrained
+    evaluate_stages(runs, settings, tmp_path / "eval", load=load, log=lambda s: None)
+    assert loads[2:] == [str(adapter)]
+
+    gates = tmp_path / "quality_gates.json"
+    warnings = record_eval_gate(gates, results)
+    assert warnings == ["agent_sft tool_call_accuracy = 0.000 < base 1.000",
+                        "agent_sft tool_call_right_function = 0.000 < base 1.000"]
+    entry = read_gates(gates)["evaluation"]
+    assert entry["type"] == "SOFT" and entry["passed"] == "false" and "agent_sft" in entry["warnings"]
+    section = "\n".join(summary_section(tmp_path / "eval", ["base", "agent_sft", "ipo"]))
+    assert "| agent_sft | 0.000 (-1.000) | 1.000 (+0.000) | 0.000 (-1.000) |" in section
+    assert "WARN (soft): agent_sft tool_call_accuracy" in section
+    assert summary_section(tmp_path / "nothing", ["base"]) == []
+
+
+def test_pipeline_runs_and_settings_follow_the_workdir(tmp_path, repo_root):
+    from pipeline_lib.evaluation import QUICK_SETTINGS, StageRun, pipeline_runs, pipeline_settings
+
+    for folder in ("agent_sft", "agent_sft_ipo"):
+        (tmp_path / "checkpoints" / folder / "final").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "agent_sft" / "final" / "adapter_config.json").write_text("{}")
+    assert pipeline_runs(tmp_path, "checkpoints/tiny-gpt-oss") == [  # ipo has no adapter yet: not a stage
+        StageRun("base", "checkpoints/tiny-gpt-oss", None),
+        StageRun("agent_sft", None, str(tmp_path / "checkpoints" / "agent_sft" / "final"))]
+    config = repo_root / "configs" / "python_eval.yaml"
+    settings, notes = pipeline_settings(config, tmp_path, "python", quick=True)
+    assert settings["skip_tasks"] and settings["skip_tool_calls"] and len(notes) == 2
+    assert settings["task_file"] == str(tmp_path / "data" / "python" / "grpo" / "heldout.jsonl")
+    assert QUICK_SETTINGS.items() <= settings.items() and "adapter" not in settings
+    (tmp_path / "data" / "python" / "grpo").mkdir(parents=True)
+    (tmp_path / "data" / "python" / "grpo" / "heldout.jsonl").write_text("{}\n")
+    settings, notes = pipeline_settings(config, tmp_path, "python", quick=False)
+    assert "skip_tasks" not in settings and settings["max_new_tokens"] == 1024 and len(notes) == 1
