@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000
@@ -174,6 +175,9 @@ def main() -> None:
     pid = os.fork()
     if pid == 0:
         run_command(cfg)
+    # The caller kills us at its wall clock; if the caller itself died, this alarm still ends the namespace.
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(124))
+    signal.alarm(int(cfg["wall_seconds"]) + 5)
     while True:
         try:
             waited, status = os.wait()

@@ -488,6 +488,27 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
     return trainer
 
 
+def train_to_max_steps(trainer: Any, resume: str | None) -> None:
+    """``trainer.train(resume_from_checkpoint=resume)``, except when that checkpoint already reached max_steps.
+
+    transformers 5.17 checks max_steps only after an optimizer step: resuming a checkpoint at global_step ==
+    max_steps mid-epoch (agent SFT: checkpoint-30 of a max_steps 30 run, 30 steps not a whole number of epochs)
+    trained a 31st step. Then the checkpoint's weights and trainer state are loaded as they are (Trainer's own
+    ``_load_from_checkpoint``, what ``train(resume_from_checkpoint=...)`` calls) and nothing is trained.
+    """
+    if resume:
+        from transformers import TrainerState
+
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        if 0 < trainer.args.max_steps <= state.global_step:
+            trainer._load_from_checkpoint(resume)
+            trainer.state = state
+            print(f"{Path(resume).name} is at global_step {state.global_step} >= max_steps "
+                  f"{trainer.args.max_steps}: nothing left to train, final/ is written from it")
+            return
+    trainer.train(resume_from_checkpoint=resume)
+
+
 def final_evaluate(trainer: Any, data: SFTData) -> None:
     """Evaluate on the held-out rows at the end, unless the last step was just evaluated."""
     if data.eval is None:

@@ -39,6 +39,7 @@ from pipeline_lib.sft import (  # noqa: E402
     print_mask_example,
     resolve_resume_checkpoint,
     summary_line,
+    train_to_max_steps,
 )
 
 PHASE = "tool_calling_sft"
@@ -72,7 +73,7 @@ def main() -> None:
     trainer = build_sft_trainer(model, tokenizer, training_args, data, callbacks=[throughput])
     add_live_metrics(trainer, PHASE)
 
-    trainer.train(resume_from_checkpoint=resume)
+    train_to_max_steps(trainer, resume)
     final_evaluate(trainer, data)
 
     lora_check = verify_lora_updates(before, trainer.model, require_experts=model_info["experts_targeted"])

@@ -11,7 +11,8 @@ The agent-SFT adapter (on --base_model, default: the adapter's base_model_name_o
 reference is that same SFT policy at step 0: its log-probs are precomputed once, checked against the policy's on
 the first batch, and the reference copy is then dropped from memory. Writes <output_dir>/checkpoint-N/ and
 <output_dir>/final/ (adapter, tokenizer, trainer_state.json, provenance.json, phase_metrics.json). The IPO gate is
-SOFT: the loss is logged, never judged.
+SOFT: the loss is logged, never judged. Like phases 1 and 2, it then checks that every LoRA tensor (experts
+included) changed and no base weight did, and fails loudly (after final/ is written) otherwise.
 
 Deviations from the IPO paper (Azar et al. 2023, arXiv 2310.12036):
 - ``--beta`` is the paper's tau: the loss is (h - 1/(2*tau))**2, so at step 0 (policy == reference) it is
@@ -33,9 +34,9 @@ from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
-from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint
+from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint, train_to_max_steps
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
-from pipeline_lib.unsloth_utils import training_path
+from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, training_path, verify_lora_updates
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ipo.yaml"
 
@@ -89,23 +90,31 @@ def main(argv: list[str] | None = None) -> dict:
                          "pass --strict_reference false to train anyway")
     ipo.drop_reference_adapter(trainer.model)
 
-    trainer.train(resume_from_checkpoint=resume)
+    before = snapshot_parameters(trainer.model)
+    train_to_max_steps(trainer, resume)
+    lora_config = trainer.model.peft_config["default"]
+    lora_check = verify_lora_updates(before, trainer.model,
+                                     require_experts=bool(getattr(lora_config, "target_parameters", None)))
 
     final_dir = Path(args.output_dir) / "final"
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
     trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
-    lora_config = trainer.model.peft_config["default"]
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     metrics = ipo.ipo_phase_metrics(
         trainer.state.log_history, check=check, beta=args.beta, global_step=trainer.state.global_step,
         trainable_params=trainable, lora_r=lora_config.r, base_model=base_model, sft_adapter=script_args.checkpoint,
         pairs=len(trainer.train_dataset), backend=script_args.backend, training_path=path,
+        lora_update_check=lora_check,
     )
     write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
     write_phase_metrics(final_dir, metrics)
+    if not lora_check["passed"]:
+        raise LoraUpdateError("ipo finished but is not trustworthy: LoRA update check: "
+                              + "; ".join(lora_check["problems"]))
     print(f"IPO done: {metrics['global_step']} steps, loss {metrics['loss_step0']:.4g} -> {metrics['loss']:.4g} "
-          f"(avg last 10), reference = {metrics['reference']}, adapter -> {final_dir}")
+          f"(avg last 10), reference = {metrics['reference']}, expert_lora_changed="
+          f"{lora_check['expert_lora_changed']}, adapter -> {final_dir}")
     return metrics
 
 

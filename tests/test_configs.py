@@ -81,6 +81,29 @@ def validate_ipo(path: Path) -> None:
     assert args.beta > 0
 
 
+def validate_grpo(path: Path) -> None:
+    """Every key is a field of GRPOScriptArguments or GRPOPhaseConfig, GRPOPhaseConfig accepts its share and the
+    reward weights make a RewardWeights (the script args check that the task file and adapter exist, so they are
+    not constructed here)."""
+    import dataclasses
+
+    from pipeline_lib import grpo
+    from pipeline_lib.modeling import detect_precision
+    from pipeline_lib.rewards import RewardWeights
+
+    data = yaml.safe_load(path.read_text())
+    script_fields = {f.name for f in dataclasses.fields(grpo.GRPOScriptArguments)}
+    config_fields = {f.name for f in dataclasses.fields(grpo.GRPOPhaseConfig)}
+    unknown = set(data) - script_fields - config_fields
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    args = grpo.GRPOPhaseConfig(**{**detect_precision().trainer_kwargs(), **{k: v for k, v in data.items()
+                                                                             if k in config_fields}})
+    assert args.num_generations >= 2 and args.generation_batch_size % args.num_generations == 0
+    RewardWeights(**{k.removeprefix("reward_"): v for k, v in data.items()
+                     if k.startswith("reward_") and k != "reward_workers"})
+
+
 def validate_merge(path: Path) -> None:
     """Keys are MergeScriptArguments fields (scripts/19_merge_adapter.py; TrlParser would reject others) with the
     defaults' types; the dataclass itself checks paths in __post_init__, so it is not constructed here."""
@@ -147,6 +170,7 @@ VALIDATORS = {
     "tool_calling_sft.yaml": _validate_sft("ToolCallingScriptArguments", "ToolCallingSFTConfig"),
     "agent_sft.yaml": _validate_sft("AgentScriptArguments", "AgentSFTConfig"),
     "ipo.yaml": validate_ipo,
+    "grpo.yaml": validate_grpo,
 }
 
 
@@ -196,3 +220,11 @@ def test_validators_reject_a_broken_config(tmp_path):
     core_yaml.write_text((REPO / "configs" / "core_agent.yaml").read_text().replace("lora_r: 128", "lora_r: 64"))
     with pytest.raises(ValueError, match="lora_r"):
         validate_core_agent(core_yaml)
+    grpo_yaml = tmp_path / "grpo.yaml"
+    grpo_yaml.write_text((REPO / "configs" / "grpo.yaml").read_text() + "\nnum_generation: 4\n")
+    with pytest.raises(ValueError, match="num_generation"):
+        validate_grpo(grpo_yaml)
+    grpo_text = (REPO / "configs" / "grpo.yaml").read_text()
+    grpo_yaml.write_text(grpo_text.replace("reward_tests: 0.6", "reward_tests: 0.7"))
+    with pytest.raises(ValueError, match="sum to 1"):
+        validate_grpo(grpo_yaml)

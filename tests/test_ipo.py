@@ -263,6 +263,9 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     assert metrics["phase"] == "ipo" and metrics["reference"] == "sft_policy" and metrics["ref_equals_policy_at_step0"]
     assert metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3) and metrics["global_step"] == 1
     assert metrics["beta"] == 0.1 and metrics["rewards_margins"] is not None and metrics["lora_r"] == 8
+    check = metrics["lora_update_check"]  # the phase 1/2 LoRA-update check runs in IPO too
+    assert check["passed"] and check["experts_trained"] and check["expert_lora_changed"] > 0
+    assert check["lora_changed"] == check["lora_tensors"] > 0 and check["base_changed"] == []
 
     # The resumed run goes in-process (same argv parsing, no second interpreter start-up on the 2-core CI box).
     main = runpy.run_path(command[1], run_name="ipo_script")["main"]
@@ -280,6 +283,16 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     assert before.keys() == after.keys() and any("experts" in k for k in after)
     assert [k for k in after if torch.equal(after[k], before[k])] == []
 
+    # Negative control: learning rate 0 trains nothing; the check says so and the phase fails after writing final/.
+    from pipeline_lib.unsloth_utils import LoraUpdateError
+
+    frozen = tmp_path / "frozen_ipo"
+    frozen_argv = [*command[2:], "--max_steps", "1", "--learning_rate", "0"]
+    frozen_argv[frozen_argv.index("--output_dir") + 1] = str(frozen)
+    with pytest.raises(LoraUpdateError, match="LoRA tensors unchanged"):
+        main(frozen_argv)
+    frozen_check = json.loads((frozen / "final" / "phase_metrics.json").read_text())["lora_update_check"]
+    assert not frozen_check["passed"] and frozen_check["lora_changed"] == 0
 
 @pytest.mark.slow
 def test_script_fast_backend_one_step(repo_root, sft_adapter_dir, preference_dir, tmp_path, capsys):
@@ -299,3 +312,4 @@ def test_script_fast_backend_one_step(repo_root, sft_adapter_dir, preference_dir
     before = load_file(str(sft_adapter_dir / "adapter_model.safetensors"))
     after = load_file(str(out / "final" / "adapter_model.safetensors"))
     assert before.keys() == after.keys() and [k for k in after if torch.equal(after[k], before[k])] == []
+    assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]

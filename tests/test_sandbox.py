@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,10 +105,9 @@ def test_home_is_hidden():
 
 
 def test_infinite_cpu_loop_hits_the_cpu_limit():
-    started = time.monotonic()
-    result = _python("while True:\n    pass\n", Limits(cpu_seconds=1, wall_seconds=10.0))
-    assert result.returncode in (-24, -9), result  # SIGXCPU at the soft limit, SIGKILL at the hard one
-    assert time.monotonic() - started < 6
+    result = _python("while True:\n    pass\n", Limits(cpu_seconds=1, wall_seconds=60.0))
+    # SIGXCPU at the soft limit (SIGKILL at the hard one), long before the wall clock on even a loaded machine
+    assert result.returncode in (-24, -9) and not result.timed_out, result
 
 
 def test_sleeping_forever_hits_the_wall_clock():
@@ -265,3 +265,57 @@ def test_shared_scratch_and_sockets_are_hidden():
     assert eval(inside.stdout) == []  # noqa: S307 - our own repr of a list of names
     outside = _python(code, isolation=False)  # control: the machine's own /tmp and /run are not empty
     assert eval(outside.stdout)  # noqa: S307
+
+
+@pytest.mark.slow
+def test_run_ends_even_if_the_caller_dies(tmp_path):
+    """PID 1 of the run has its own alarm (wall + 5 s): a killed scorer leaves nothing running for long."""
+    marker = f"orphan-{os.getpid()}-{time.time_ns()}"
+    script = tmp_path / "caller.py"
+    script.write_text("from pipeline_lib.sandbox import Limits, run_files\n"
+                      f"run_files({{'m.py': 'import time\\ntime.sleep(300)\\n'}}, ['python', 'm.py', {marker!r}], "
+                      "Limits(wall_seconds=3.0))\n")
+    log = tmp_path / "caller.log"
+    caller = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def running() -> bool:
+        out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout  # -ww: no cut
+        return any(marker in line and "m.py" in line and "unshare" not in line for line in out.splitlines())
+
+    deadline = time.monotonic() + 30
+    while not running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running(), f"the sandboxed sleeper never started: {log.read_text()[-2000:]}"
+    caller.kill()
+    caller.wait()
+    time.sleep(0.5)
+    assert running()  # the caller is gone; the run is still there until its own alarm
+    deadline = time.monotonic() + 20
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not running()
+
+
+def test_toolchain_in_a_hidden_folder_is_bound_back_alone(tmp_path, monkeypatch):
+    """A tool found on the caller's PATH inside a hidden folder runs; its neighbours (a token file) stay hidden."""
+    hf_home = tmp_path / "hf"
+    tool = hf_home / "toolchain" / "bin" / "mytool"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho \"tool ran\"\ncat \"$1\" 2>/dev/null || echo \"token hidden\"\n")
+    tool.chmod(0o755)
+    (hf_home / "token").write_text("hf_canary_token_file")
+    (hf_home / "token").chmod(0o644)
+    for folder in (tmp_path, hf_home, hf_home / "toolchain"):
+        folder.chmod(0o755)  # so that only the sandbox's hiding, not permissions, keeps the token away
+    with monkeypatch.context() as patched:
+        patched.setenv("HF_HOME", str(hf_home))
+        patched.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+        sandbox._plan.cache_clear()
+        try:
+            inside = run_files({}, ["mytool", str(hf_home / "token")], FAST)
+        finally:
+            sandbox._plan.cache_clear()
+    assert inside.stdout.split("\n")[:2] == ["tool ran", "token hidden"], inside
+    outside = run_files({}, [str(tool), str(hf_home / "token")], FAST, isolation=False)  # control
+    assert "hf_canary_token_file" in outside.stdout

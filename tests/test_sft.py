@@ -297,6 +297,34 @@ def test_resume_continues_step_count_and_loss_curve(phase1_run, tiny_model_dir, 
 
 
 @pytest.mark.slow
+def test_resume_from_a_checkpoint_at_max_steps_trains_no_extra_step(phase1_run, tiny_model_dir, sft_dataset, tmp_path,
+                                                                    monkeypatch):
+    """checkpoint-3 of a max_steps 3 run, 6 steps per epoch: transformers alone trained a 4th step (agent SFT:
+    checkpoint-30 with max_steps 30 ended at global_step 31). The final adapter is checkpoint-3's, untouched."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    run = tmp_path / "at_max_steps"
+    run.mkdir()
+    shutil.copytree(phase1_run / "checkpoint-3", run / "checkpoint-3")
+    run_script("13_train_lang_adapter.py", [
+        "--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(sft_dataset), "--max_steps", "3",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+        "--max_seq_length", "128", "--output_dir", str(run), "--save_steps", "1", "--lora_r", "8",
+        "--logging_steps", "1", "--backend", "hf", "--resume_from_checkpoint", "auto"], monkeypatch)
+    metrics = json.loads((run / "final" / "phase_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 3 and metrics["global_step"] == 3 == metrics["max_steps"]
+    assert not (run / "checkpoint-4").exists()
+    saved = load_file(str(run / "checkpoint-3" / "adapter_model.safetensors"))
+    final = load_file(str(run / "final" / "adapter_model.safetensors"))
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
+    state = json.loads((run / "final" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3]
+
+
+@pytest.mark.slow
 def test_phase2_script_packs_evaluates_and_merges_lang_adapter(phase1_run, tiny_model_dir, sft_dataset, tmp_path,
                                                                monkeypatch):
     out = tmp_path / "agent"

@@ -12,8 +12,10 @@ The task of each completion comes from a dataset column: ``task`` (the row as a 
 ``completion_ids`` are given they are decoded again with openai_harmony's o200k_harmony encoding (the GPT-OSS vocab),
 special tokens kept; strings or ``[{"role": "assistant", "content": ...}]`` are used as they are otherwise.
 
-One bad completion never raises: a scorer error, a crashed or hung worker gives that completion 0.0 and an
-``error`` (the pool is rebuilt). Only configuration errors raise (no task column, unknown task id, no sandbox).
+Workers are spawned (the trainer holds CUDA and torch threads, which must not be forked), so the calling script
+needs the usual ``if __name__ == "__main__":`` guard. One bad completion never raises: a scorer error, a crashed or
+hung worker gives that completion 0.0 and an ``error`` (the pool is rebuilt). Only configuration errors raise (no
+task column, unknown task id, no sandbox).
 Logged through TRL's ``log_metric``: ``reward_accuracy`` (fraction whose tests pass; the Phase 4 SOFT gate) and
 the fraction at each stage (``execution/format_ok``, ``/parsed``, ``/applied``, ``/compiles``).
 """
@@ -88,7 +90,9 @@ class ExecutionReward:
                 continue
             try:
                 scores.append(future.result())
-            except Exception as exc:  # BrokenProcessPool: a worker died (e.g. killed by the OOM killer)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # BrokenProcessPool: a worker died (e.g. killed by the OOM killer)
                 scores.append(Score(reward=0.0, error=f"scorer worker failed: {type(exc).__name__}: {exc}"))
                 broken = True
         if broken:
@@ -155,5 +159,7 @@ def _score_safely(task: dict, completion: str | Sequence[int], weights: RewardWe
         return score_completion(task, completion, weights, limits, isolation=isolation)
     except SandboxUnavailable as exc:
         return Score(reward=0.0, error=f"sandbox unavailable: {exc}")
-    except Exception as exc:  # one bad completion (or a scorer bug on it) must not stop training
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # one bad completion (or a scorer bug on it; pyo3 panics too) must not stop training
         return Score(reward=0.0, error=f"scorer error: {type(exc).__name__}: {exc}")
