@@ -111,8 +111,13 @@ def phase_windows(log_text: str) -> list[dict[str, Any]]:
     """Per phase of one orchestrator log: start/end from its '[ts] ===== START x =====' and
     '[ts] ===== END x (status, elapsed ...' lines; a phase without an END line was cut off (killed)."""
     windows: list[dict[str, Any]] = []
-    for m in re.finditer(r"^\[([\d\- :]+)\] ===== (START|END) (\w+)(?: \((\w+))?", log_text, flags=re.M):
-        stamp, kind, phase, status = m.groups()
+    # phases: '===== START x =====' / '===== END x (status, ...'; the evaluation after them: 'START evaluation' /
+    # 'END evaluation (N s)' (a SOFT step: it warns instead of failing).
+    pattern = r"^\[([\d\- :]+)\] (?:===== (START|END) (\w+)(?: \((\w+))?|(START|END) (evaluation)\b)"
+    for m in re.finditer(pattern, log_text, flags=re.M):
+        stamp, kind, phase, status, eval_kind, eval_name = m.groups()
+        if eval_name:
+            kind, phase, status = eval_kind, eval_name, "ran"
         if kind == "START":
             windows.append({"phase": phase, "start": _time(stamp), "end": None, "status": "cut off"})
         elif windows and windows[-1]["phase"] == phase and windows[-1]["end"] is None:

@@ -51,9 +51,12 @@ def test_expert_deltas_dropped_is_restored() -> None:
 def test_phase_windows_and_gpu_samples(tmp_path: Path) -> None:
     log = ("[2026-11-28 10:00:00] ===== START tool_calling_sft =====\n"
            "[2026-11-28 10:01:40] ===== END tool_calling_sft (ran, elapsed 1m40s) =====\n"
-           "[2026-11-28 10:01:41] ===== START agent_sft =====\n")
+           "[2026-11-28 10:01:41] ===== START agent_sft =====\n"
+           "[2026-11-28 10:02:00] START evaluation\n[2026-11-28 10:02:30] END evaluation (30 s)\n")
     windows = phase_windows(log)
-    assert [(w["phase"], w["status"]) for w in windows] == [("tool_calling_sft", "ran"), ("agent_sft", "cut off")]
+    assert [(w["phase"], w["status"]) for w in windows] == [("tool_calling_sft", "ran"), ("agent_sft", "cut off"),
+                                                            ("evaluation", "ran")]
+    assert (windows[2]["end"] - windows[2]["start"]).total_seconds() == 30
     assert (windows[0]["end"] - windows[0]["start"]).total_seconds() == 100 and windows[1]["end"] is None
     csv_file = tmp_path / "mem.csv"
     csv_file.write_text("2026/11/28 10:00:30.123, 20480\nnot a row\n2026/11/28 10:02:00.000, 1024\n")
