@@ -8,8 +8,11 @@
 #
 # GGUF export (scripts/gpu_smoke.sh, Phase 5) also needs llama.cpp there: site/ gets llama-cpp-python 0.3.36's
 # bindings (sdist only on PyPI: built here once, CPU-only with GGML_NATIVE=OFF so it runs on any x86-64 with AVX2,
-# ~8 min on 2 cores, kept as $OUT/llama/*.whl; it loads its libllama.so through ctypes, so one build serves every
-# CPython) and site/llama_cpp_converter/ (convert_hf_to_gguf.py + gguf-py from the same sdist).
+# ~8 min on 2 idle cores, kept as $OUT/llama/*.whl; it loads its libllama.so through ctypes, so one build serves
+# every CPython) and site/llama_cpp_converter/ (convert_hf_to_gguf.py + gguf-py from the same sdist). A wheel
+# already built (pip's wheel cache) can be copied into $OUT/llama/ instead: check it holds no AVX-512 code the
+# GPU host may lack (`objdump -d llama_cpp/lib/libggml-cpu.so | grep -c zmm` = 0; the 2026-11-28 CPU-box build,
+# GGML_NATIVE on an AVX2 EPYC, has AVX2 code only).
 #   # on the GPU machine:
 #   mkdir -p site && tar -xzf .wheelhouse/site.tar.gz -C site && export PYTHONPATH=$PWD/site:$PYTHONPATH HF_HUB_OFFLINE=1
 set -euo pipefail
