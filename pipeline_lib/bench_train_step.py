@@ -117,7 +117,8 @@ def make_batch(workload: Workload, vocab: int, device: str, seed: int = 0, *, pa
 
 
 def unpacked_as_shipped(workload: Workload) -> Workload:
-    """Unsloth trains Phase 2 one conversation per row (its gpt_oss collator drops position_ids, FINDINGS §3)."""
+    """Unsloth trains Phase 2 one conversation per row: its gpt_oss collator drops position_ids
+    (pipeline_lib.sft.effective_packing)."""
     return dataclasses.replace(workload, seq=workload.doc_tokens, doc_tokens=None)
 
 
@@ -300,13 +301,14 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
                         layers: int | None = None) -> dict[str, Any]:
     """Loss and LoRA gradients of the fast path vs stock PEFT on the same weights and batch, with a control.
 
-    The reference is stock PEFT in fp32 (eager experts). On CUDA both paths are then run in bf16 and the fast
-    path passes when its error against the fp32 reference is within ``2x`` the stock bf16 path's own error (+ a
-    floor: ``BF16_GRAD_TOL`` for gradients, ``BF16_LOSS_TOL`` relative for the loss); on CPU (fp32 throughout) the
-    tolerance is ``FP32_TOL``. The negative control — the fast path with one expert's LoRA B dropped in layer 0 —
-    must FAIL the same test, or the check itself is reported as failed. Runs on a ``layers``-layer slice of the
-    real shape: bf16 routing is chaotic on deep random models (FINDINGS §3b: logit noise p50 1.28 std at 24 layers),
-    which would drown any check.
+    The reference is stock PEFT in fp32 (eager experts). The verdict is the fp32 comparison — fast path in fp32 vs
+    that reference within ``FP32_TOL`` — on CPU and on CUDA alike, and the negative control (the fast path with one
+    expert's LoRA B dropped in layer 0) must FAIL it, or the check itself is reported as failed. On CUDA both paths
+    are then also run in bf16 (the fast path through the grouped-GEMM kernel) and their errors against the fp32
+    reference are reported for scale (``bf16``): on random weights they are not a verdict — the H200 run of
+    2026-11-28 measured a gradient error of 0.54 for stock bf16 and 0.56 for the fast path, against 1.0 for the
+    control, so a tolerance of 2x stock's error could not catch the control (docs/BENCHMARKS.md). Runs on a
+    ``layers``-layer slice of the real shape.
     """
     import torch
 
@@ -334,43 +336,94 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
         fast_path.set_drop_expert_lora_b(peft_model, None)
         return float(loss.detach()), grads
 
-    ref_loss, ref_grads = run("hf")
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # a real fp32 comparison: TF32 alone would add ~1e-3
+    try:
+        ref_loss, ref_grads = run("hf")
+        fast_loss, fast_grads = run("fast")
+        ctl_loss, ctl_grads = run("fast", drop=1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    grad_tol, loss_tol = FP32_TOL, FP32_TOL * abs(ref_loss)
+    fast_err, fast_where = grad_error(ref_grads, fast_grads, n_experts)
+    ctl_err, ctl_where = grad_error(ref_grads, ctl_grads, n_experts)
+    fast_ok = fast_err <= grad_tol and abs(fast_loss - ref_loss) <= loss_tol
+    ctl_caught = not (ctl_err <= grad_tol and abs(ctl_loss - ref_loss) <= loss_tol)
+    bf16: dict[str, Any] | None = None
     if device == "cuda":
         peft_model.to(torch.bfloat16)
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
                 p.data = p.data.float()  # PEFT keeps adapters in fp32 (autocast_adapter_dtype), as in training
         model.config._experts_implementation = "grouped_mm"
-        stock_loss, stock_grads = run("hf")
-        stock_err, stock_where = grad_error(ref_grads, stock_grads, n_experts)
-        grad_tol = max(2 * stock_err, BF16_GRAD_TOL)
-        loss_tol = max(2 * abs(stock_loss - ref_loss), BF16_LOSS_TOL * abs(ref_loss))
-        precision = "bf16 vs fp32 stock reference"
-    else:
-        stock_loss, stock_err, stock_where = ref_loss, 0.0, ""
-        grad_tol, loss_tol = FP32_TOL, FP32_TOL * abs(ref_loss)
-        precision = "fp32"
-    fast_loss, fast_grads = run("fast")
-    fast_err, fast_where = grad_error(ref_grads, fast_grads, n_experts)
-    ctl_loss, ctl_grads = run("fast", drop=1)
-    ctl_err, ctl_where = grad_error(ref_grads, ctl_grads, n_experts)
-    fast_ok = fast_err <= grad_tol and abs(fast_loss - ref_loss) <= loss_tol
-    ctl_caught = not (ctl_err <= grad_tol and abs(ctl_loss - ref_loss) <= loss_tol)
+        stock16_loss, stock16_grads = run("hf")
+        fast16_loss, fast16_grads = run("fast")
+        bf16 = {"stock_loss": stock16_loss, "fast_loss": fast16_loss,
+                "stock_grad_rel_err": grad_error(ref_grads, stock16_grads, n_experts)[0],
+                "fast_grad_rel_err": grad_error(ref_grads, fast16_grads, n_experts)[0]}
     report = {
         "passed": bool(fast_ok and ctl_caught), "fast_matches": bool(fast_ok), "control_caught": bool(ctl_caught),
-        "precision": precision, "layers": model.config.num_hidden_layers, "tokens": wl.batch * wl.seq,
-        "packed": wl.doc_tokens is not None, "lora_r": wl.lora_r,
-        "loss": {"reference": ref_loss, "stock": stock_loss, "fast": fast_loss, "control": ctl_loss,
-                 "tolerance": loss_tol},
-        "grad_rel_err": {"stock": stock_err, "fast": fast_err, "control": ctl_err, "tolerance": grad_tol,
-                         "worst_fast": fast_where, "worst_stock": stock_where, "worst_control": ctl_where},
+        "precision": "fp32 (fast vs stock PEFT)", "layers": model.config.num_hidden_layers,
+        "tokens": wl.batch * wl.seq, "packed": wl.doc_tokens is not None, "lora_r": wl.lora_r,
+        "loss": {"reference": ref_loss, "fast": fast_loss, "control": ctl_loss, "tolerance": loss_tol},
+        "grad_rel_err": {"fast": fast_err, "control": ctl_err, "tolerance": grad_tol,
+                         "worst_fast": fast_where, "worst_control": ctl_where},
+        "bf16_for_scale": bf16,
     }
     return report
 
 
 FP32_TOL = 1e-4
-BF16_GRAD_TOL = 0.05
-BF16_LOSS_TOL = 1e-2
+# bf16 kernel check (1 layer, identical routing): fast vs stock bf16 differ by rounding only. Set from the CPU run of
+# tests/test_fast_path.py (tiny model: worst slice ~1e-2); the dropped-expert control sits at 1.0.
+BF16_KERNEL_TOL = 0.1
+
+
+def check_bf16_kernel(args: argparse.Namespace, workload: Workload, device: str, *, check_tokens: int
+                      ) -> dict[str, Any]:
+    """The fast path as it trains (bf16, the grouped-GEMM kernel on CUDA) vs stock PEFT in bf16, on ONE layer.
+
+    With one layer both paths route every token identically (the router sees the same embeddings), so the only
+    difference is bf16 rounding of W + s·AB vs x·W + s·(x·A)·B — unlike deeper models, where a rounding difference
+    flips routing downstream and drowns any comparison (the fp32 check above is the verdict on the maths). Passes
+    when the worst per-expert LoRA-gradient error is <= ``BF16_KERNEL_TOL`` and the loss agrees to 1%, and the
+    dropped-expert control fails.
+    """
+    import torch
+
+    from pipeline_lib import fast_path
+
+    wl = dataclasses.replace(workload, seq=min(workload.seq, check_tokens), batch=min(workload.batch, 2),
+                             doc_tokens=(min(workload.doc_tokens, check_tokens // 2) if workload.doc_tokens else None))
+    model = build_model(gpt_oss_config(args.model, 1), device, "bfloat16", attn="eager", experts="grouped_mm")
+    peft_model, _ = add_lora(model, wl.lora_r, fast=True, grad_ckpt=False)
+    randomize_lora_b(peft_model)
+    n_experts = model.config.num_local_experts
+    batch = make_batch(wl, model.config.vocab_size, device, seed=11)
+    ref_logps = torch.zeros(wl.batch, device=device)
+
+    def run(backend: str, drop: int | None = None) -> tuple[float, dict[str, Any]]:
+        fast_path.set_fast_experts(peft_model, backend == "fast")
+        fast_path.set_drop_expert_lora_b(peft_model, drop)
+        peft_model.zero_grad(set_to_none=True)
+        loss = loss_fn(backend, wl)(peft_model, batch, ref_logps)
+        loss.backward()
+        fast_path.set_drop_expert_lora_b(peft_model, None)
+        return float(loss.detach()), lora_grads(peft_model)
+
+    ref_loss, ref = run("hf")
+    fast_loss, fast = run("fast")
+    ctl_loss, ctl = run("fast", drop=1)
+    fast_err, fast_where = grad_error(ref, fast, n_experts)
+    ctl_err, _ = grad_error(ref, ctl, n_experts)
+    loss_ok = abs(fast_loss - ref_loss) <= 1e-2 * abs(ref_loss)
+    fast_ok = fast_err <= BF16_KERNEL_TOL and loss_ok
+    ctl_caught = ctl_err > BF16_KERNEL_TOL
+    return {"passed": bool(fast_ok and ctl_caught), "fast_matches": bool(fast_ok), "control_caught": bool(ctl_caught),
+            "layers": 1, "kernel": "grouped_mm" if device == "cuda" else "per-expert loop (CPU)",
+            "loss": {"stock_bf16": ref_loss, "fast_bf16": fast_loss, "control": ctl_loss},
+            "grad_rel_err": {"fast": fast_err, "control": ctl_err, "tolerance": BF16_KERNEL_TOL,
+                             "worst_fast": fast_where}}
 
 
 # ---------------------------------------------------------------------------------------------------------- timing
@@ -475,11 +528,17 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
         t0 = time.perf_counter()
         check = check_fast_numerics(args, workload, device, check_tokens=args.check_tokens,
                                     layers=args.check_layers if device == "cuda" else None)
+        _free(device)
+        if device == "cuda" or args.bf16_kernel_check:
+            try:
+                check["bf16_kernel"] = check_bf16_kernel(args, workload, device, check_tokens=args.check_tokens)
+            except Exception as err:  # reported; the fp32 verdict and the timing stand
+                check["bf16_kernel"] = {"passed": False, "error": f"{type(err).__name__}: {err}"[:500]}
+            _free(device)
         check["seconds"] = round(time.perf_counter() - t0, 1)
         record["numerics_check"] = check
-        print(f"    numerics check: passed={check['passed']} loss {check['loss']} grads {check['grad_rel_err']}",
-              flush=True)
-        _free(device)
+        print(f"    numerics check: passed={check['passed']} loss {check['loss']} grads {check['grad_rel_err']} "
+              f"bf16 kernel {check.get('bf16_kernel')}", flush=True)
     grad_ckpt = device == "cuda"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -662,6 +721,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="one extra step under torch.profiler: time per component and top kernels in the JSON")
     p.add_argument("--check-layers", type=int, default=2, help="layers of the numerics check model (CUDA)")
     p.add_argument("--check-tokens", type=int, default=1024)
+    p.add_argument("--bf16-kernel-check", action="store_true",
+                   help="run the 1-layer bf16 fast-vs-stock check off CUDA too (it always runs on CUDA)")
     p.add_argument("--no-check", action="store_true", help="skip the fast path's numerics check (not advised)")
     p.add_argument("--only", action="append", default=[], metavar="BACKEND=W1,W2",
                    help="this backend runs only these workloads (repeatable); the others run --workloads")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -430,11 +431,13 @@ def evaluate_stages(runs: Sequence[StageRun], settings: dict[str, Any], output_d
             continue
         config = EvalConfig(**{**settings, "model": run.model, "adapter": run.adapter, "stage": run.stage,
                                "output_dir": str(out)})
+        start = time.monotonic()
         generate = load(run.model, run.adapter)
         result = run_evaluation(config, generate)
+        result["seconds"] = round(time.monotonic() - start, 1)  # model load + generation + scoring
         write_report(result, out, run.stage, asdict(config))
         log(f"eval {run.stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(result).items()
-                                              if v is not None))
+                                              if v is not None) + f" ({result['seconds']} s)")
         del generate
         gc.collect()
     return load_stage_results(out, [run.stage for run in runs])

@@ -155,6 +155,7 @@ class RunContext:
     llama_cpp_dir: str | None = None
     local_data: Path = SAMPLES_DIR  # --tiny's data source
     report_to: str | None = None  # --report-to: where the training phases send live metrics (else their YAML's)
+    save_steps: int | None = None  # --save-steps: every training phase's checkpoint interval (else profile / YAML)
 
     @property
     def paths(self) -> PipelinePaths:
@@ -504,8 +505,9 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
                 "--language", ctx.grpo_language]
     cmd += ["--per_device_train_batch_size", str(batch.batch), "--gradient_accumulation_steps", str(batch.accum),
             "--max_steps", str(batch.max_steps), "--output_dir", str(run)]
-    if batch.save_steps is not None:
-        cmd += ["--save_steps", str(batch.save_steps)]
+    save_steps = ctx.save_steps or batch.save_steps
+    if save_steps is not None:
+        cmd += ["--save_steps", str(save_steps)]
     if ctx.report_to:
         cmd += ["--report_to", ctx.report_to]
     if resume_from is not None:
@@ -805,7 +807,9 @@ def estimate_lines(ctx: RunContext, *, card: str | None, gpus: int = 1) -> list[
     from pipeline_lib.estimate import format_estimates
 
     estimates, card, reason = run_estimate(ctx, card=card, gpus=gpus)
-    label = ctx.batch_profile + (" + quick test" if ctx.quick_test and not ctx.tiny else "")
+    from pipeline_lib.profiles import FIXED_PROFILES
+
+    label = ctx.batch_profile + (" + quick test" if ctx.quick_test and ctx.batch_profile not in FIXED_PROFILES else "")
     return format_estimates(estimates, card, reason, label, unmeasured=[])
 
 
@@ -844,12 +848,15 @@ def phase_start_line(phase: str, estimate_path: Path, elapsed: float) -> str:
 
 
 def plan(ctx: RunContext, *, card: str | None = None, gpus: int = 1) -> str:
+    from pipeline_lib.profiles import FIXED_PROFILES
+
+    fixed = ctx.batch_profile in FIXED_PROFILES
     paths = ctx.paths
     model = ctx.model
     config = resolve_model_config(model)
     lines = ["DRY RUN - nothing is trained, downloaded or written.",
              f"model: {model}  (config: {config or 'not available locally'})",
-             f"batch profile: {ctx.batch_profile}{' + quick test' if ctx.quick_test and not ctx.tiny else ''}; "
+             f"batch profile: {ctx.batch_profile}{' + quick test' if ctx.quick_test and not fixed else ''}; "
              f"workdir: {ctx.workdir}; state: {paths.base} (data, checkpoints, logs)"]
     size = None
     config_for_counts: Any = config
@@ -993,6 +1000,8 @@ def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[s
 
 
 def summary(ctx: RunContext) -> str:
+    from pipeline_lib.evaluation import BASE_STAGE, summary_section
+
     paths = ctx.paths
     record = read_run_record(paths.logs)
     decisions = read_jsonl_by_phase(paths.logs / DECISIONS)
@@ -1016,9 +1025,10 @@ def summary(ctx: RunContext) -> str:
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")
     cost = cost_rows(paths, record)
+    evaluation = summary_section(paths.logs / "eval", [BASE_STAGE, *TRAINED_PHASES])  # stage x metric, delta to base
     text = "\n".join(["# TUI pipeline summary", "", f"model: {ctx.model}; state: {paths.base}", "", *rows, "", *cost,
                       f"loss curves: {png}" if png else "loss curves: none (no trainer_state.json yet)",
-                      f"gates: {paths.gates_file}"])
+                      f"gates: {paths.gates_file}", *([""] + evaluation if evaluation else [])])
     paths.logs.mkdir(parents=True, exist_ok=True)
     (paths.logs / "summary.md").write_text(text + "\n")
     return text
@@ -1040,13 +1050,15 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--llama-cpp-dir", default=None)
     parser.add_argument("--report-to", default=None)
+    parser.add_argument("--save-steps", type=int, default=None)
 
 
 def context_from(args: argparse.Namespace) -> RunContext:
     return RunContext(workdir=args.workdir, model=args.model, profile=args.batch_profile, quick_test=args.quick_test,
                       tiny=args.tiny, skip_data=args.skip_data, grpo_language=args.grpo_language,
                       configs_dir=args.configs_dir, scripts_dir=args.scripts_dir, python=args.python,
-                      llama_cpp_dir=args.llama_cpp_dir or None, report_to=args.report_to or None)
+                      llama_cpp_dir=args.llama_cpp_dir or None, report_to=args.report_to or None,
+                      save_steps=args.save_steps)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
 #
 #   bash scripts/run_tui_pipeline.sh [--quick-test] [--skip-data] [--batch-profile aggressive|balanced|conservative]
 #       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--configs-dir DIR]
-#       [--grpo-language LANG] [--prune-stale] [--dry-run] [--card H100-80GB|H200|...]
+#       [--grpo-language LANG] [--save-steps N] [--prune-stale] [--dry-run] [--card H100-80GB|H200|...]
 #       [--report-to tensorboard|wandb|none]
 #
 # The phases, their scripts, folders and order come from pipeline_lib/phases.py (through pipeline_lib.orchestrate);
@@ -35,7 +35,8 @@ Options:
   --quick-test            small data subsets, seq 4096, 50 steps per phase (writeup §6); its state lives in
                           <workdir>/quick-test/ and never satisfies (or is satisfied by) a production run
   --skip-data             use the data an earlier run prepared (fails if incomplete)
-  --batch-profile NAME    aggressive | balanced | conservative (default: balanced)
+  --batch-profile NAME    aggressive | balanced | conservative (default: balanced); smoke: a few steps per
+                          phase for scripts/gpu_smoke.sh (not changed by --quick-test)
   --model HUB_ID|DIR      base model (default: $DEFAULT_MODEL); a DIR needs config.json + weights
   --tiny                  the embedded tiny GPT-OSS (built into <workdir>/checkpoints/tiny-gpt-oss), the bundled
                           data/samples, the tiny batch profile and tiny gates, on CPU (what \`make demo\` runs)
@@ -43,6 +44,8 @@ Options:
   --gates-config FILE     gate thresholds (default: <configs-dir>/gates.yaml)
   --configs-dir DIR       the phase YAMLs and batch_profiles.yaml (default: configs/): every training setting
   --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
+  --save-steps N          checkpoint every N optimizer steps in every training phase (default: each phase's
+                          YAML, 250 / 25 for IPO; the tiny profile's 10 with --tiny)
   --prune-stale           delete the <dir>.stale-* folders earlier reruns set aside, then run
   --card NAME             the GPU the time estimate is for (default: detected with nvidia-smi, else H100-80GB);
                           measured rows are in configs/throughput.yaml
@@ -107,6 +110,7 @@ GRPO_LANGUAGE=rust
 DRY_RUN=0
 PRUNE_STALE=0
 CARD=""
+SAVE_STEPS=""
 REPORT_TO=""
 ORIG_ARGS=("$@")
 ARG_HINT="fix the command line (see --help) and run it again"
@@ -126,9 +130,10 @@ while [[ $# -gt 0 ]]; do
         --configs-dir) need_value "$@"; CONFIGS_DIR=$2; shift ;;
         --grpo-language) need_value "$@"; GRPO_LANGUAGE=$2; shift ;;
         --card) need_value "$@"; CARD=$2; shift ;;
+        --save-steps) need_value "$@"; SAVE_STEPS=$2; shift ;;
         --report-to) need_value "$@"; REPORT_TO=$2; shift ;;
         --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --configs-dir=* | --grpo-language=* | \
-            --card=* | --report-to=*)
+            --card=* | --report-to=* | --save-steps=*)
             key=${1%%=*}; set -- "$key" "${1#*=}" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" "$ARG_HINT" ;;
@@ -137,9 +142,11 @@ while [[ $# -gt 0 ]]; do
 done
 
 case $PROFILE in
-    aggressive | balanced | conservative) ;;
-    *) die "--batch-profile must be aggressive, balanced or conservative; got '$PROFILE'" "$ARG_HINT" ;;
+    aggressive | balanced | conservative | smoke) ;;
+    *) die "--batch-profile must be aggressive, balanced, conservative or smoke; got '$PROFILE'" "$ARG_HINT" ;;
 esac
+[[ -z $SAVE_STEPS || $SAVE_STEPS =~ ^[1-9][0-9]*$ ]] ||
+    die "--save-steps must be a positive integer; got '$SAVE_STEPS'" "$ARG_HINT"
 [[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] ||
     die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'" "$ARG_HINT"
 case $REPORT_TO in
@@ -183,6 +190,7 @@ CTX=(--workdir "$WORKDIR" --model "$MODEL" --batch-profile "$PROFILE" --grpo-lan
 ((SKIP_DATA)) && CTX+=(--skip-data)
 [[ -z ${LLAMA_CPP_DIR:-} ]] || CTX+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
 [[ -z $REPORT_TO ]] || CTX+=(--report-to "$REPORT_TO")
+[[ -z $SAVE_STEPS ]] || CTX+=(--save-steps "$SAVE_STEPS")
 CARD_ARGS=()
 [[ -z $CARD ]] || CARD_ARGS=(--card "$CARD")
 out=$("$PYTHON" -m pipeline_lib.orchestrate paths "${CTX[@]}") || die "cannot compute paths with $PYTHON"
@@ -218,6 +226,15 @@ if [[ -d $WORKSPACE ]]; then # writeup §7/§10: the 20 GB container disk overfl
     export TMPDIR=$WORKSPACE/tmp TEMP=$WORKSPACE/tmp TMP=$WORKSPACE/tmp
     ((DRY_RUN)) || mkdir -p "$HF_HOME" "$TORCH_HOME" "$XDG_CACHE_HOME" "$TMPDIR"
 fi
+# Compile caches kept between phases and runs: an Unsloth phase's first step is 50-90 s of compilation on the H100
+# and H200 (docs/BENCHMARKS.md). Inductor and Triton key their entries by content, so one cache serves every
+# workdir (on /workspace when it exists); Unsloth writes generated modules per model type into
+# UNSLOTH_COMPILE_LOCATION (unsloth_zoo/compiler.py; default ./unsloth_compiled_cache), kept per workdir.
+COMPILE_CACHE=$WORKDIR/.cache
+[[ ! -d $WORKSPACE ]] || COMPILE_CACHE=$WORKSPACE/.cache
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$COMPILE_CACHE/torchinductor}
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$COMPILE_CACHE/triton}
+export UNSLOTH_COMPILE_LOCATION=${UNSLOTH_COMPILE_LOCATION:-$WORKDIR/.cache/unsloth_compiled_cache}
 if ((TINY)); then
     export CUDA_VISIBLE_DEVICES="" # the demo is the CPU path, also on a GPU machine
     export HF_HUB_OFFLINE=1        # nothing in a tiny run comes from the hub
@@ -271,6 +288,8 @@ banner() {
     log "python:         $(command -v "$PYTHON" || echo "$PYTHON")"
     log "WANDB_MODE=$WANDB_MODE  PYTORCH_CUDA_ALLOC_CONF=$PYTORCH_CUDA_ALLOC_CONF  TOKENIZERS_PARALLELISM=false"
     log "HF_HOME=${HF_HOME:-<default>}  TMPDIR=${TMPDIR:-<default>}"
+    log "compile caches: TORCHINDUCTOR_CACHE_DIR=$TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR=$TRITON_CACHE_DIR" \
+        "UNSLOTH_COMPILE_LOCATION=$UNSLOTH_COMPILE_LOCATION"
     log "HF_TOKEN:       $TOKEN_BANNER"
     [[ -z ${PIPELINE_LOG:-} ]] || log "log:            $PIPELINE_LOG"
     log "=============================================="
@@ -428,6 +447,26 @@ run_phase() {
     CURRENT_PHASE=""
 }
 
+# Evaluation (SOFT, after every phase): the base model once and every trained stage on the held-out tasks of
+# --grpo-language and Phase 0's held-out tool calls; the stage table goes into logs/summary.md and a stage scoring
+# below the one before it warns. A crash here warns too: the trained adapters and the export are already saved.
+evaluate_stages() {
+    local args=(pipeline --workdir "$WORKDIR" --model "$MODEL" --language "$GRPO_LANGUAGE") rc=0
+    # --tiny and --batch-profile smoke: 4 tasks x 48 tokens + 4 tool calls x 24 tokens per stage
+    if ((TINY)) || [[ $PROFILE == smoke ]]; then args+=(--quick); fi
+    log "START evaluation"
+    local t0=$SECONDS phase_log=$LOG_DIR/phase_evaluation.log
+    printf '\n===== %s: evaluation =====\n' "$(date '+%Y-%m-%d %H:%M:%S')" >>"$phase_log"
+    if [[ -n $HF_TOKEN_VALUE ]] && ((!MODEL_IS_LOCAL)); then # the base model may come from the hub
+        (cd "$WORKDIR" && HF_TOKEN=$HF_TOKEN_VALUE "$PYTHON" -m pipeline_lib.evaluation "${args[@]}") 2>&1 |
+            tee -a "$phase_log" || rc=$?
+    else
+        (cd "$WORKDIR" && "$PYTHON" -m pipeline_lib.evaluation "${args[@]}") 2>&1 | tee -a "$phase_log" || rc=$?
+    fi
+    ((rc == 0)) || warn "evaluation exited with status $rc (SOFT; full output: $phase_log)"
+    log "END evaluation ($((SECONDS - t0)) s)"
+}
+
 # ---------------------------------------------------------------- main
 
 banner
@@ -446,3 +485,4 @@ for phase in $PHASE_NAMES; do
     ((!first)) || write_estimate # after data prep: from the prepared data's measured token counts
     first=0
 done
+evaluate_stages
