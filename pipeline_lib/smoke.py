@@ -228,7 +228,8 @@ def render(report: dict[str, Any]) -> str:
 
     for label, check in (("merge: tool-calling adapter fingerprint", report.get("merge_adapter_fingerprint")),
                          ("IPO: agent-SFT adapter fingerprint", report.get("ipo_sft_adapter_fingerprint")),
-                         ("export: adapter fingerprint", (report.get(pipeline_phases.EXPORT.name) or {}).get("hf_fingerprint"))):
+                         ("export: adapter fingerprint",
+                          (report.get(pipeline_phases.EXPORT.name) or {}).get("hf_fingerprint"))):
         lines.append(f"- {label}: {describe(check) if check else 'not reached'}")
     export = report.get(pipeline_phases.EXPORT.name) or {}
     lines.append(f"- export: passed {export.get('passed')}, GGUF {export.get('gguf_status')} "
