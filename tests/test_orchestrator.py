@@ -182,9 +182,9 @@ def test_fake_run_then_rerun_skips_everything(fake_env):
     assert "set (hf_****" in first.stdout and CANARY not in first.stdout
     gates = json.loads((fake_env["workdir"] / "logs" / "quality_gates.json").read_text())
     assert gates["tool_calling"]["passed"] == "true" and gates["grpo"]["status"] == "skipped_no_tasks"
-    # the fake data prep writes no held-out split and there are no tasks: evaluation says so, records a skip
-    assert gates["evaluation"] == {**gates["evaluation"], "status": "skipped_no_data", "type": "SOFT"}
-    assert "START evaluation" in first.stdout and "tool-call accuracy skipped" in first.stdout
+    # the fake data prep's held-out split is a marker (data_prep.outputs_exist needs it), not a loadable dataset,
+    # and the fake model has no real weights: the evaluation step fails, and being SOFT, the run still completes
+    assert "START evaluation" in first.stdout and "END evaluation" in first.stdout
     logs = fake_env["workdir"] / "logs"
     assert (logs / "summary.md").is_file() and (logs / "loss_curves.png").is_file()
     for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "export"):
