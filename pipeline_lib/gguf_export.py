@@ -455,9 +455,28 @@ def export_model(checkpoints_dir: str | os.PathLike, model: str, merged_model: s
         manifest["gguf"] = {"status": "skipped: HF export failed its checks", "passed": False}
     manifest["passed"] = hf_manifest["passed"]  # the writeup: GGUF failing alone still counts as a good export
     manifest["gguf_warning"] = manifest["gguf"]["passed"] is False
+    if hf_manifest["passed"]:
+        manifest.update(write_ready_to_use_files(manifest, Path(checkpoints_dir), output_dir))
     manifest["provenance"] = provenance(config or {})
     write_json_atomic(output_dir / "manifest.json", manifest)
     return manifest
+
+
+def write_ready_to_use_files(manifest: dict[str, Any], checkpoints_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """hf/README.md (model card) and, when a GGUF passed validation, gguf_q4/Modelfile (Ollama); returns where."""
+    from pipeline_lib.formatters import CODING_AGENT_DEV_PROMPT
+    from pipeline_lib.model_card import model_card, modelfile, pick_gguf
+
+    card = output_dir / "hf" / "README.md"
+    card.write_text(model_card(manifest, checkpoints_dir, list(reversed(ADAPTER_PRIORITY)), checkpoints_dir.parent))
+    written: dict[str, Any] = {"model_card": str(card), "modelfile": None}
+    quant = pick_gguf(manifest["gguf"].get("files") or {})
+    if quant:
+        gguf_name = f"{output_dir.name.removesuffix('-export')}-{quant}.gguf"
+        target = output_dir / "gguf_q4" / "Modelfile"
+        target.write_text(modelfile(gguf_name, system=CODING_AGENT_DEV_PROMPT))  # the agent data's developer prompt
+        written["modelfile"] = str(target)
+    return written
 
 
 # ---------------------------------------------------------------- child-process entry points

@@ -120,6 +120,16 @@ def test_export_writes_validated_gguf_and_broken_gguf_fails(tiny_model_dir: Path
         assert entry["metadata"]["general.architecture"] == "gpt-oss", name
         assert entry["checks"]["tokenizer_matches_hf"]["passed"], name
     assert files["BF16"]["logits"]["rel_p90"] <= GgufSettings().bf16_rel_tol
+    # Ready to use: a model card in hf/ and an Ollama Modelfile whose FROM is the validated Q4_K_M beside it.
+    card = (out / "hf" / "README.md").read_text()
+    assert manifest["model_card"] == str(out / "hf" / "README.md") and "`tool_calling_sft` LoRA adapter" in card
+    assert f"`{tiny_model_dir}`" in card and "## Quality gates" in card and "## Evaluation" in card
+    modelfile = (out / "gguf_q4" / "Modelfile").read_text()
+    assert manifest["modelfile"] == str(out / "gguf_q4" / "Modelfile")
+    assert modelfile.startswith("FROM ./tiny-gpt-oss-coding-tui-Q4_K_M.gguf\n")
+    assert (out / "gguf_q4" / "tiny-gpt-oss-coding-tui-Q4_K_M.gguf").is_file()
+    assert "llama-cli -m gguf_q4/tiny-gpt-oss-coding-tui-Q4_K_M.gguf --jinja --chat-template-file " \
+        "hf/chat_template.jinja" in card and (out / "hf" / "chat_template.jinja").is_file()
 
     # Negative control: the same HF model with its attention sinks zeroed, converted by the same converter, must
     # fail the BF16 logits check against the real model's logits (FINDINGS §4: sinks off -> rel 0.54).
@@ -159,6 +169,8 @@ def test_gguf_failure_keeps_hf_export(tiny_model_dir: Path, tmp_path: Path, repo
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["passed"] and manifest["hf"]["passed"] and manifest["gguf_warning"]
     assert manifest["gguf"]["passed"] is False and "converter exploded" in manifest["gguf"]["error"]
+    assert (out / "hf" / "README.md").is_file() and manifest["modelfile"] is None  # no GGUF, no Modelfile
+    assert not (out / "gguf_q4" / "Modelfile").exists()
 
 
 def test_export_killed_mid_probe_leaves_nothing_outside_and_next_export_cleans(tmp_path, monkeypatch, repo_root):
