@@ -164,6 +164,28 @@ def prompt_dataset(tasks: list[dict[str, Any]], developer_prompt: str | None = N
                               "task_id": [t["id"] for t in tasks]})
 
 
+FENCE_LANGUAGE = {"python": "python", "rust": "rust", "go": "go", "typescript": "typescript"}
+
+
+def reference_completion(task: dict[str, Any]) -> str:
+    """The task's reference fix as a completion in the whole-file form (a final answer with one fenced block)."""
+    fix = task["reference_fix"] if task["reference_fix"].endswith("\n") else task["reference_fix"] + "\n"
+    return f"<|channel|>final<|message|>```{FENCE_LANGUAGE[task['language']]}\n{fix}```<|return|>"
+
+
+def preflight_rewards(reward, tasks: list[dict[str, Any]], count: int = 2) -> list[float]:
+    """Score the reference fixes of the first ``count`` tasks through ``reward`` (an ExecutionReward, so through its
+    worker processes and the sandbox) before any model is loaded: a missing toolchain or a sandbox that cannot
+    run the tests fails here, naming the task, instead of silently paying 0 for every completion."""
+    sample = tasks[:count]
+    scores = reward.score_batch(sample, [reference_completion(t) for t in sample])
+    for task, score in zip(sample, scores, strict=True):
+        if not score.tests_passed:
+            raise RuntimeError(f"reward preflight: the reference fix of task {task['id']!r} does not pass its tests "
+                               f"in the sandbox ({score.error}); output tail: {score.output[-500:]!r}")
+    return [s.reward for s in scores]
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

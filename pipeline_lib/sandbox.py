@@ -13,10 +13,10 @@ goes through ``run_files``. How one run is isolated (Linux; ``pipeline_lib/sandb
   kills everything left in it, including processes that left the process group with ``setsid``).
 - **Filesystem**: every mount is read-only + nosuid inside the namespace except the run folder, which is a tmpfs of
   ``disk_bytes`` holding a copy of the task files (so a run cannot fill the disk: RLIMIT_FSIZE is per file). The
-  caller's home, the Hugging Face token/cache folders, /tmp, /var/tmp, /dev/shm and /run (sockets such as D-Bus, which
-  a read-only mount does not stop) are covered by empty tmpfs mounts, with only the toolchain folders inside them
-  (e.g. ``/root/.pyenv/versions/3.11.7``, ``/root/.rustup/toolchains/stable-...``) bound back, read-only. So "nothing
-  written outside the temp dir" is enforced by the kernel (EROFS), not by permissions.
+  caller's home, the Hugging Face token/cache folders, /home, /tmp, /var/tmp, /dev/shm and /run (sockets such as
+  D-Bus, which a read-only mount does not stop) are covered by empty tmpfs mounts, with only the toolchain folders
+  inside them (e.g. ``/root/.pyenv/versions/3.11.7``, ``/root/.rustup/toolchains/stable-...``) bound back,
+  read-only. So "nothing written outside the temp dir" is enforced by the kernel (EROFS), not by permissions.
 - **Privileges**: as root, the command runs under its own uid/gid (``UID_BASE + slot``, one per concurrent run,
   owning only the run folder), no supplementary groups, ``no_new_privs``. That makes RLIMIT_NPROC bind (it does not
   bind uid 0) and count only this run's processes. As a normal user, a user namespace maps uid 0 to the caller and
@@ -67,9 +67,9 @@ GiB, MiB, KiB = 1 << 30, 1 << 20, 1 << 10
 # Sandbox uids: 1,500,000 + slot. Far above any login uid (65534 = nobody) and below 2^31; nothing owns them.
 UID_BASE, UID_SLOTS = 1_500_000, 4096
 INODES_PER_RUN = 32768  # files + folders in the run folder; a cargo build of a small crate makes ~200
-# Covered by empty tmpfs inside a run besides the caller's home and HF folders: shared scratch space and the
-# sockets under /run (D-Bus, the user's session bus, docker.sock) that a read-only mount would not stop.
-ALWAYS_HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+# Covered by empty tmpfs inside a run besides the caller's home and HF folders: other users' homes, shared scratch
+# space and the sockets under /run (D-Bus, the session bus, docker.sock) that a read-only mount would not stop.
+ALWAYS_HIDDEN = ("/home", "/tmp", "/var/tmp", "/dev/shm", "/run")
 LAUNCHER = Path(__file__).with_name("sandbox_init.py")
 # A killed process group takes ~ms to close its pipes; a leftover writer outside the PID namespace (unsandboxed
 # runs only) is given this long before the pipes are abandoned.
@@ -236,16 +236,25 @@ def _command_env(plan: _Plan | None, root: Path) -> dict[str, str]:
     return env
 
 
-def _resolve_argv(plan: _Plan, argv: Sequence[str]) -> list[str]:
+def _resolve_argv(plan: _Plan, argv: Sequence[str]) -> tuple[list[str], str | None]:
+    """argv with argv[0] made absolute, and the toolchain folder to bind back if it lies in a hidden folder.
+
+    Other commands (go, node, ...) are looked up on the sandbox PATH, then on the caller's; a toolchain found in a
+    hidden folder (e.g. ``~/.nvm/versions/node/vX/bin/node``) gets its prefix (the parent of ``bin``) bound back.
+    """
     argv = list(argv)
     if argv[0] in ("python", "python3"):
-        argv[0] = plan.python
-    elif argv[0] == "cargo" and plan.rust_sysroot:
-        argv[0] = f"{plan.rust_sysroot}/bin/cargo"
-    elif not os.path.isabs(argv[0]):
-        found = shutil.which(argv[0], path=_command_env(plan, Path("/nonexistent"))["PATH"])
+        return [plan.python, *argv[1:]], None
+    if argv[0] == "cargo" and plan.rust_sysroot:
+        return [f"{plan.rust_sysroot}/bin/cargo", *argv[1:]], None
+    if not os.path.isabs(argv[0]):
+        found = shutil.which(argv[0], path=_command_env(plan, Path("/nonexistent"))["PATH"]) or shutil.which(argv[0])
         argv[0] = found or argv[0]
-    return argv
+    real = os.path.realpath(argv[0])
+    prefix = os.path.dirname(os.path.dirname(real))
+    if os.path.isabs(argv[0]) and any(_under(real, h) for h in plan.hide) and prefix not in plan.hide:
+        return argv, prefix
+    return argv, None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -313,8 +322,12 @@ def _process_count(uid: int) -> int:
 def _run_sandboxed(plan: _Plan, root: Path, work: Path, argv: Sequence[str], limits: Limits,
                    uid: int | None) -> RunResult:
     status_r, status_w = os.pipe()
-    cfg = {"argv": _resolve_argv(plan, argv), "cwd": str(work), "env": _command_env(plan, root),
-           "root": str(root), "hide": list(plan.hide), "expose": list(plan.expose), "uid": uid, "gid": uid,
+    command, toolchain = _resolve_argv(plan, argv)
+    env = _command_env(plan, root)
+    if not command[0].startswith(tuple(f"{d}/" for d in env["PATH"].split(":"))):
+        env["PATH"] = f"{os.path.dirname(command[0])}:{env['PATH']}"  # its sibling tools (npx, gofmt, ...)
+    cfg = {"argv": command, "cwd": str(work), "env": env, "root": str(root), "hide": list(plan.hide),
+           "expose": list(plan.expose) + ([toolchain] if toolchain else []), "uid": uid, "gid": uid,
            "rlimits": _rlimits(limits, plan.mode), "status_fd": status_w, "disk_bytes": limits.disk_bytes,
            "inodes": INODES_PER_RUN, "wall_seconds": limits.wall_seconds}
     cmd = [*plan.unshare, plan.python, "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)]

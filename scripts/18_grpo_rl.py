@@ -14,10 +14,12 @@ The adapter given by --checkpoint (IPO's or agent SFT's final/) is loaded on its
 adapter's base_model_name_or_path: the merged model) and keeps training. Prompts: each task of --task_source
 (default data/<language>/grpo/tasks.jsonl; the held-out split is refused) rendered in Harmony up to
 <|start|>assistant: developer prompt + tools, the agent's read_file of the buggy file, its run_tests with the
-failure excerpt. Each completion is scored by pipeline_lib.rewards in --reward_workers processes: the fix it
-proposes (apply_patch diff or whole file) is applied to a fresh copy of the task and the tests run in
-pipeline_lib.sandbox. Writes <output_dir>/checkpoint-N/ and <output_dir>/final/ (adapter, tokenizer,
-trainer_state.json, provenance.json, phase_metrics.json with reward_accuracy for the SOFT gate > 0.55).
+failure excerpt. Before the model loads, the reference fixes of the first tasks are scored through the same
+reward path (a broken sandbox or missing toolchain stops the run there). Each completion is scored by
+pipeline_lib.rewards in --reward_workers processes: the fix it proposes (apply_patch diff or whole file) is applied
+to a fresh copy of the task and the tests run in pipeline_lib.sandbox. Writes <output_dir>/checkpoint-N/ and
+<output_dir>/final/ (adapter, tokenizer, trainer_state.json, provenance.json, phase_metrics.json with
+reward_accuracy for the SOFT gate > 0.55).
 Exits non-zero if the run had a learning signal but the adapter did not change, a base weight changed, or a
 resume trained nothing.
 
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"reward weights {weights.terms()} scored in {script_args.reward_workers} processes, sandbox "
           f"{reward.isolation_report.get('mode')}, {precision.device}/{precision.torch_dtype_name}"
           + (f", resuming from {resume}" if resume else ""), flush=True)
+    preflight = grpo.preflight_rewards(reward, tasks, count=max(1, script_args.reward_workers))
+    print(f"reward preflight: the reference fixes of {len(preflight)} task(s) pass in the sandbox, rewards "
+          f"{preflight}", flush=True)
 
     tokenizer = grpo.load_tokenizer(script_args.checkpoint, base_model)
     policy = load_adapter_policy(script_args.checkpoint, base_model, precision)

@@ -180,6 +180,17 @@ def test_prompt_is_harmony_up_to_assistant(gpt_oss_tokenizer):
     assert "Fix bugs tersely." in other and CODING_AGENT_DEV_PROMPT not in other
 
 
+def test_reward_preflight_runs_the_reference_fix():
+    from pipeline_lib.rewards import ExecutionReward
+
+    reward = ExecutionReward([task(0)], workers=0)
+    assert grpo.reference_completion(task(0)) == REFERENCE_COMPLETION
+    assert grpo.preflight_rewards(reward, [task(0)]) == [1.0]
+    wrong = task(1, reference_fix=FIXED.replace("return hi", "return lo"))  # a "fix" whose tests fail
+    with pytest.raises(RuntimeError, match=r"reference fix of task 'python-clamp-flip_comparison-1' does not pass"):
+        grpo.preflight_rewards(reward, [task(0), wrong])
+
+
 def test_stop_tokens_added():
     from transformers import GenerationConfig
 

@@ -295,3 +295,27 @@ def test_run_ends_even_if_the_caller_dies(tmp_path):
     while running() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not running()
+
+
+def test_toolchain_in_a_hidden_folder_is_bound_back_alone(tmp_path, monkeypatch):
+    """A tool found on the caller's PATH inside a hidden folder runs; its neighbours (a token file) stay hidden."""
+    hf_home = tmp_path / "hf"
+    tool = hf_home / "toolchain" / "bin" / "mytool"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho \"tool ran\"\ncat \"$1\" 2>/dev/null || echo \"token hidden\"\n")
+    tool.chmod(0o755)
+    (hf_home / "token").write_text("hf_canary_token_file")
+    (hf_home / "token").chmod(0o644)
+    for folder in (tmp_path, hf_home, hf_home / "toolchain"):
+        folder.chmod(0o755)  # so that only the sandbox's hiding, not permissions, keeps the token away
+    with monkeypatch.context() as patched:
+        patched.setenv("HF_HOME", str(hf_home))
+        patched.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+        sandbox._plan.cache_clear()
+        try:
+            inside = run_files({}, ["mytool", str(hf_home / "token")], FAST)
+        finally:
+            sandbox._plan.cache_clear()
+    assert inside.stdout.split("\n")[:2] == ["tool ran", "token hidden"], inside
+    outside = run_files({}, [str(tool), str(hf_home / "token")], FAST, isolation=False)  # control
+    assert "hf_canary_token_file" in outside.stdout
