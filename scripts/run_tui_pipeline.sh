@@ -35,7 +35,8 @@ Options:
                           data/samples, the tiny batch profile and tiny gates, on CPU (what \`make demo\` runs)
   --workdir DIR           where data/, checkpoints/ and logs/ go (default: the repository)
   --gates-config FILE     gate thresholds (default: configs/gates.yaml)
-  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
+  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
+                          whose tasks it generates first); absent -> GRPO skipped
   --dry-run               print the plan (skip/resume/fresh per phase, batch, LoRA trainable parameters, disk)
   -h, --help              this help
 
@@ -64,7 +65,7 @@ MODEL=""
 TINY=0
 WORKDIR=$REPO_ROOT
 GATES_CONFIG=$REPO_ROOT/configs/gates.yaml
-GRPO_LANGUAGE=rust
+GRPO_LANGUAGE=""
 DRY_RUN=0
 ORIG_ARGS=("$@")
 
@@ -88,6 +89,8 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
+# --tiny runs GRPO on Python tasks it generates (python3 is on every machine the demo runs on); else writeup §10.
+GRPO_LANGUAGE=${GRPO_LANGUAGE:-$( ((TINY)) && echo python || echo rust)}
 case $PROFILE in
     aggressive | balanced | conservative) ;;
     *) die "--batch-profile must be aggressive, balanced or conservative; got '$PROFILE'" ;;
@@ -432,6 +435,10 @@ phase_ipo() {
 }
 
 phase_grpo() {
+    if ((TINY)) && [[ ! -f $GRPO_TASKS ]]; then # a few real mutation tasks (~10 s), so the demo runs Phase 4 too
+        run_cmd grpo_tasks no-token "$PYTHON" "$REPO_ROOT/scripts/16_generate_mutations.py" \
+            --language "$GRPO_LANGUAGE" --programs 5 --max-per-program 2 --output-dir "$(dirname "$GRPO_TASKS")"
+    fi
     if [[ ! -f $GRPO_TASKS ]]; then # writeup §4: the TUI-only pipeline has no execution-reward tasks
         log "Skipping GRPO -- no task file $GRPO_TASKS; run language-specific training to generate task data."
         "$PYTHON" -m pipeline_lib.gates record --phase grpo --gates-file "$GATES_FILE" --status skipped_no_tasks
@@ -446,11 +453,16 @@ phase_grpo() {
     fi
     local policy=$IPO_DIR/final # the newest adapter: IPO's, else agent SFT's
     [[ -f $policy/adapter_config.json ]] || policy=$AGENT_DIR/final
+    local tiny_args=()
+    # The random tiny model earns reward 0 on every completion: with equal rewards in a group GRPO's advantage and
+    # gradient are exactly 0, so TRL's entropy bonus is what moves the adapter (and the LoRA-update check can pass);
+    # 16-token completions keep generation cheap on CPU.
+    ((TINY)) && tiny_args=(--max_completion_length 16 --entropy_coef 0.01 --save_steps 2)
     load_batch grpo
     train_phase grpo "$GRPO_DIR" no-token none \
-        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --task_source "$GRPO_TASKS" \
-        --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" --gradient_accumulation_steps "$ACCUM" \
-        --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR"
+        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --base_model "$MERGED_HF" \
+        --task_source "$GRPO_TASKS" --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" \
+        --gradient_accumulation_steps "$ACCUM" --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR" "${tiny_args[@]}"
 }
 
 phase_export() {
