@@ -300,13 +300,14 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
                         layers: int | None = None) -> dict[str, Any]:
     """Loss and LoRA gradients of the fast path vs stock PEFT on the same weights and batch, with a control.
 
-    The reference is stock PEFT in fp32 (eager experts). On CUDA both paths are then run in bf16 and the fast
-    path passes when its error against the fp32 reference is within ``2x`` the stock bf16 path's own error (+ a
-    floor: ``BF16_GRAD_TOL`` for gradients, ``BF16_LOSS_TOL`` relative for the loss); on CPU (fp32 throughout) the
-    tolerance is ``FP32_TOL``. The negative control — the fast path with one expert's LoRA B dropped in layer 0 —
-    must FAIL the same test, or the check itself is reported as failed. Runs on a ``layers``-layer slice of the
-    real shape: bf16 routing is chaotic on deep random models (FINDINGS §3b: logit noise p50 1.28 std at 24 layers),
-    which would drown any check.
+    The reference is stock PEFT in fp32 (eager experts). The verdict is the fp32 comparison — fast path in fp32 vs
+    that reference within ``FP32_TOL`` — on CPU and on CUDA alike, and the negative control (the fast path with one
+    expert's LoRA B dropped in layer 0) must FAIL it, or the check itself is reported as failed. On CUDA both paths
+    are then also run in bf16 (the fast path through the grouped-GEMM kernel) and their errors against the fp32
+    reference are reported for scale (``bf16``): on random weights they are not a verdict — the H200 run of
+    2026-11-28 measured a gradient error of 0.54 for stock bf16 and 0.56 for the fast path, against 1.0 for the
+    control, so a tolerance of 2x stock's error could not catch the control (docs/BENCHMARKS.md). Runs on a
+    ``layers``-layer slice of the real shape.
     """
     import torch
 
@@ -334,43 +335,44 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
         fast_path.set_drop_expert_lora_b(peft_model, None)
         return float(loss.detach()), grads
 
-    ref_loss, ref_grads = run("hf")
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # a real fp32 comparison: TF32 alone would add ~1e-3
+    try:
+        ref_loss, ref_grads = run("hf")
+        fast_loss, fast_grads = run("fast")
+        ctl_loss, ctl_grads = run("fast", drop=1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    grad_tol, loss_tol = FP32_TOL, FP32_TOL * abs(ref_loss)
+    fast_err, fast_where = grad_error(ref_grads, fast_grads, n_experts)
+    ctl_err, ctl_where = grad_error(ref_grads, ctl_grads, n_experts)
+    fast_ok = fast_err <= grad_tol and abs(fast_loss - ref_loss) <= loss_tol
+    ctl_caught = not (ctl_err <= grad_tol and abs(ctl_loss - ref_loss) <= loss_tol)
+    bf16: dict[str, Any] | None = None
     if device == "cuda":
         peft_model.to(torch.bfloat16)
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
                 p.data = p.data.float()  # PEFT keeps adapters in fp32 (autocast_adapter_dtype), as in training
         model.config._experts_implementation = "grouped_mm"
-        stock_loss, stock_grads = run("hf")
-        stock_err, stock_where = grad_error(ref_grads, stock_grads, n_experts)
-        grad_tol = max(2 * stock_err, BF16_GRAD_TOL)
-        loss_tol = max(2 * abs(stock_loss - ref_loss), BF16_LOSS_TOL * abs(ref_loss))
-        precision = "bf16 vs fp32 stock reference"
-    else:
-        stock_loss, stock_err, stock_where = ref_loss, 0.0, ""
-        grad_tol, loss_tol = FP32_TOL, FP32_TOL * abs(ref_loss)
-        precision = "fp32"
-    fast_loss, fast_grads = run("fast")
-    fast_err, fast_where = grad_error(ref_grads, fast_grads, n_experts)
-    ctl_loss, ctl_grads = run("fast", drop=1)
-    ctl_err, ctl_where = grad_error(ref_grads, ctl_grads, n_experts)
-    fast_ok = fast_err <= grad_tol and abs(fast_loss - ref_loss) <= loss_tol
-    ctl_caught = not (ctl_err <= grad_tol and abs(ctl_loss - ref_loss) <= loss_tol)
+        stock16_loss, stock16_grads = run("hf")
+        fast16_loss, fast16_grads = run("fast")
+        bf16 = {"stock_loss": stock16_loss, "fast_loss": fast16_loss,
+                "stock_grad_rel_err": grad_error(ref_grads, stock16_grads, n_experts)[0],
+                "fast_grad_rel_err": grad_error(ref_grads, fast16_grads, n_experts)[0]}
     report = {
         "passed": bool(fast_ok and ctl_caught), "fast_matches": bool(fast_ok), "control_caught": bool(ctl_caught),
-        "precision": precision, "layers": model.config.num_hidden_layers, "tokens": wl.batch * wl.seq,
-        "packed": wl.doc_tokens is not None, "lora_r": wl.lora_r,
-        "loss": {"reference": ref_loss, "stock": stock_loss, "fast": fast_loss, "control": ctl_loss,
-                 "tolerance": loss_tol},
-        "grad_rel_err": {"stock": stock_err, "fast": fast_err, "control": ctl_err, "tolerance": grad_tol,
-                         "worst_fast": fast_where, "worst_stock": stock_where, "worst_control": ctl_where},
+        "precision": "fp32 (fast vs stock PEFT)", "layers": model.config.num_hidden_layers,
+        "tokens": wl.batch * wl.seq, "packed": wl.doc_tokens is not None, "lora_r": wl.lora_r,
+        "loss": {"reference": ref_loss, "fast": fast_loss, "control": ctl_loss, "tolerance": loss_tol},
+        "grad_rel_err": {"fast": fast_err, "control": ctl_err, "tolerance": grad_tol,
+                         "worst_fast": fast_where, "worst_control": ctl_where},
+        "bf16_for_scale": bf16,
     }
     return report
 
 
 FP32_TOL = 1e-4
-BF16_GRAD_TOL = 0.05
-BF16_LOSS_TOL = 1e-2
 
 
 # ---------------------------------------------------------------------------------------------------------- timing

@@ -254,7 +254,10 @@ def format_estimates(estimates: list[PhaseEstimate], card: str, card_reason: str
                      unmeasured: list[str]) -> list[str]:
     lines = [f"estimate on {card} ({card_reason}), {profile} profile - training steps only:"]
     for e in estimates:
-        tokens = f"{e.tokens:,} tokens" if e.tokens is not None else "tokens unknown"
+        if e.seconds == 0 and not e.steps:
+            lines.append(f"  {e.phase:<17} {'-':>20} {'':>12}  {'skip':>14}  ({e.basis})")
+            continue
+        tokens = f"{e.tokens:,} tokens" if e.tokens is not None else ("tokens unknown" if e.steps else "-")
         steps = f"{e.steps:,} steps" if e.steps is not None else ""
         hours = f", {e.gpu_hours:.2f} GPU-h" if e.gpu_hours is not None else ""
         lines.append(f"  {e.phase:<17} {tokens:>20} {steps:>12}  {fmt_duration(e.seconds):>14}{hours}")
@@ -273,3 +276,54 @@ def estimates_json(estimates: list[PhaseEstimate]) -> dict[str, dict[str, Any]]:
     """What the orchestrator saves at the start of a run (logs/.run_estimate.json) for the ETA lines and summary."""
     return {e.phase: {"tokens": e.tokens, "steps": e.steps, "seconds": e.seconds, "gpus": e.gpus,
                       "basis": e.basis} for e in estimates}
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What the estimate needs to know of a phase (the orchestrator's phase table supplies it)."""
+
+    name: str
+    kind: str  # "data" | "train" | "merge" | "export"
+    category: str | None = None  # the prepared data it trains on
+    config: Path | None = None  # its YAML (epochs, backend, packing)
+    pairs: bool = False
+
+
+def phase_settings(config: Path | None) -> dict[str, Any]:
+    if config is None or not Path(config).is_file():
+        return {}
+    return yaml.safe_load(Path(config).read_text()) or {}
+
+
+def estimate_run(specs: list[PhaseSpec], *, data_dir: Path, profile: str, quick_test: bool, parameters: int | None,
+                 card: str, gpus: int = 1, skipped: set[str] = frozenset(),
+                 table: ThroughputTable | None = None) -> list[PhaseEstimate]:
+    """One estimate per phase in ``specs`` order; phases in ``skipped`` (finished, or without task data) cost 0."""
+    from pipeline_lib.profiles import resolve
+
+    table = table or load_throughput()
+    volumes = prepared_volumes(data_dir) or configured_volumes(quick_test and profile != "tiny")
+    out = []
+    for spec in specs:
+        if spec.name in skipped:
+            out.append(PhaseEstimate(spec.name, 0, 0, 0.0, gpus, "skipped (finished or nothing to do)"))
+        elif spec.kind == "train":
+            settings = phase_settings(spec.config)
+            batch = resolve(profile, spec.name, quick_test=quick_test)
+            backend = str(settings.get("backend", "auto"))
+            # Unsloth trains gpt_oss unpacked (docs/BENCHMARKS.md, Phase 2): so does the estimate when it is used
+            measured = table.lookup(card, spec.name, backend)
+            uses_unsloth = backend == "unsloth" or (measured is not None and measured.backend == "unsloth")
+            out.append(estimate_training(TrainingPlan(
+                spec.name, volumes.get(spec.category or ""), batch.batch, batch.accum, batch.seq, batch.max_steps,
+                float(settings.get("num_train_epochs", 1)), backend,
+                packed=bool(settings.get("packing")) and not uses_unsloth, pairs=spec.pairs, gpus=gpus),
+                table, card))
+        elif spec.kind == "merge":
+            out.append(estimate_merge(spec.name, parameters, table, card))
+        else:
+            out.append(PhaseEstimate(spec.name, None, None, None, 1, f"no measurement for {spec.name} on {card}"))
+    return out

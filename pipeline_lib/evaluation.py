@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,8 +72,8 @@ class EvalConfig:
             raise ValueError("give --model (an HF model folder) or --adapter (a LoRA folder on its base)")
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise FileNotFoundError(f"--adapter {self.adapter}: no adapter_config.json")
-        if not self.adapter and not (Path(self.model) / "config.json").is_file():
-            raise FileNotFoundError(f"--model {self.model}: no config.json (an HF model folder is expected)")
+        if not self.adapter and not (Path(self.model) / "config.json").is_file() and not _is_hub_id(self.model):
+            raise FileNotFoundError(f"--model {self.model}: no config.json (an HF model folder or hub id is expected)")
         if self.skip_tasks and self.skip_tool_calls:
             raise ValueError("--skip_tasks and --skip_tool_calls together leave nothing to evaluate")
         if not self.skip_tasks and not Path(self.task_file).is_file():
@@ -87,6 +88,10 @@ class EvalConfig:
                 raise ValueError(f"--{name} must be positive, got {value}")
         if self.stage is None:
             self.stage = Path(self.adapter).parent.name if self.adapter else "model"
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
 def run_evaluation(config: EvalConfig, generate: Generate) -> dict[str, Any]:
@@ -264,7 +269,7 @@ class HFGenerator:
             model = PeftModel.from_pretrained(load_causal_lm(base), adapter, is_trainable=False)
             tokenizer = load_training_tokenizer(base)
         else:
-            if not model_path or not Path(model_path).is_dir():
+            if not model_path or not (Path(model_path).is_dir() or _is_hub_id(model_path)):
                 raise FileNotFoundError(f"--model {model_path}: no such model folder")
             model, tokenizer = load_causal_lm(model_path), load_training_tokenizer(model_path)
         model.eval()
@@ -424,11 +429,13 @@ def evaluate_stages(runs: Sequence[StageRun], settings: dict[str, Any], output_d
             continue
         config = EvalConfig(**{**settings, "model": run.model, "adapter": run.adapter, "stage": run.stage,
                                "output_dir": str(out)})
+        start = time.monotonic()
         generate = load(run.model, run.adapter)
         result = run_evaluation(config, generate)
+        result["seconds"] = round(time.monotonic() - start, 1)  # model load + generation + scoring
         write_report(result, out, run.stage, asdict(config))
         log(f"eval {run.stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics_of(result).items()
-                                              if v is not None))
+                                              if v is not None) + f" ({result['seconds']} s)")
         del generate
         gc.collect()
     return load_stage_results(out, [run.stage for run in runs])
@@ -454,3 +461,77 @@ def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[
     lines = ["## Evaluation (held-out; delta to the base model)", "", stage_table(results, BASE_STAGE), ""]
     lines += [f"WARN (soft): {w}" for w in warnings] or ["no stage scored below the one before it"]
     return lines
+
+
+def pipeline_runs(workdir: str | os.PathLike, model: str) -> list[StageRun]:
+    """The base model, then every trained stage of the pipeline in ``workdir`` whose final/ adapter exists."""
+    from pipeline_lib.orchestrate import TRAINED_PHASES, PipelinePaths, model_slug
+
+    paths = PipelinePaths(Path(workdir), model_slug(model))
+    runs = [StageRun(BASE_STAGE, model, None)]
+    for phase in TRAINED_PHASES:
+        final = paths.run_dir(phase) / "final"
+        if (final / "adapter_config.json").is_file():
+            runs.append(StageRun(phase, None, str(final)))
+    return runs
+
+
+def pipeline_settings(config_file: str | os.PathLike, workdir: str | os.PathLike, language: str, *,
+                      quick: bool) -> tuple[dict[str, Any], list[str]]:
+    """EvalConfig fields for the orchestrator: the language's YAML limits, the workdir's held-out data, QUICK_SETTINGS
+    with ``quick``; a part whose data is missing is skipped (the notes say which)."""
+    import yaml
+
+    settings = {k: v for k, v in (yaml.safe_load(Path(config_file).read_text()) or {}).items()
+                if k not in ("model", "adapter", "stage", "output_dir")}
+    settings.update(language=language, task_file=str(Path(workdir) / "data" / language / "grpo" / "heldout.jsonl"),
+                    tool_calling_data=str(Path(workdir) / "data" / "coding_tui" / "tool_calling" / "heldout"))
+    if quick:
+        settings.update(QUICK_SETTINGS)
+    notes = []
+    if not Path(settings["task_file"]).is_file():
+        settings["skip_tasks"] = True
+        notes.append(f"pass@1 skipped: no held-out tasks {settings['task_file']} (scripts/16_generate_mutations.py)")
+    if not (Path(settings["tool_calling_data"]) / "dataset_info.json").is_file():
+        settings["skip_tool_calls"] = True
+        notes.append(f"tool-call accuracy skipped: no {settings['tool_calling_data']}")
+    return settings, notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline_lib.evaluation pipeline --workdir W --model M --language L [--quick]``: the orchestrator's
+    evaluation step (base once + every trained stage, SOFT gate in quality_gates.json)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipe = sub.add_parser("pipeline", help="evaluate the base model and every trained stage of a workdir")
+    pipe.add_argument("--workdir", type=Path, required=True)
+    pipe.add_argument("--model", required=True, help="the pipeline's --model (the base that is evaluated)")
+    pipe.add_argument("--language", default="python")
+    pipe.add_argument("--config", type=Path, help="default configs/<language>_eval.yaml")
+    pipe.add_argument("--quick", action="store_true", help=f"tiny demo limits {QUICK_SETTINGS}")
+    args = parser.parse_args(argv)
+    config_file = args.config or Path(__file__).resolve().parents[1] / "configs" / f"{args.language}_eval.yaml"
+    if not config_file.is_file():
+        parser.error(f"--config {config_file}: no such file")
+    settings, notes = pipeline_settings(config_file, args.workdir, args.language, quick=args.quick)
+    for note in notes:
+        print(f"eval: {note}")
+    gates_file = args.workdir / "logs" / "quality_gates.json"
+    if settings.get("skip_tasks") and settings.get("skip_tool_calls"):
+        from pipeline_lib.gates import record_gate
+
+        record_gate(gates_file, EVAL_GATE_KEY, {"status": "skipped_no_data", "type": "SOFT"})
+        print("eval: nothing to evaluate (no held-out data); recorded as skipped")
+        return 0
+    results = evaluate_stages(pipeline_runs(args.workdir, args.model), settings, args.workdir / "logs" / "eval")
+    warnings = record_eval_gate(gates_file, results)
+    print(stage_table(results, BASE_STAGE))
+    for warning in warnings:
+        print(f"WARN (soft gate evaluation): {warning}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

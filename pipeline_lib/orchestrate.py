@@ -343,8 +343,53 @@ def trainable_count(config: Path | Any, rank: int) -> str:
         return f"unavailable ({exc.__class__.__name__}: {exc})"
 
 
+def estimate_specs() -> list[Any]:
+    """The phases as the cost estimate sees them (pipeline_lib.estimate.PhaseSpec), in run order."""
+    from pipeline_lib.estimate import PhaseSpec
+
+    configs = REPO_ROOT / "configs"
+    return [PhaseSpec("data_prep", "data"),
+            PhaseSpec("tool_calling_sft", "train", "tool_calling", configs / "tool_calling_sft.yaml"),
+            PhaseSpec("merge", "merge"),
+            PhaseSpec("agent_sft", "train", "agent_traj", configs / "agent_sft.yaml"),
+            PhaseSpec("ipo", "train", "preference", configs / "ipo.yaml", pairs=True),
+            PhaseSpec("grpo", "train", None, configs / "grpo.yaml"),
+            PhaseSpec("export", "export")]
+
+
+def run_estimate(workdir: Path, model: str, profile: str, *, quick_test: bool, tiny: bool, card: str | None,
+                 gpus: int = 1, grpo_language: str = "rust", skipped: set[str] = frozenset()) -> tuple[list, str, str]:
+    """(per-phase estimates, card, why that card) for this run."""
+    from pipeline_lib.estimate import detect_card, estimate_run
+
+    paths = PipelinePaths(workdir, model_slug(model), grpo_language)
+    card_reason = "--card"
+    if card is None:
+        card, card_reason = detect_card(tiny)
+    config = resolve_model_config(model)
+    if config is None and tiny:
+        from pipeline_lib.tiny_model import tiny_gpt_oss_config
+
+        config = tiny_gpt_oss_config()
+    parameters = model_size(config).parameters if isinstance(config, Path) else None
+    skip = set(skipped) | ({"grpo"} if not paths.grpo_tasks.is_file() else set())
+    estimates = estimate_run(estimate_specs(), data_dir=paths.data, profile=profile, quick_test=quick_test,
+                             parameters=parameters, card=card, gpus=gpus, skipped=skip)
+    return estimates, card, card_reason
+
+
+def estimate_lines(workdir: Path, model: str, profile: str, *, quick_test: bool, tiny: bool, card: str | None,
+                   gpus: int = 1, grpo_language: str = "rust") -> list[str]:
+    from pipeline_lib.estimate import format_estimates
+
+    estimates, card, reason = run_estimate(workdir, model, profile, quick_test=quick_test, tiny=tiny, card=card,
+                                           gpus=gpus, grpo_language=grpo_language)
+    label = profile + (" + quick test" if quick_test and profile != "tiny" else "")
+    return format_estimates(estimates, card, reason, label, unmeasured=[])
+
+
 def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data: bool, tiny: bool,
-         data_source: str, grpo_language: str = "rust") -> str:
+         data_source: str, grpo_language: str = "rust", card: str | None = None, gpus: int = 1) -> str:
     from pipeline_lib.profiles import resolve
 
     paths = PipelinePaths(workdir, model_slug(model), grpo_language)
@@ -403,7 +448,46 @@ def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data
                      f"(HF + GGUF estimate) = {gib(need_merge + need_export)}; free {gib(free)} -> {verdict}")
         if model_download_needed(model):
             lines.append(f"download: ~{gib(size.download_bytes)} into the HF cache")
+    lines.extend(estimate_lines(workdir, model, profile, quick_test=quick_test, tiny=tiny, card=card, gpus=gpus,
+                                grpo_language=grpo_language))
     return "\n".join(lines)
+
+
+def write_run_estimate(out: Path, workdir: Path, model: str, profile: str, *, quick_test: bool, tiny: bool,
+                       card: str | None, gpus: int = 1, grpo_language: str = "rust") -> str:
+    """Save the estimate the progress lines (pipeline_lib.live) and the summary compare against; return its total."""
+    from pipeline_lib.estimate import estimates_json, fmt_duration
+    from pipeline_lib.provenance import write_json_atomic
+
+    estimates, card, reason = run_estimate(workdir, model, profile, quick_test=quick_test, tiny=tiny, card=card,
+                                           gpus=gpus, grpo_language=grpo_language)
+    write_json_atomic(out, {"card": card, "card_reason": reason, "profile": profile, "quick_test": quick_test,
+                            "gpus": gpus, "order": [e.phase for e in estimates],
+                            "phases": estimates_json(estimates)})
+    known = sum(e.seconds for e in estimates if e.seconds is not None)
+    missing = [e.phase for e in estimates if e.seconds is None]
+    return (f"estimate: ~{fmt_duration(known)} of training on {card} ({reason})"
+            + (f" + no measurement for {', '.join(missing)}" if missing else "") + "; details in --dry-run")
+
+
+def phase_start_line(phase: str, estimate_path: Path, elapsed: float) -> str:
+    """'[progress] phase 4/7 agent_sft starting | run elapsed 1h02m | this phase ~6.1h | run ETA ~9.3h'."""
+    from pipeline_lib.progress import fmt_duration, read_run_estimate, remaining_after
+
+    est = read_run_estimate(estimate_path) or {}
+    order = est.get("order") or list(PHASES)
+    where = f"phase {order.index(phase) + 1}/{len(order)} {phase}" if phase in order else f"phase {phase}"
+    this = ((est.get("phases") or {}).get(phase) or {}).get("seconds")
+    later, unmeasured = remaining_after(est, phase) if est else (0.0, [])
+    parts = [f"[progress] {where} starting", f"run elapsed {fmt_duration(elapsed)}"]
+    if this is None:
+        parts.append("this phase: no measurement")
+        unmeasured = [phase, *unmeasured]
+    else:
+        parts.append(f"this phase ~{fmt_duration(this)}")
+    tail = f" + unmeasured {', '.join(unmeasured)}" if unmeasured else ""
+    parts.append(f"run ETA ~{fmt_duration((this or 0) + later)}{tail}")
+    return " | ".join(parts)
 
 
 # ---------------------------------------------------------------- summary report
@@ -449,7 +533,49 @@ def plot_loss_curves(paths: PipelinePaths, out: Path) -> Path | None:
     return out
 
 
+def trained_tokens(run_dir: Path) -> int | None:
+    """Tokens the phase trained (TrainerState.num_input_tokens_seen, non-padding), from its newest state."""
+    state = latest_trainer_state(run_dir)
+    if state is None:
+        return None
+    try:
+        return int(json.loads(state.read_text()).get("num_input_tokens_seen") or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[str]:
+    """Measured tokens, wall time and GPU-hours beside the estimate each phase was given (configs/throughput.yaml
+    can be corrected from this table)."""
+    from pipeline_lib.estimate import fmt_duration
+    from pipeline_lib.progress import read_run_estimate
+
+    est = read_run_estimate(paths.logs / ".run_estimate.json") or {}
+    gpus = int(est.get("gpus") or 1)
+    rows = [f"cost (estimate for {est.get('card', 'no estimate written')}, {gpus} GPU(s)):", "",
+            "| phase | tokens trained | wall time | GPU-hours | tokens / wall s | est. tokens | est. time |",
+            "|---|---|---|---|---|---|---|"]
+    for phase in PHASES:
+        entry = record.get(phase, {})
+        seconds = entry.get("seconds")
+        tokens = trained_tokens(paths.run_dir(phase)) if phase in TRAINED_PHASES else None
+        if entry.get("status") in ("skipped", None):
+            tokens_cell, rate = "-", "-"
+        else:
+            tokens_cell = f"{tokens:,}" if tokens else "-"
+            rate = f"{tokens / seconds:,.0f}" if tokens and seconds else "-"
+        e = (est.get("phases") or {}).get(phase) or {}
+        est_tokens = f"{e['tokens']:,}" if e.get("tokens") else "-"
+        est_time = fmt_duration(e.get("seconds")) if e else "-"
+        wall = "-" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+        hours = "-" if seconds is None else f"{seconds * gpus / 3600:.3f}"
+        rows.append(f"| {phase} | {tokens_cell} | {wall} | {hours} | {rate} | {est_tokens} | {est_time} |")
+    return rows
+
+
 def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
+    from pipeline_lib.evaluation import BASE_STAGE, summary_section
+
     paths = PipelinePaths(workdir, model_slug(model), grpo_language)
     record = read_run_record(paths.logs)
     gates = read_gates(paths.gates_file)
@@ -468,9 +594,11 @@ def summary(workdir: Path, model: str, *, grpo_language: str = "rust") -> str:
         rows.append(f"| {phase} | {entry.get('status', 'not reached')} | {duration} | "
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")
-    text = "\n".join(["# TUI pipeline summary", "", f"model: {model}; workdir: {workdir}", "", *rows, "",
+    cost = cost_rows(paths, record)
+    evaluation = summary_section(paths.logs / "eval", [BASE_STAGE, *TRAINED_PHASES])  # stage x metric, delta to base
+    text = "\n".join(["# TUI pipeline summary", "", f"model: {model}; workdir: {workdir}", "", *rows, "", *cost,
                       f"loss curves: {png}" if png else "loss curves: none (no trainer_state.json yet)",
-                      f"gates: {paths.gates_file}"])
+                      f"gates: {paths.gates_file}", *([""] + evaluation if evaluation else [])])
     paths.logs.mkdir(parents=True, exist_ok=True)
     (paths.logs / "summary.md").write_text(text + "\n")
     return text
@@ -504,6 +632,22 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--tiny", action="store_true")
     pl.add_argument("--data-source", default="hub datasets (writeup §5)")
     pl.add_argument("--grpo-language", default="rust")
+    pl.add_argument("--card", default=None, help="GPU the estimate is for (default: detected, else H100-80GB)")
+    pl.add_argument("--gpus", type=int, default=1)
+    es = sub.add_parser("estimate", help="write the run's per-phase estimate (JSON) for the progress/ETA lines")
+    es.add_argument("--workdir", required=True, type=Path)
+    es.add_argument("--model", required=True)
+    es.add_argument("--profile", required=True)
+    es.add_argument("--quick-test", action="store_true")
+    es.add_argument("--tiny", action="store_true")
+    es.add_argument("--grpo-language", default="rust")
+    es.add_argument("--card", default=None)
+    es.add_argument("--gpus", type=int, default=1)
+    es.add_argument("--out", required=True, type=Path)
+    pg = sub.add_parser("progress", help="one whole-run progress line at a phase start")
+    pg.add_argument("--phase", required=True)
+    pg.add_argument("--estimate", required=True, type=Path)
+    pg.add_argument("--elapsed", required=True, type=float, help="seconds since the run started")
     sm = sub.add_parser("summary")
     sm.add_argument("--workdir", required=True, type=Path)
     sm.add_argument("--model", required=True)
@@ -528,7 +672,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ok else 1
     elif args.command == "plan":
         print(plan(args.workdir, args.model, args.profile, quick_test=args.quick_test, skip_data=args.skip_data,
-                   tiny=args.tiny, data_source=args.data_source, grpo_language=args.grpo_language))
+                   tiny=args.tiny, data_source=args.data_source, grpo_language=args.grpo_language, card=args.card,
+                   gpus=args.gpus))
+    elif args.command == "estimate":
+        print(write_run_estimate(args.out, args.workdir, args.model, args.profile, quick_test=args.quick_test,
+                                 tiny=args.tiny, card=args.card, gpus=args.gpus, grpo_language=args.grpo_language))
+    elif args.command == "progress":
+        print(phase_start_line(args.phase, args.estimate, args.elapsed))
     elif args.command == "summary":
         print(summary(args.workdir, args.model, grpo_language=args.grpo_language))
     return 0

@@ -6,6 +6,7 @@
 #
 #   bash scripts/run_tui_pipeline.sh [--quick-test] [--skip-data] [--batch-profile aggressive|balanced|conservative]
 #       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--grpo-language LANG] [--dry-run]
+#       [--card H100-80GB|H200|...] [--report-to tensorboard|wandb|none]
 #
 # Usually started through scripts/start_tui_training.sh (a detached `screen` session). `make demo` runs --tiny.
 # Test-only overrides (never needed by users): TUI_SCRIPTS_DIR (folder of the phase scripts), TUI_WORKSPACE
@@ -37,7 +38,12 @@ Options:
   --gates-config FILE     gate thresholds (default: configs/gates.yaml)
   --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
                           whose tasks it generates first); absent -> GRPO skipped
-  --dry-run               print the plan (skip/resume/fresh per phase, batch, LoRA trainable parameters, disk)
+  --card NAME             the GPU the time estimate is for (default: detected with nvidia-smi, else H100-80GB);
+                          measured rows are in configs/throughput.yaml
+  --report-to WHERE       live metrics of the training phases: tensorboard (default, logs/tensorboard/<phase>/),
+                          wandb (offline unless WANDB_MODE says otherwise; needs 'pip install wandb'), none
+  --dry-run               print the plan (skip/resume/fresh per phase, batch, LoRA trainable parameters, disk) and
+                          the cost estimate (tokens, steps, time, GPU-hours per phase, from measured throughput)
   -h, --help              this help
 
 Environment: PYTHON (default python3), HF_TOKEN / RUNPOD_SECRET_HF_TOKEN (else read from /proc/1/environ),
@@ -67,6 +73,8 @@ WORKDIR=$REPO_ROOT
 GATES_CONFIG=$REPO_ROOT/configs/gates.yaml
 GRPO_LANGUAGE=""
 DRY_RUN=0
+CARD=""
+REPORT_TO=""
 ORIG_ARGS=("$@")
 
 need_value() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || die "$1 needs a value (see --help)"; }
@@ -81,7 +89,9 @@ while [[ $# -gt 0 ]]; do
         --workdir) need_value "$@"; WORKDIR=$2; shift ;;
         --gates-config) need_value "$@"; GATES_CONFIG=$2; shift ;;
         --grpo-language) need_value "$@"; GRPO_LANGUAGE=$2; shift ;;
-        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --grpo-language=*)
+        --card) need_value "$@"; CARD=$2; shift ;;
+        --report-to) need_value "$@"; REPORT_TO=$2; shift ;;
+        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --grpo-language=* | --card=* | --report-to=*)
             key=${1%%=*}; set -- "$key" "${1#*=}" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -96,6 +106,12 @@ case $PROFILE in
     *) die "--batch-profile must be aggressive, balanced or conservative; got '$PROFILE'" ;;
 esac
 [[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] || die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'"
+case $REPORT_TO in
+    "" | tensorboard | none) ;;
+    wandb) "${PYTHON:-python3}" -c "import wandb" 2>/dev/null ||
+        die "--report-to wandb: the wandb package is not installed for ${PYTHON:-python3}; run: pip install wandb" ;;
+    *) die "--report-to must be tensorboard, wandb or none; got '$REPORT_TO'" ;;
+esac
 [[ -f $GATES_CONFIG ]] || die "--gates-config: no such file '$GATES_CONFIG'"
 GATES_CONFIG=$(realpath "$GATES_CONFIG")
 WORKDIR=$(realpath -m "$WORKDIR")
@@ -220,6 +236,7 @@ banner() {
 if ((DRY_RUN)); then
     banner
     plan_args=(--workdir "$WORKDIR" --model "$MODEL" --profile "$BATCH_PROFILE" --grpo-language "$GRPO_LANGUAGE")
+    [[ -z $CARD ]] || plan_args+=(--card "$CARD")
     ((QUICK_TEST)) && plan_args+=(--quick-test)
     ((SKIP_DATA)) && plan_args+=(--skip-data)
     ((TINY)) && plan_args+=(--tiny --data-source "local samples $REPO_ROOT/data/samples")
@@ -273,11 +290,31 @@ run_phase() {
     PHASE_T0=$SECONDS
     PHASE_STATUS=ran
     log "===== START $1 ====="
+    progress_line "$1"
     "phase_$1"
     record_phase "$1" "$PHASE_STATUS" $((SECONDS - PHASE_T0))
     log "===== END $1 ($PHASE_STATUS, elapsed $(fmt_secs $((SECONDS - PHASE_T0)))) ====="
     CURRENT_PHASE=""
 }
+
+# Whole-run progress (pipeline_lib/live.py): the estimate is written at the start and again once data prep has
+# measured the data; each phase start and every TUI_PROGRESS_INTERVAL seconds of training print a progress line.
+RUN_ESTIMATE=$LOG_DIR/.run_estimate.json
+export TUI_RUN_ESTIMATE=$RUN_ESTIMATE
+write_estimate() {
+    local args=(--workdir "$WORKDIR" --model "$MODEL" --profile "$BATCH_PROFILE" --grpo-language "$GRPO_LANGUAGE"
+        --out "$RUN_ESTIMATE")
+    ((QUICK_TEST)) && args+=(--quick-test)
+    ((TINY)) && args+=(--tiny)
+    [[ -z $CARD ]] || args+=(--card "$CARD")
+    log "$("$PYTHON" -m pipeline_lib.orchestrate estimate "${args[@]}" 2>&1 | tail -n 1)" || true
+}
+progress_line() {
+    log "$("$PYTHON" -m pipeline_lib.orchestrate progress --phase "$1" --estimate "$RUN_ESTIMATE" \
+        --elapsed $((SECONDS - SESSION_T0)) 2>&1 | tail -n 1)" || true
+}
+REPORT_ARGS=()
+[[ -z $REPORT_TO ]] || REPORT_ARGS=(--report_to "$REPORT_TO")
 
 # run_cmd NAME with-token|no-token COMMAND...: output to the terminal, the run log and logs/phase_NAME.log.
 run_cmd() {
@@ -333,6 +370,8 @@ check_gate() { # check_gate PHASE DIR
 train_phase() {
     local name=$1 run_dir=$2 token=$3 stage=$4
     shift 4
+    local -x TENSORBOARD_LOGGING_DIR=$LOG_DIR/tensorboard/$name # live curves: tensorboard --logdir logs/tensorboard
+    set -- "$@" "${REPORT_ARGS[@]}"
     phase_state training "$run_dir"
     case $ACTION in
         skip)
@@ -473,6 +512,25 @@ phase_export() {
         "${args[@]}"
 }
 
+# Evaluation (SOFT, after every phase): the base model once and every trained stage on the held-out tasks of
+# --grpo-language and Phase 0's held-out tool calls; the stage table goes into logs/summary.md and a stage scoring
+# below the one before it warns. A crash here warns too: the trained adapters and the export are already saved.
+evaluate_stages() {
+    local args=(pipeline --workdir "$WORKDIR" --model "$MODEL" --language "$GRPO_LANGUAGE") rc=0
+    ((TINY)) && args+=(--quick) # 4 tasks x 48 tokens + 4 tool calls x 24 tokens per stage
+    log "START evaluation"
+    local t0=$SECONDS phase_log=$LOG_DIR/phase_evaluation.log
+    printf '\n===== %s: evaluation =====\n' "$(date '+%Y-%m-%d %H:%M:%S')" >>"$phase_log"
+    if [[ -n $HF_TOKEN_VALUE && $MODEL_TOKEN == with-token ]]; then # the base model may come from the hub
+        (cd "$WORKDIR" && HF_TOKEN=$HF_TOKEN_VALUE "$PYTHON" -m pipeline_lib.evaluation "${args[@]}") 2>&1 |
+            tee -a "$phase_log" || rc=$?
+    else
+        (cd "$WORKDIR" && "$PYTHON" -m pipeline_lib.evaluation "${args[@]}") 2>&1 | tee -a "$phase_log" || rc=$?
+    fi
+    ((rc == 0)) || warn "evaluation exited with status $rc (SOFT; full output: $phase_log)"
+    log "END evaluation ($((SECONDS - t0)) s)"
+}
+
 # ---------------------------------------------------------------- main
 
 banner
@@ -480,6 +538,9 @@ if ((TINY)); then
     log "tiny model: $MODEL"
     run_cmd tiny_model no-token "$PYTHON" "$REPO_ROOT/scripts/make_tiny_gpt_oss.py" --output_dir "$MODEL"
 fi
+write_estimate
 for phase in data_prep tool_calling_sft merge agent_sft ipo grpo export; do
     run_phase "$phase"
+    [[ $phase != data_prep ]] || write_estimate # now from the prepared data's measured token counts
 done
+evaluate_stages

@@ -99,3 +99,35 @@ def test_format_totals_known_phases_and_names_the_rest():
     lines = est.format_estimates(estimates, "H100-80GB", "assumed", "balanced", unmeasured=["export"])
     assert lines[-1] == ("total: ~16.7 min (0.28 GPU-hours) on H100-80GB with the balanced profile"
                          " + no measurement for other, export")
+
+
+@pytest.mark.parametrize("profile", ["aggressive", "balanced", "conservative"])
+def test_dry_run_plan_on_config_only_20b_prints_estimate(tmp_path, repo_root, profile):
+    """--dry-run on the 20B config (no weights) with prepared data: per-phase tokens, steps, time and a total."""
+    import shutil
+
+    from pipeline_lib.orchestrate import PipelinePaths, model_slug, plan
+
+    model = tmp_path / "gpt-oss-20b"
+    shutil.copytree(repo_root / "configs" / "gpt-oss-20b", model)
+    data = PipelinePaths(tmp_path / "work", model_slug(str(model))).data
+    data.mkdir(parents=True)
+    report = {"datasets": {"glaive": {"category": "tool_calling", "kept": 50000, "tokens": {"mean": 400.0}},
+                           "code_act": {"category": "agent_traj", "kept": 20000, "tokens": {"mean": 3000.0}},
+                           "hh_rlhf": {"category": "preference", "kept": 10000, "tokens": {"mean": 300.0}}}}
+    (data / "prep_report.json").write_text(json.dumps(report))
+    text = plan(tmp_path / "work", str(model), profile, quick_test=False, skip_data=False, tiny=False,
+                data_source="hub", card="H100-80GB")
+    lines = text.splitlines()
+    tool = next(line for line in lines if line.strip().startswith("tool_calling_sft") and "tokens" in line)
+    # 50,000 rows x 400 tokens, one epoch, rows per step from the profile; 8,694.5 tok/s (the unsloth row)
+    from pipeline_lib.profiles import resolve
+
+    rows = resolve(profile, "tool_calling_sft").effective_batch
+    steps = -(-50000 // rows)
+    assert f"{steps * rows * 400:,} tokens" in tool and f"{steps:,} steps" in tool
+    assert f"{steps * rows * 400 / 8694.5 / 60:.1f} min" in tool
+    agent = next(line for line in lines if line.strip().startswith("agent_sft") and "tokens" in line)
+    assert "tokens" in agent and ("h" in agent or "min" in agent)  # 20K x 3K tokens x 3 epochs: hours
+    assert lines[-1].startswith("total: ~") and f"with the {profile} profile" in lines[-1]
+    assert "no measurement for data_prep, ipo, export" in lines[-1]  # unmeasured phases are named, not guessed

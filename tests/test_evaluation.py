@@ -255,3 +255,23 @@ def test_evaluate_stages_runs_each_stage_once_and_records_a_soft_gate(tmp_path):
     assert "| agent_sft | 0.000 (-1.000) | 1.000 (+0.000) | 0.000 (-1.000) |" in section
     assert "WARN (soft): agent_sft tool_call_accuracy" in section
     assert summary_section(tmp_path / "nothing", ["base"]) == []
+
+
+def test_pipeline_runs_and_settings_follow_the_workdir(tmp_path, repo_root):
+    from pipeline_lib.evaluation import QUICK_SETTINGS, StageRun, pipeline_runs, pipeline_settings
+
+    for folder in ("agent_sft", "agent_sft_ipo"):
+        (tmp_path / "checkpoints" / folder / "final").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "agent_sft" / "final" / "adapter_config.json").write_text("{}")
+    assert pipeline_runs(tmp_path, "checkpoints/tiny-gpt-oss") == [  # ipo has no adapter yet: not a stage
+        StageRun("base", "checkpoints/tiny-gpt-oss", None),
+        StageRun("agent_sft", None, str(tmp_path / "checkpoints" / "agent_sft" / "final"))]
+    config = repo_root / "configs" / "python_eval.yaml"
+    settings, notes = pipeline_settings(config, tmp_path, "python", quick=True)
+    assert settings["skip_tasks"] and settings["skip_tool_calls"] and len(notes) == 2
+    assert settings["task_file"] == str(tmp_path / "data" / "python" / "grpo" / "heldout.jsonl")
+    assert QUICK_SETTINGS.items() <= settings.items() and "adapter" not in settings
+    (tmp_path / "data" / "python" / "grpo").mkdir(parents=True)
+    (tmp_path / "data" / "python" / "grpo" / "heldout.jsonl").write_text("{}\n")
+    settings, notes = pipeline_settings(config, tmp_path, "python", quick=False)
+    assert "skip_tasks" not in settings and settings["max_new_tokens"] == 1024 and len(notes) == 1

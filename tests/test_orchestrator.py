@@ -175,6 +175,9 @@ def test_fake_run_then_rerun_skips_everything(fake_env):
     assert "set (hf_****" in first.stdout and CANARY not in first.stdout
     gates = json.loads((fake_env["workdir"] / "logs" / "quality_gates.json").read_text())
     assert gates["tool_calling"]["passed"] == "true" and gates["grpo"]["status"] == "skipped_no_tasks"
+    # the fake data prep writes no held-out split and there are no tasks: evaluation says so, records a skip
+    assert gates["evaluation"] == {**gates["evaluation"], "status": "skipped_no_data", "type": "SOFT"}
+    assert "START evaluation" in first.stdout and "tool-call accuracy skipped" in first.stdout
     logs = fake_env["workdir"] / "logs"
     assert (logs / "summary.md").is_file() and (logs / "loss_curves.png").is_file()
     for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "export"):
@@ -413,11 +416,18 @@ def test_tiny_run_completes_with_gates_and_exports(tiny_run):
     assert grpo["policy_adapter"].endswith("agent_sft_ipo/final")
     assert (work / "data" / "python" / "grpo" / "heldout.jsonl").is_file()
     assert gates["export"]["hf"] == "true" and gates["export"]["gguf"] == "true"
+    # evaluation: the base and every trained stage on Phase 0's held-out tool calls (no Python tasks in this run)
+    assert gates["evaluation"]["type"] == "SOFT" and gates["evaluation"]["stages"] == \
+        "base, tool_calling_sft, agent_sft, ipo"
+    for stage in ("base", "tool_calling_sft", "agent_sft", "ipo"):
+        report = json.loads((work / "logs" / "eval" / f"{stage}.json").read_text())
+        assert report["tool_calls"]["n"] > 0 and "tasks" not in report, stage
     export = work / "checkpoints" / "tiny-gpt-oss-coding-tui-export"
     assert (export / "hf" / "config.json").is_file() and list((export / "gguf_q4").glob("*.gguf"))
     summary = (work / "logs" / "summary.md").read_text()
     for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export"):
         assert f"| {phase} |" in summary
+    assert "## Evaluation (held-out; delta to the base model)" in summary and "| ipo | 0." in summary
     assert (work / "logs" / "loss_curves.png").stat().st_size > 1000
     assert result.stdout.strip().splitlines()[-1].split("] ", 1)[1].startswith("pipeline complete in")
 
@@ -448,6 +458,7 @@ def test_rerun_after_success_repeats_no_work(tiny_run):
     for phase in ("tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export"):
         assert f"END {phase} (skipped" in again.stdout
     assert "GATE tool_calling [HARD]" in again.stdout and "GATE merge [HARD]" in again.stdout
+    assert "eval ipo: up to date" in again.stdout  # every stage's report is current: nothing evaluated again
 
 
 @pytest.mark.slow
@@ -479,3 +490,21 @@ def test_hard_gate_failure_on_real_run_blocks_later_phases(tiny_run, tmp_path):
         last = failed.stdout.strip().splitlines()[-1]
         assert last.startswith("HARD GATE FAILED: tool_calling avg_loss_last_10 = 11.") and "threshold <= 5.0" in last
         assert "START merge" not in failed.stdout and not merged.exists()
+
+
+@pytest.mark.slow
+def test_live_metrics_progress_lines_and_cost_table(tiny_run):
+    """make demo's run: TensorBoard events for every training phase, progress/ETA lines, cost table in summary.md."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work, out = tiny_run["work"], tiny_run["result"].stdout
+    for phase in ("tool_calling_sft", "agent_sft", "ipo"):
+        acc = EventAccumulator(str(work / "logs" / "tensorboard" / phase))
+        acc.Reload()
+        losses = [e.value for e in acc.Scalars("train/loss")]
+        assert losses and all(v == v for v in losses), phase  # a real, finite loss series
+        assert "train/tokens_per_second" in acc.Tags()["scalars"], phase
+    assert "[progress] phase 2/7 tool_calling_sft starting" in out
+    assert "[progress] phase 4/7 agent_sft | step 1/30" in out and "phase ETA" in out
+    summary = (work / "logs" / "summary.md").read_text()
+    assert "| tokens trained | wall time | GPU-hours |" in summary
