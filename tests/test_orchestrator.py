@@ -416,12 +416,12 @@ def test_tiny_run_completes_with_gates_and_exports(tiny_run):
     assert grpo["policy_adapter"].endswith("agent_sft_ipo/final")
     assert (work / "data" / "python" / "grpo" / "heldout.jsonl").is_file()
     assert gates["export"]["hf"] == "true" and gates["export"]["gguf"] == "true"
-    # evaluation: the base and every trained stage on Phase 0's held-out tool calls (no Python tasks in this run)
+    # evaluation: the base and every trained stage on Phase 0's held-out tool calls and the held-out Python tasks
     assert gates["evaluation"]["type"] == "SOFT" and gates["evaluation"]["stages"] == \
-        "base, tool_calling_sft, agent_sft, ipo"
-    for stage in ("base", "tool_calling_sft", "agent_sft", "ipo"):
+        "base, tool_calling_sft, agent_sft, ipo, grpo"
+    for stage in ("base", "tool_calling_sft", "agent_sft", "ipo", "grpo"):
         report = json.loads((work / "logs" / "eval" / f"{stage}.json").read_text())
-        assert report["tool_calls"]["n"] > 0 and "tasks" not in report, stage
+        assert report["tool_calls"]["n"] > 0 and report["tasks"]["n"] > 0, stage
     export = work / "checkpoints" / "tiny-gpt-oss-coding-tui-export"
     assert (export / "hf" / "config.json").is_file() and list((export / "gguf_q4").glob("*.gguf"))
     summary = (work / "logs" / "summary.md").read_text()
