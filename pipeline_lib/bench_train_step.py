@@ -117,7 +117,8 @@ def make_batch(workload: Workload, vocab: int, device: str, seed: int = 0, *, pa
 
 
 def unpacked_as_shipped(workload: Workload) -> Workload:
-    """Unsloth trains Phase 2 one conversation per row (its gpt_oss collator drops position_ids, FINDINGS §3)."""
+    """Unsloth trains Phase 2 one conversation per row: its gpt_oss collator drops position_ids
+    (pipeline_lib.sft.effective_packing)."""
     return dataclasses.replace(workload, seq=workload.doc_tokens, doc_tokens=None)
 
 
