@@ -390,13 +390,13 @@ def estimate_lines(workdir: Path, model: str, profile: str, *, quick_test: bool,
 
 def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data: bool, tiny: bool,
          data_source: str, grpo_language: str = "rust", card: str | None = None, gpus: int = 1) -> str:
-    from pipeline_lib.profiles import resolve
+    from pipeline_lib.profiles import FIXED_PROFILES, resolve
 
     paths = PipelinePaths(workdir, model_slug(model), grpo_language)
     config = resolve_model_config(model)
     lines = ["DRY RUN - nothing is trained, downloaded or written.",
              f"model: {model}  (config: {config or 'not available locally'})",
-             f"batch profile: {profile}{' + quick test' if quick_test and profile != 'tiny' else ''}; "
+             f"batch profile: {profile}{' + quick test' if quick_test and profile not in FIXED_PROFILES else ''}; "
              f"workdir: {workdir}"]
     size = None
     config_for_counts: Any = config

@@ -256,7 +256,7 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     assert first.stdout.strip().splitlines()[-1].startswith("IPO done: 1 steps")
     final = out / "final"
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "trainer_state.json",
-                 "provenance.json", "phase_metrics.json"):
+                 "provenance.json", "phase_metrics.json", "logits_fingerprint.safetensors"):
         assert (final / name).is_file(), name
     assert not (final / "ref").exists() and not (out / "checkpoint-1" / "ref").exists()  # the "ref" copy is gone
     metrics = json.loads((final / "phase_metrics.json").read_text())

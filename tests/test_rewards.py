@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -201,6 +202,16 @@ def test_partial_credit_mode():
     assert score.reward == pytest.approx(weights.format + weights.applies + weights.compiles + weights.lint)
     unparsable = score_completion(PY_TASK, "<|channel|>final<|message|>no code here<|return|>", weights, FAST)
     assert unparsable.reward == pytest.approx(weights.format)
+
+
+def test_degenerate_megabyte_completion_is_scored_quickly():
+    """1 MB without a space: one BPE pre-token (quadratic; tiktoken panics near 1 MB) unless encoded in pieces."""
+    for completion in ("<|channel|>final<|message|>" + "a" * 1_000_000 + "<|return|>", "a" * 1_000_000):
+        started = time.monotonic()
+        score = score_completion(PY_TASK, completion, limits=FAST)
+        assert score.reward == 0.0 and not score.parsed, score
+        assert "0 fenced code blocks" in score.error or "no final answer" in score.error, score.error
+        assert time.monotonic() - started < 30
 
 
 def test_weights_validated():

@@ -9,8 +9,8 @@ is checked twice: the edited text must parse to exactly the AST obtained by appl
 from __future__ import annotations
 
 import ast
-import copy
 import io
+import itertools
 import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -277,29 +277,33 @@ def _statement_sites(node: ast.stmt, src: _Source, parents: dict[ast.AST, ast.AS
 
 
 def python_mutants(source: str, filename: str = "<source>") -> tuple[list[Mutant], list[Mutant]]:
-    """All single-site mutants of ``source``: (rendered mutants, render mismatches — a bug here, reported)."""
+    """All single-site mutants of ``source``: (rendered mutants, render mismatches — a bug here, reported).
+
+    The render check compares the top-level statement holding the site (all edits fall inside it; the text
+    around it is byte-identical): dumping whole modules per mutant took 42 s over the 40-program corpus."""
     tree = ast.parse(source, filename=filename)
     src = _Source(source)
-    nodes = list(ast.walk(tree))
     parents = _parents(tree)
     skip = _docstrings(tree)
     good: list[Mutant] = []
     bad: list[Mutant] = []
-    for index, node in enumerate(nodes):
-        for site in _sites(node, src, parents, skip):
-            expected = copy.deepcopy(tree)
-            target = list(ast.walk(expected))[index]
-            site.change_tree(target, _parents(expected))
-            attempts = [site.edits]
-            if site.wrap is not None:  # e.g. '(a - b) - c * 2' with '*' -> '+' must become '... - (c + 2)'
-                attempts.append([*site.edits, (site.wrap[0], site.wrap[0], "("), (site.wrap[1], site.wrap[1], ")")])
-            for edits in attempts:
-                text = _apply(source, edits)
-                if _parses_to(text, expected):
-                    good.append(Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}"))
-                    break
-            else:
-                bad.append(Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}"))
+    for top, statement in enumerate(tree.body):
+        for index, node in enumerate(ast.walk(statement)):
+            for site in _sites(node, src, parents, skip):
+                expected = ast.parse(source).body[top]  # a fresh identical copy, faster than copy.deepcopy
+                target = next(itertools.islice(ast.walk(expected), index, None))
+                site.change_tree(target, _parents(expected))
+                attempts = [site.edits]
+                if site.wrap is not None:  # e.g. '(a - b) - c * 2' with '*' -> '+' must become '... - (c + 2)'
+                    w0, w1 = site.wrap
+                    attempts.append([*site.edits, (w0, w0, "("), (w1, w1, ")")])
+                for edits in attempts:
+                    text = _apply(source, edits)
+                    if _parses_to(text, top, len(tree.body), expected):
+                        good.append(Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}"))
+                        break
+                else:
+                    bad.append(Mutant(site.operator, text, site.line, f"line {site.line}: {site.description}"))
     return good, bad
 
 
@@ -310,8 +314,9 @@ def _apply(source: str, edits: list[Edit]) -> str:
     return source
 
 
-def _parses_to(text: str, expected: ast.AST) -> bool:
+def _parses_to(text: str, top: int, count: int, expected: ast.stmt) -> bool:
     try:
-        return ast.dump(ast.parse(text)) == ast.dump(expected)
+        body = ast.parse(text).body
     except SyntaxError:
         return False
+    return len(body) == count and ast.dump(body[top]) == ast.dump(expected)

@@ -13,6 +13,7 @@ is still looked for with a lenient regex so that format and correctness stay sep
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -46,19 +47,55 @@ class _Message:
     text: str
 
 
-def _parse(text: str) -> list[_Message]:
+_SPECIAL = re.compile(r"(<\|[a-z_]+\|>)")
+# Text between special tokens is encoded in pieces of this many characters. One long run without spaces (a
+# degenerate "aaaa..." completion) is one pre-token for o200k's BPE, which is quadratic in it (10,000 chars: 3 s)
+# and overflows tiktoken's stack near 1 MB (a pyo3 PanicException, a BaseException). Pieces decode to the same text,
+# and the Harmony parser only needs the special tokens and the decoded text.
+_PIECE_CHARS = 256
+
+
+def harmony_tokens(text: str) -> list[int]:
+    encoding = harmony_encoding()
+    tokens: list[int] = []
+    for i, part in enumerate(_SPECIAL.split(text)):
+        pieces = [part] if i % 2 else [part[k:k + _PIECE_CHARS] for k in range(0, len(part), _PIECE_CHARS)]
+        for piece in pieces:
+            tokens += encoding.encode(piece, allowed_special="all")
+    return tokens
+
+
+class HarmonyParseError(ValueError):
+    pass
+
+
+# openai_harmony re-decodes the pending header at every token until <|message|> (quadratic: 1 MB without one took
+# 26 s), so a header longer than this is refused before parsing; a real one is ~60 chars.
+MAX_HEADER_CHARS = 512
+
+
+@functools.lru_cache(maxsize=16)  # check_harmony_format and extract_fix parse the same text
+def _parse(text: str) -> tuple[_Message, ...]:
     from openai_harmony import Role
 
-    encoding = harmony_encoding()
-    tokens = encoding.encode(text, allowed_special="all")
-    parsed = encoding.parse_messages_from_completion_tokens(tokens, Role.ASSISTANT, strict=True)
+    for start in [0] + [m.end() for m in re.finditer(re.escape("<|start|>"), text)]:
+        end = text.find("<|message|>", start, start + MAX_HEADER_CHARS + len("<|message|>"))
+        if end < 0:
+            raise HarmonyParseError(f"no <|message|> within {MAX_HEADER_CHARS} chars of a message start ({start})")
+    try:
+        parsed = harmony_encoding().parse_messages_from_completion_tokens(harmony_tokens(text), Role.ASSISTANT,
+                                                                          strict=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # HarmonyError, or a pyo3 PanicException (a BaseException) from the Rust side
+        raise HarmonyParseError(f"{type(exc).__name__}: {exc}") from None
     out = []
     for message in parsed:
         if message.author.role != Role.ASSISTANT:
-            raise ValueError(f"a {message.author.role.value} message inside the completion")
+            raise HarmonyParseError(f"a {message.author.role.value} message inside the completion")
         body = "".join(getattr(part, "text", "") for part in message.content)
         out.append(_Message(message.channel, message.recipient, message.content_type, body))
-    return out
+    return tuple(out)
 
 
 def check_harmony_format(text: str) -> tuple[bool, str | None]:
@@ -72,7 +109,7 @@ def check_harmony_format(text: str) -> tuple[bool, str | None]:
         return False, "more than one <|return|>/<|call|>"
     try:
         messages = _parse(stripped)
-    except Exception as exc:  # openai_harmony raises HarmonyError (and ValueError above) for malformed text
+    except HarmonyParseError as exc:
         return False, f"openai_harmony cannot parse it: {exc}"
     if not messages:
         return False, "no message"
@@ -93,10 +130,14 @@ def check_harmony_format(text: str) -> tuple[bool, str | None]:
 def extract_fix(text: str) -> ProposedFix:
     """The fix in the last message: an apply_patch call (JSON ``patch``/``diff``) or one fenced block in a final."""
     try:
-        last = _parse(text.rstrip())[-1]
+        messages = _parse(text.rstrip())
+    except HarmonyParseError:  # malformed Harmony: the format term already says so; read the fix leniently
+        messages = ()
+    if messages:
+        last = messages[-1]
         call = last.recipient.removeprefix("functions.") if last.recipient not in (None, "all") else None
         call_body, final_body = (last.text, None) if call else (None, last.text if last.channel == "final" else None)
-    except Exception:  # malformed Harmony: the format term already says so; read the fix leniently
+    else:
         call, call_body, final_body = _lenient(text)
     if call is not None:
         if call != PATCH_TOOL:

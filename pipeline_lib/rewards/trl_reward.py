@@ -90,7 +90,9 @@ class ExecutionReward:
                 continue
             try:
                 scores.append(future.result())
-            except Exception as exc:  # BrokenProcessPool: a worker died (e.g. killed by the OOM killer)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # BrokenProcessPool: a worker died (e.g. killed by the OOM killer)
                 scores.append(Score(reward=0.0, error=f"scorer worker failed: {type(exc).__name__}: {exc}"))
                 broken = True
         if broken:
@@ -157,5 +159,7 @@ def _score_safely(task: dict, completion: str | Sequence[int], weights: RewardWe
         return score_completion(task, completion, weights, limits, isolation=isolation)
     except SandboxUnavailable as exc:
         return Score(reward=0.0, error=f"sandbox unavailable: {exc}")
-    except Exception as exc:  # one bad completion (or a scorer bug on it) must not stop training
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # one bad completion (or a scorer bug on it; pyo3 panics too) must not stop training
         return Score(reward=0.0, error=f"scorer error: {type(exc).__name__}: {exc}")
