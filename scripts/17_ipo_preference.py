@@ -36,6 +36,7 @@ from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
 from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint, train_to_max_steps
+from pipeline_lib.throughput import ThroughputCallback
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, training_path, verify_lora_updates
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     path = training_path(policy, script_args.backend)
     print(f"IPO training path: {path}")
     configure_reporting("ipo", args.report_to, args.output_dir)
-    trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args)
+    throughput = ThroughputCallback()  # first-step time (compilation) and peak memory, as in the SFT phases
+    trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args, callbacks=[throughput])
     add_live_metrics(trainer, "ipo")
 
     check = ipo.check_reference_at_step0(trainer)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.state.log_history, check=check, beta=args.beta, global_step=trainer.state.global_step,
         trainable_params=trainable, lora_r=lora_config.r, base_model=base_model, sft_adapter=script_args.checkpoint,
         pairs=len(trainer.train_dataset), backend=script_args.backend, training_path=path,
-        lora_update_check=lora_check, sft_adapter_fingerprint=fingerprint,
+        lora_update_check=lora_check, sft_adapter_fingerprint=fingerprint, throughput=throughput.summary(),
     )
     write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
     write_phase_metrics(final_dir, metrics)
