@@ -134,7 +134,8 @@ class PipelinePaths:
         return {"DATA_DIR": str(self.data), "CKPT_DIR": str(self.checkpoints), "LOG_DIR": str(self.logs),
                 "EXPORT_DIR": str(self.run_dir(phases.EXPORT.name)), "GATES_FILE": str(self.gates_file),
                 "LOCK_FILE": str(self.lock_file), "RUN_RECORD": str(self.logs / RUN_RECORD),
-                "DECISIONS_FILE": str(self.logs / DECISIONS), "RUN_ESTIMATE": str(self.logs / RUN_ESTIMATE),
+                "DECISIONS_FILE": str(self.logs / DECISIONS), "GRPO_TASKS": str(self.grpo_tasks),
+                "RUN_ESTIMATE": str(self.logs / RUN_ESTIMATE),
                 "PHASE_NAMES": " ".join(phases.NAMES)}
 
 
@@ -411,7 +412,8 @@ def decide(name: str, ctx: RunContext, *, redone: frozenset[str] = frozenset()) 
     if phases.GRPO_TASKS in phase.consumes:
         if not paths.grpo_tasks.is_file():  # writeup §4: the TUI-only pipeline has no execution-reward tasks
             return Decision(name, "absent", f"no task file {paths.grpo_tasks}; run language-specific training to "
-                            "generate task data", status="skipped_no_tasks")
+                            "generate task data" + (" (--tiny generates a few first)" if ctx.tiny else ""),
+                            status="skipped_no_tasks")
         if not ctx.script(phase).is_file():
             return Decision(name, "absent", f"tasks exist at {paths.grpo_tasks} but {ctx.script(phase)} is not "
                             "installed", status="skipped_no_script")
@@ -501,8 +503,13 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
                 str(paths.merged_hf), "--train_data_path", str(paths.train_data(phase)), "--max_length",
                 str(batch.seq)]
     elif phase is phases.GRPO:
-        cmd += ["--checkpoint", str(grpo_policy(paths)), "--task_source", str(paths.grpo_tasks),
-                "--language", ctx.grpo_language]
+        cmd += ["--checkpoint", str(grpo_policy(paths)), "--base_model", str(paths.merged_hf), "--task_source",
+                str(paths.grpo_tasks), "--language", ctx.grpo_language]
+        if ctx.tiny:
+            # The one exception to "paths and batch values only", kept from the GRPO phase's demo wiring: the random
+            # tiny model earns reward 0 on every completion, so with equal rewards GRPO's advantage is 0 and TRL's
+            # entropy bonus is what moves the adapter; 16-token completions keep CPU generation cheap.
+            cmd += ["--max_completion_length", "16", "--entropy_coef", "0.01"]
     cmd += ["--per_device_train_batch_size", str(batch.batch), "--gradient_accumulation_steps", str(batch.accum),
             "--max_steps", str(batch.max_steps), "--output_dir", str(run)]
     save_steps = ctx.save_steps or batch.save_steps

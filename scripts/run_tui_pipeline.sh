@@ -43,7 +43,8 @@ Options:
   --workdir DIR           where data/, checkpoints/ and logs/ go (default: the repository)
   --gates-config FILE     gate thresholds (default: <configs-dir>/gates.yaml)
   --configs-dir DIR       the phase YAMLs and batch_profiles.yaml (default: configs/): every training setting
-  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
+  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
+                          whose tasks it generates first); absent -> GRPO skipped
   --save-steps N          checkpoint every N optimizer steps in every training phase (default: each phase's
                           YAML, 250 / 25 for IPO; the tiny profile's 10 with --tiny)
   --prune-stale           delete the <dir>.stale-* folders earlier reruns set aside, then run
@@ -106,7 +107,7 @@ TINY=0
 WORKDIR=$REPO_ROOT
 CONFIGS_DIR=$REPO_ROOT/configs
 GATES_CONFIG=""
-GRPO_LANGUAGE=rust
+GRPO_LANGUAGE=""
 DRY_RUN=0
 PRUNE_STALE=0
 CARD=""
@@ -141,6 +142,8 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
+# --tiny runs GRPO on Python tasks it generates (python3 is on every machine the demo runs on); else writeup §10.
+GRPO_LANGUAGE=${GRPO_LANGUAGE:-$( ((TINY)) && echo python || echo rust)}
 case $PROFILE in
     aggressive | balanced | conservative | smoke) ;;
     *) die "--batch-profile must be aggressive, balanced, conservative or smoke; got '$PROFILE'" "$ARG_HINT" ;;
@@ -194,7 +197,7 @@ CTX=(--workdir "$WORKDIR" --model "$MODEL" --batch-profile "$PROFILE" --grpo-lan
 CARD_ARGS=()
 [[ -z $CARD ]] || CARD_ARGS=(--card "$CARD")
 out=$("$PYTHON" -m pipeline_lib.orchestrate paths "${CTX[@]}") || die "cannot compute paths with $PYTHON"
-eval "$out" # DATA_DIR CKPT_DIR LOG_DIR EXPORT_DIR GATES_FILE LOCK_FILE RUN_RECORD DECISIONS_FILE PHASE_NAMES
+eval "$out" # DATA_DIR CKPT_DIR LOG_DIR EXPORT_DIR GATES_FILE LOCK_FILE RUN_RECORD DECISIONS_FILE GRPO_TASKS PHASE_NAMES
 
 # ---------------------------------------------------------------- one log for the whole run
 
@@ -477,6 +480,10 @@ fi
 if ((TINY)); then
     log "tiny model: $MODEL"
     run_cmd tiny_model no-token "$PYTHON" "$REPO_ROOT/scripts/make_tiny_gpt_oss.py" --output_dir "$MODEL"
+    if [[ ! -f $GRPO_TASKS ]]; then # a few real mutation tasks (~10 s), so the demo runs Phase 4 too
+        run_cmd grpo_tasks no-token "$PYTHON" "$REPO_ROOT/scripts/16_generate_mutations.py" \
+            --language "$GRPO_LANGUAGE" --programs 5 --max-per-program 2 --output-dir "$(dirname "$GRPO_TASKS")"
+    fi
 fi
 write_estimate
 first=1
