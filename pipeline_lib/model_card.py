@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib.phases import DATA_PREP
+
 # Training order; the folder names are gguf_export.ADAPTER_PRIORITY's (the phase table will own them).
 GGUF_PREFERENCE = ("Q4_K_M", "MXFP4_MOE", "BF16")  # the Modelfile's FROM: the first of these that passed validation
 HARMONY_STOPS = ("<|return|>", "<|call|>")  # Harmony's two end-of-generation tokens (final answer, tool call)
@@ -164,7 +166,8 @@ def model_card(manifest: dict[str, Any], checkpoints_dir: Path, phases: list[tup
         "## Training phases", "",
         "| phase | data | steps | LoRA r | learning rate | max length | loss (avg last 10) |",
         "|---|---|---|---|---|---|---|", *phase_rows(checkpoints_dir, phases), ""]
-    report, problem = _read_json(workdir / "data" / "coding_tui" / "prep_report.json")
+    prep_report = DATA_PREP.run_dir(workdir, slug) / "prep_report.json"
+    report, problem = _read_json(prep_report)
     categories = _get(report, "categories")
     if isinstance(categories, dict):
         lines += ["## Data", "", "| split | rows | by source |", "|---|---|---|"]
@@ -172,7 +175,7 @@ def model_card(manifest: dict[str, Any], checkpoints_dir: Path, phases: list[tup
                   for name, info in categories.items()]
         lines.append("")
     else:
-        lines += ["## Data", "", f"`data/coding_tui/prep_report.json`: {problem or 'no categories'}.", ""]
+        lines += ["## Data", "", f"`{prep_report.relative_to(workdir)}`: {problem or 'no categories'}.", ""]
     lines += ["## Quality gates", "", *gate_lines(workdir / "logs" / "quality_gates.json"), ""]
     evaluation = eval_table(workdir / "logs" / "eval")
     lines += ["## Evaluation", "", *(evaluation or ["No evaluation results (`logs/eval/*.json`) yet."]), ""]
