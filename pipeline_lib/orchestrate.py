@@ -435,6 +435,8 @@ def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data
             row("merge", merge_state(paths.run_dir("merge")), f"writes {paths.merged_hf}")
     if paths.grpo_tasks.is_file():
         row("grpo", training_state(paths.run_dir("grpo")), f"reads {paths.grpo_tasks}")
+    elif tiny:  # run_tui_pipeline.sh writes a few tasks with 16_generate_mutations.py first
+        row("grpo", training_state(paths.run_dir("grpo")), f"generates then reads {paths.grpo_tasks}")
     else:
         row("grpo", PhaseState("skip", f"no task file {paths.grpo_tasks} (status skipped_no_tasks)"), "")
     row("export", export_state(paths.run_dir("export")), f"writes {paths.run_dir('export')}/{{hf,gguf_q4}}")

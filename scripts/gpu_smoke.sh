@@ -164,9 +164,9 @@ PIPELINE=(bash "$REPO_ROOT/scripts/run_tui_pipeline.sh" --model "$MODEL" --workd
 export PYTHON
 run1_rc=0
 if [[ $KILL_PHASE != none ]]; then
-    KILL_DIR=$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from pipeline_lib.orchestrate import PipelinePaths, \
-model_slug; print(PipelinePaths(sys.argv[1], model_slug(sys.argv[2])).run_dir(sys.argv[3]))" "$PIPE_DIR" "$MODEL" \
-        "$KILL_PHASE")
+    KILL_DIR=$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from pathlib import Path; from pipeline_lib.orchestrate \
+import PipelinePaths, model_slug; print(PipelinePaths(Path(sys.argv[1]), model_slug(sys.argv[2])).run_dir(sys.argv[3]))" \
+        "$PIPE_DIR" "$MODEL" "$KILL_PHASE") || KILL_DIR=/nonexistent # no kill; the report says so
     t=$SECONDS
     setsid "${PIPELINE[@]}" >"$WORKDIR/run1.out" 2>&1 &
     RUN1=$!

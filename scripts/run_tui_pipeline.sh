@@ -37,7 +37,8 @@ Options:
                           data/samples, the tiny batch profile and tiny gates, on CPU (what \`make demo\` runs)
   --workdir DIR           where data/, checkpoints/ and logs/ go (default: the repository)
   --gates-config FILE     gate thresholds (default: configs/gates.yaml)
-  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
+  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
+                          whose tasks it generates first); absent -> GRPO skipped
   --save-steps N          checkpoint every N optimizer steps (default: 250, writeup §4; 10 with --tiny)
   --card NAME             the GPU the time estimate is for (default: detected with nvidia-smi, else H100-80GB);
                           measured rows are in configs/throughput.yaml
@@ -72,7 +73,7 @@ MODEL=""
 TINY=0
 WORKDIR=$REPO_ROOT
 GATES_CONFIG=$REPO_ROOT/configs/gates.yaml
-GRPO_LANGUAGE=rust
+GRPO_LANGUAGE=""
 SAVE_STEPS=""
 DRY_RUN=0
 CARD=""
@@ -103,12 +104,14 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
+# --tiny runs GRPO on Python tasks it generates (python3 is on every machine the demo runs on); else writeup §10.
+GRPO_LANGUAGE=${GRPO_LANGUAGE:-$( ((TINY)) && echo python || echo rust)}
 case $PROFILE in
     aggressive | balanced | conservative | smoke) ;;
     *) die "--batch-profile must be aggressive, balanced, conservative or smoke; got '$PROFILE'" ;;
 esac
 [[ -z $SAVE_STEPS || $SAVE_STEPS =~ ^[1-9][0-9]*$ ]] || die "--save-steps must be a positive integer; got '$SAVE_STEPS'"
-SAVE_FLAGS=() # an explicit --save-steps also reaches agent SFT and IPO (else their configs' 250 / 25)
+SAVE_FLAGS=() # an explicit --save-steps also reaches agent SFT, IPO, GRPO (else their configs' 250 / 25 / 25)
 [[ -z $SAVE_STEPS ]] || SAVE_FLAGS=(--save_steps "$SAVE_STEPS")
 [[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] || die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'"
 case $REPORT_TO in
@@ -490,6 +493,10 @@ phase_ipo() {
 }
 
 phase_grpo() {
+    if ((TINY)) && [[ ! -f $GRPO_TASKS ]]; then # a few real mutation tasks (~10 s), so the demo runs Phase 4 too
+        run_cmd grpo_tasks no-token "$PYTHON" "$REPO_ROOT/scripts/16_generate_mutations.py" \
+            --language "$GRPO_LANGUAGE" --programs 5 --max-per-program 2 --output-dir "$(dirname "$GRPO_TASKS")"
+    fi
     if [[ ! -f $GRPO_TASKS ]]; then # writeup §4: the TUI-only pipeline has no execution-reward tasks
         log "Skipping GRPO -- no task file $GRPO_TASKS; run language-specific training to generate task data."
         "$PYTHON" -m pipeline_lib.gates record --phase grpo --gates-file "$GATES_FILE" --status skipped_no_tasks
@@ -504,11 +511,17 @@ phase_grpo() {
     fi
     local policy=$IPO_DIR/final # the newest adapter: IPO's, else agent SFT's
     [[ -f $policy/adapter_config.json ]] || policy=$AGENT_DIR/final
+    local tiny_args=()
+    # The random tiny model earns reward 0 on every completion: with equal rewards in a group GRPO's advantage and
+    # gradient are exactly 0, so TRL's entropy bonus is what moves the adapter (and the LoRA-update check can pass);
+    # 16-token completions keep generation cheap on CPU.
+    ((TINY)) && tiny_args=(--max_completion_length 16 --entropy_coef 0.01 --save_steps 2)
     load_batch grpo
     train_phase grpo "$GRPO_DIR" no-token none \
-        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --task_source "$GRPO_TASKS" \
-        --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" --gradient_accumulation_steps "$ACCUM" \
-        --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR"
+        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --base_model "$MERGED_HF" \
+        --task_source "$GRPO_TASKS" --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" \
+        --gradient_accumulation_steps "$ACCUM" --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR" "${tiny_args[@]}" \
+        "${SAVE_FLAGS[@]}"
 }
 
 phase_export() {

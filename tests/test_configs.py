@@ -174,7 +174,20 @@ def validate_core_agent(path: Path) -> None:
     assert core["train_data_path"].endswith("/agent_traj/train") and "coding_tui" not in core["train_data_path"]
 
 
+def validate_throughput(path: Path) -> None:
+    """pipeline_lib.estimate loads it (every row complete, tokens/s > 0); rows name real phases and backends."""
+    from pipeline_lib.estimate import load_throughput
+    from pipeline_lib.orchestrate import TRAINED_PHASES
+
+    table = load_throughput(path)
+    assert table.training and table.merge
+    for m in table.training:
+        assert m.phase in TRAINED_PHASES and m.backend in ("hf", "unsloth", "fast"), m
+        assert "docs/BENCHMARKS.md" in m.source, m  # every figure is one we measured and recorded
+
+
 VALIDATORS = {
+    "throughput.yaml": validate_throughput,
     "gates_random_weights.yaml": validate_random_weight_gates,
     "core_agent.yaml": validate_core_agent,
     "python_eval.yaml": validate_eval,
