@@ -80,8 +80,8 @@ def _expert_chain(module: Any) -> tuple[dict[str, Any], Any] | None:
     return wrappers, node
 
 
-def _lora_terms(wrapper: Any | None, dtype: Any) -> list[tuple[Any, Any, float]]:
-    """(A [E, in, r], B [E, r, out], scaling) per active, unmerged adapter of one ParamWrapper (PEFT's layout)."""
+def _lora_terms(wrapper: Any | None, dtype: Any) -> list[tuple[Any, Any]]:
+    """(scaling·A [E, in, r], B [E, r, out]) per active, unmerged adapter of one ParamWrapper (PEFT's layout)."""
     if wrapper is None or wrapper.disable_adapters or wrapper.merged:
         return []
     terms = []
@@ -91,17 +91,21 @@ def _lora_terms(wrapper: Any | None, dtype: Any) -> list[tuple[Any, Any, float]]
         if wrapper._did_swap_in_out_features:  # guarded in enable_fast_experts; never reached for GPT-OSS
             raise FastPathUnavailable("expert parameter stored as [experts, out, in]: not the GPT-OSS layout")
         lhs, rhs, scaling = wrapper.get_delta_factors(name)  # delta = scaling * lhs @ rhs, [E, in, out]
-        terms.append((lhs.to(dtype).contiguous(), rhs.to(dtype).contiguous(), scaling))
+        # scaling folded into the [E, in, r] factor: one small multiply instead of a pass over [tokens, out]
+        terms.append(((lhs * scaling).to(dtype).contiguous(), rhs.to(dtype).contiguous()))
     return terms
 
 
 def _expert_projection(x: Any, weight: Any, bias_rows: Any, offs: Any, terms: list, drop_expert: int | None) -> Any:
-    out = grouped_mm(x, weight, offs) + bias_rows
-    for lhs, rhs, scaling in terms:
+    # In-place adds on the fresh GEMM output (grouped_mm's backward keeps its inputs, not its output; transformers'
+    # grouped_mm experts add their bias the same way): no extra [tokens, out] tensors per term.
+    out = grouped_mm(x, weight, offs)
+    out.add_(bias_rows)
+    for lhs, rhs in terms:
         if drop_expert is not None:  # negative control for the numerics checks: expert e's LoRA B removed
             keep = (rhs.new_ones(rhs.shape[0]).index_fill(0, rhs.new_tensor([drop_expert]).long(), 0))
             rhs = rhs * keep[:, None, None]
-        out = out + scaling * grouped_mm(grouped_mm(x, lhs, offs), rhs, offs)
+        out.add_(grouped_mm(grouped_mm(x, lhs, offs), rhs, offs))
     return out
 
 

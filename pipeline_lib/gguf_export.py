@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 LLAMA_CPP_PYTHON_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 SDIST_ENV = "LLAMA_CPP_PYTHON_SDIST"  # path to an already downloaded sdist (offline machines, CI caches)
 QUANT_FTYPES = {"Q4_K_M": 15, "MXFP4_MOE": 38, "Q8_0": 7}  # llama.h enum llama_ftype
+PROBE_PREFIX = ".probe-"  # <gguf folder>/.probe-<pid>: llama.cpp logits requests (llama_logits)
 
 # Adapter priority for the export (writeup Phase 5): the latest phase that finished wins. A phase counts only when
 # final/adapter_config.json exists (a crashed run leaves checkpoint-N/ but no final/).
@@ -131,6 +131,39 @@ def download_sdist(dest: Path) -> Path:
     return found[0]
 
 
+def own_temp_dir(parent: Path, prefix: str) -> Path:
+    """``parent/<prefix><pid>``, empty, after removing the ones dead processes left (a run killed mid-export)."""
+    remove_stale_temp_dirs(parent, prefix)
+    folder = parent / f"{prefix}{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)  # a dead process that had this pid
+    folder.mkdir(parents=True)
+    return folder
+
+
+def remove_stale_temp_dirs(parent: Path, prefix: str) -> list[Path]:
+    """Remove ``parent/<prefix><pid>`` folders whose process is gone; a live process keeps its own. Returns them."""
+    removed = []
+    for folder in Path(parent).glob(f"{prefix}*"):
+        pid = folder.name[len(prefix):]
+        if not (folder.is_dir() and pid.isdigit()) or _process_alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
 def extract_converter(sdist: Path, dest: Path) -> LlamaCppTools:
     """Unpack convert_hf_to_gguf.py, conversion/ and gguf-py/ (~2 MB of the 76 MB sdist) and the submodule commit."""
     actual = sha256_of(sdist)
@@ -141,7 +174,7 @@ def extract_converter(sdist: Path, dest: Path) -> LlamaCppTools:
     vendor = prefix + "vendor/llama.cpp/"
     head = prefix + ".git/modules/vendor/llama.cpp/HEAD"
     wanted = (vendor + "convert_hf_to_gguf.py", vendor + "conversion/", vendor + "gguf-py/")
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+    tmp = own_temp_dir(dest.parent, ".extract-")
     commit = "unknown"
     with tarfile.open(sdist) as tar:
         for member in tar:
@@ -211,11 +244,15 @@ def quantize_gguf(src: Path, dst: Path, quant: str, n_threads: int) -> Path:
 
 def llama_logits(gguf_file: Path, probes: list[list[int]], texts: list[str], n_threads: int) -> dict[str, Any]:
     """Logits of every probe position from llama.cpp, its own tokenization of each probe's text, and the metadata
-    its loader read (all values as strings)."""
+    its loader read (all values as strings).
+
+    The request and logits go through ``<gguf folder>/.probe-<pid>`` (not the system temp folder, where a killed run
+    left them for good): removed when done, and by the next export when this process was killed."""
     import numpy as np
 
-    with tempfile.TemporaryDirectory() as tmp:
-        request, logits_file = Path(tmp) / "probes.json", Path(tmp) / "logits.npy"
+    tmp = own_temp_dir(gguf_file.parent, PROBE_PREFIX)
+    try:
+        request, logits_file = tmp / "probes.json", tmp / "logits.npy"
         request.write_text(json.dumps({"probes": probes, "texts": texts}))
         cmd = [sys.executable, "-m", "pipeline_lib.gguf_export", "logits", str(gguf_file), str(request),
                str(logits_file), "--threads", str(n_threads)]
@@ -224,6 +261,8 @@ def llama_logits(gguf_file: Path, probes: list[list[int]], texts: list[str], n_t
             raise RuntimeError(f"llama.cpp logits failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
         tokenized = json.loads(request.with_suffix(".tokens.json").read_text())
         return {"logits": np.load(logits_file), "tokenized": tokenized["tokens"], "metadata": tokenized["metadata"]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- validation
@@ -354,6 +393,7 @@ def export_gguf(hf_dir: Path, gguf_dir: Path, name: str, tools: LlamaCppTools, s
     step = progress or (lambda description: None)
     config = json.loads((hf_dir / "config.json").read_text())
     gguf_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(gguf_dir, PROBE_PREFIX)  # left by a run killed during validation
     step("convert to BF16 GGUF")
     bf16 = convert_to_gguf(hf_dir, gguf_dir / f"{name}-BF16.gguf", tools, "bf16")
     step("HF reference logits")
@@ -415,9 +455,28 @@ def export_model(checkpoints_dir: str | os.PathLike, model: str, merged_model: s
         manifest["gguf"] = {"status": "skipped: HF export failed its checks", "passed": False}
     manifest["passed"] = hf_manifest["passed"]  # the writeup: GGUF failing alone still counts as a good export
     manifest["gguf_warning"] = manifest["gguf"]["passed"] is False
+    if hf_manifest["passed"]:
+        manifest.update(write_ready_to_use_files(manifest, Path(checkpoints_dir), output_dir))
     manifest["provenance"] = provenance(config or {})
     write_json_atomic(output_dir / "manifest.json", manifest)
     return manifest
+
+
+def write_ready_to_use_files(manifest: dict[str, Any], checkpoints_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """hf/README.md (model card) and, when a GGUF passed validation, gguf_q4/Modelfile (Ollama); returns where."""
+    from pipeline_lib.formatters import CODING_AGENT_DEV_PROMPT
+    from pipeline_lib.model_card import model_card, modelfile, pick_gguf
+
+    card = output_dir / "hf" / "README.md"
+    card.write_text(model_card(manifest, checkpoints_dir, list(reversed(ADAPTER_PRIORITY)), checkpoints_dir.parent))
+    written: dict[str, Any] = {"model_card": str(card), "modelfile": None}
+    quant = pick_gguf(manifest["gguf"].get("files") or {})
+    if quant:
+        gguf_name = f"{output_dir.name.removesuffix('-export')}-{quant}.gguf"
+        target = output_dir / "gguf_q4" / "Modelfile"
+        target.write_text(modelfile(gguf_name, system=CODING_AGENT_DEV_PROMPT))  # the agent data's developer prompt
+        written["modelfile"] = str(target)
+    return written
 
 
 # ---------------------------------------------------------------- child-process entry points

@@ -256,6 +256,34 @@ def strip_quantization_config(folder: Path) -> bool:
     return True
 
 
+def merge_and_check_logits(peft_model, probes: list[list[int]], compute_dtype: str,
+                           settings: MergeSettings) -> tuple[Any, dict[str, Any]]:
+    """PEFT's merge_and_unload, and the merged == base+adapter check with every part of its tolerance."""
+    with peft_model.disable_adapter():
+        base_logits = probe_logits(peft_model, probes)
+    adapter_logits = probe_logits(peft_model, probes)
+    noise = logits_agreement(adapter_logits, probe_logits(peft_model, probes, suffix=probes[0]))["rel_p90"]
+    merged = peft_model.merge_and_unload().eval()
+    merged_logits = probe_logits(merged, probes)
+    agreement = logits_agreement(adapter_logits, merged_logits)
+    effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
+    tol = merge_tolerance(settings, compute_dtype, effect, noise)
+    parts = {"rel_tol": settings.logits_rel_tol[compute_dtype]}
+    if compute_dtype == "bfloat16":
+        parts.update(effect_term=settings.bf16_effect_fraction * effect, noise_term=settings.noise_factor * noise)
+    return merged, check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
+                         rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
+                         argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
+                         adapter_effect_rel=effect, noise_rel=noise, tolerance_parts=parts,
+                         probe_tokens=sum(map(len, probes)),
+                         # Below 3x the tolerance, losing a third of the adapter (e.g. its expert deltas) could
+                         # hide inside it: the logits check alone cannot tell.
+                         discriminative=effect >= 3 * tol,
+                         note="rel = max over vocab |merged - (base+adapter)| / std(base+adapter logits), 90th "
+                              "percentile over probe positions; adapter_effect_rel is the same measure for base vs "
+                              "base+adapter; threshold = max(tolerance_parts)")
+
+
 def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str | os.PathLike, *,
                   settings: MergeSettings | None = None, precision=None, extra: dict[str, Any] | None = None,
                   progress=None) -> dict[str, Any]:
@@ -264,6 +292,7 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     import torch
     from peft import PeftModel
 
+    from pipeline_lib.fingerprint import verify_fingerprint
     from pipeline_lib.metrics import write_phase_metrics
     from pipeline_lib.modeling import detect_precision, load_causal_lm
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
@@ -288,30 +317,15 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     model = load_causal_lm(base_model, precision)
     peft_model = PeftModel.from_pretrained(model, str(adapter_path)).eval()
     lora_config = peft_model.peft_config["default"]
-    with peft_model.disable_adapter():
-        base_logits = probe_logits(peft_model, probes)
-    adapter_logits = probe_logits(peft_model, probes)
-    noise = logits_agreement(adapter_logits, probe_logits(peft_model, probes, suffix=probes[0]))["rel_p90"]
+
+    step("adapter fingerprint")
+    fingerprint = verify_fingerprint(peft_model, adapter_path, strict=False)
 
     step("merge")
-    merged = peft_model.merge_and_unload().eval()
-    merged_logits = probe_logits(merged, probes)
-    compute_dtype = precision.torch_dtype_name
-    agreement = logits_agreement(adapter_logits, merged_logits)
-    effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
-    tol = merge_tolerance(settings, compute_dtype, effect, noise)
-    checks: dict[str, dict[str, Any]] = {
-        "merged_equals_adapter": check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
-                                       rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
-                                       argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
-                                       adapter_effect_rel=effect, noise_rel=noise,
-                                       probe_tokens=sum(map(len, probes)),
-                                       # Below 3x the tolerance, losing a third of the adapter (e.g. its expert
-                                       # deltas) could hide inside it: the logits check alone cannot tell.
-                                       discriminative=effect >= 3 * tol,
-                                       note="rel = max over vocab |merged - (base+adapter)| / std(base+adapter "
-                                            "logits), 90th percentile over probe positions; adapter_effect_rel is "
-                                            "the same measure for base vs base+adapter")}
+    merged, logits_check = merge_and_check_logits(peft_model, probes, precision.torch_dtype_name, settings)
+    checks: dict[str, dict[str, Any]] = {"merged_equals_adapter": logits_check}
+    if "passed" in fingerprint:  # recorded by the training phase: PEFT must reproduce its logits (HARD)
+        checks["adapter_fingerprint"] = fingerprint
 
     step("smoke test")
     checks["smoke_test"] = smoke_generation(merged, tokenizer, settings)
@@ -341,10 +355,11 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
                     "target_parameters": sorted(lora_config.target_parameters or [])},
         "output_dir": str(hf_dir),
         "saved_dtype": settings.save_dtype,
-        "compute_dtype": compute_dtype,
+        "compute_dtype": precision.torch_dtype_name,
         "device": precision.device,
         "stripped_quantization_config": stripped,
         "tokenizer_source": tokenizer_source,
+        "adapter_fingerprint": fingerprint,
         "checks": checks,
         "provenance": provenance(extra or {}),
     }

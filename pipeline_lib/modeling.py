@@ -68,7 +68,31 @@ def load_causal_lm(name_or_path: str | os.PathLike, precision: Precision | None 
     if precision.device == "cuda":
         load_kwargs["device_map"] = {"": 0}
     load_kwargs.update(kwargs)
-    return AutoModelForCausalLM.from_pretrained(str(name_or_path), **load_kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **load_kwargs)
+    if getattr(config, "quantization_config", None):
+        # transformers 5.17 dequantizes MXFP4 experts to bf16 whatever dtype was asked for (measured on CPU: fp32
+        # model, bf16 experts). The E2M1 x 2**k values are exact in bf16, so this cast changes no value; it keeps
+        # one dtype across the model (a bf16 expert under an fp32 LoRA would round the CPU merge check's sums).
+        model = model.to(load_kwargs["dtype"])
+        forget_mxfp4_conversion(model)
+    return model
+
+
+def forget_mxfp4_conversion(model) -> int:
+    """Drop the MXFP4 -> bf16 weight conversion transformers remembers for save_pretrained; returns how many.
+
+    transformers 5.17 keeps the conversions a load used (``model._weight_conversions``) and reverses them on save.
+    The reverse of its Mxfp4Dequantize writes the dequantized experts under the literal keys ``gate_up_proj$`` /
+    ``down_proj$`` (its target regexes) and drops every ``mlp.experts.gate_up_proj`` / ``down_proj`` (measured on
+    the tiny model: 35 of 37 tensors saved). A merge of the released checkpoint would save a model without experts
+    (the merge's saved_equals_merged check failed on it). Without the conversion the model saves plain bf16 tensors
+    under their own names, which is what the merged model is."""
+    from transformers.integrations.mxfp4 import Mxfp4Dequantize
+
+    conversions = getattr(model, "_weight_conversions", None) or []
+    kept = [c for c in conversions if not any(isinstance(op, Mxfp4Dequantize) for op in getattr(c, "operations", []))]
+    model._weight_conversions = kept
+    return len(conversions) - len(kept)
 
 
 # transformers compiles flex_attention with dynamic=False, so every new sequence length and every mask structure

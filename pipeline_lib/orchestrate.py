@@ -390,13 +390,13 @@ def estimate_lines(workdir: Path, model: str, profile: str, *, quick_test: bool,
 
 def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data: bool, tiny: bool,
          data_source: str, grpo_language: str = "rust", card: str | None = None, gpus: int = 1) -> str:
-    from pipeline_lib.profiles import resolve
+    from pipeline_lib.profiles import FIXED_PROFILES, resolve
 
     paths = PipelinePaths(workdir, model_slug(model), grpo_language)
     config = resolve_model_config(model)
     lines = ["DRY RUN - nothing is trained, downloaded or written.",
              f"model: {model}  (config: {config or 'not available locally'})",
-             f"batch profile: {profile}{' + quick test' if quick_test and profile != 'tiny' else ''}; "
+             f"batch profile: {profile}{' + quick test' if quick_test and profile not in FIXED_PROFILES else ''}; "
              f"workdir: {workdir}"]
     size = None
     config_for_counts: Any = config
@@ -435,6 +435,8 @@ def plan(workdir: Path, model: str, profile: str, *, quick_test: bool, skip_data
             row("merge", merge_state(paths.run_dir("merge")), f"writes {paths.merged_hf}")
     if paths.grpo_tasks.is_file():
         row("grpo", training_state(paths.run_dir("grpo")), f"reads {paths.grpo_tasks}")
+    elif tiny:  # run_tui_pipeline.sh writes a few tasks with 16_generate_mutations.py first
+        row("grpo", training_state(paths.run_dir("grpo")), f"generates then reads {paths.grpo_tasks}")
     else:
         row("grpo", PhaseState("skip", f"no task file {paths.grpo_tasks} (status skipped_no_tasks)"), "")
     row("export", export_state(paths.run_dir("export")), f"writes {paths.run_dir('export')}/{{hf,gguf_q4}}")

@@ -16,7 +16,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILES_PATH = REPO_ROOT / "configs" / "batch_profiles.yaml"
-PROFILE_NAMES = ("aggressive", "balanced", "conservative", "tiny")
+PROFILE_NAMES = ("aggressive", "balanced", "conservative", "tiny", "smoke")
+FIXED_PROFILES = ("tiny", "smoke")  # --quick-test leaves these as they are
 PHASES = ("tool_calling_sft", "agent_sft", "ipo", "grpo")
 
 
@@ -61,7 +62,7 @@ def resolve(profile: str, phase: str, *, quick_test: bool = False, path: Path = 
         raise ValueError(f"phase must be one of {', '.join(PHASES)}; got '{phase}'")
     data = load_profiles(path)
     entry = dict(data["profiles"][profile][phase])
-    if quick_test and profile != "tiny":
+    if quick_test and profile not in FIXED_PROFILES:
         entry = dict(data["quick_test"][phase])
     return PhaseBatch(**entry)
 

@@ -534,10 +534,21 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     # Several processes (accelerate launch / torchrun): every rank computes the metrics, rank 0 alone writes.
     writer = trainer.is_world_process_zero()
     trainer.save_model(str(final))  # saves on rank 0 only (TrainingArguments.should_save)
+    fingerprint: dict[str, Any] = {}
     if writer:
         final.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(final))
         trainer.state.save_to_json(str(final / "trainer_state.json"))
+        # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
+        # Rank 0's copy of the adapter is every rank's (data parallel).
+        from pipeline_lib.fingerprint import record_fingerprint
+
+        try:
+            fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
+        except Exception as exc:  # the adapter itself is saved: later loaders then report "not recorded"
+            fingerprint = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            print(f"[{phase}] WARNING: could not record the adapter's logits fingerprint: {fingerprint['error']}",
+                  file=sys.stderr, flush=True)
     trainer.accelerator.wait_for_everyone()
     state = json.loads((final / "trainer_state.json").read_text())
     history = loss_history(state)
@@ -573,6 +584,7 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "resumed_from_checkpoint": resumed_from,
         "resumed_from_step": resumed_step,
         "throughput": throughput,
+        "fingerprint": {k: fingerprint.get(k) for k in ("adapter_effect_rel", "noise_rel", "compute_dtype", "error")},
     }
     metrics["world_size"] = trainer.args.world_size
     if writer:

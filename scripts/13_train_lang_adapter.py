@@ -4,7 +4,7 @@
         --train_data_path data/coding_tui/tool_calling/train --per_device_train_batch_size 8 \\
         --gradient_accumulation_steps 6 --max_steps -1 --num_train_epochs 1 \\
         --output_dir checkpoints/tool_calling_sft --save_steps 250 --max_seq_length 8192 [--lora_r 64] \\
-        [--backend auto|unsloth|hf] [--resume_from_checkpoint DIR|auto] [--logging_steps 1] [--print_mask_example]
+        [--backend auto|unsloth|hf|fast] [--resume_from_checkpoint DIR|auto] [--logging_steps 1] [--print_mask_example]
 
 Defaults come from configs/tool_calling_sft.yaml (loaded when --config is not given); CLI flags win. Tiny CPU run:
     python3 scripts/13_train_lang_adapter.py --model_name_or_path checkpoints/tiny-gpt-oss --train_data_path DS \\

@@ -4,7 +4,7 @@
         --no-merge-lang-adapter --train_data_path data/coding_tui/agent_traj/train \\
         --per_device_train_batch_size 1 --gradient_accumulation_steps 24 --max_steps -1 --num_train_epochs 3 \\
         --output_dir checkpoints/agent_sft --eval_strategy no --max_seq_length 32768 [--lora_r 128] \\
-        [--packing | --no-packing] [--backend auto|unsloth|hf] [--resume_from_checkpoint DIR|auto]
+        [--packing | --no-packing] [--backend auto|unsloth|hf|fast] [--resume_from_checkpoint DIR|auto]
 
 Defaults come from configs/agent_sft.yaml (loaded when --config is not given); CLI flags win.
 - Packing (default on): ``<train_data_path>_packed_<max_seq_length>/`` (e.g. data/coding_tui/agent_traj/

@@ -30,11 +30,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib import ipo
+from pipeline_lib.fingerprint import describe, record_fingerprint, verify_fingerprint
 from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
 from pipeline_lib.sft import parse_args_with_default_config, resolve_resume_checkpoint, train_to_max_steps
+from pipeline_lib.throughput import ThroughputCallback
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, training_path, verify_lora_updates
 
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = load_tokenizer(script_args.checkpoint, base_model)
     policy = ipo.load_adapter_policy(script_args.checkpoint, base_model, precision)
+    # The agent-SFT adapter must mean to PEFT what it meant to the process that trained it (raises otherwise).
+    fingerprint = verify_fingerprint(policy, script_args.checkpoint)
+    print(f"adapter fingerprint: {describe(fingerprint)}")
     if script_args.backend == "fast":
         from pipeline_lib.fast_path import enable_fast_experts
 
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     path = training_path(policy, script_args.backend)
     print(f"IPO training path: {path}")
     configure_reporting("ipo", args.report_to, args.output_dir)
-    trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args)
+    throughput = ThroughputCallback()  # first-step time (compilation) and peak memory, as in the SFT phases
+    trainer = ipo.build_ipo_trainer(policy, tokenizer, train_dataset, args, callbacks=[throughput])
     add_live_metrics(trainer, "ipo")
 
     check = ipo.check_reference_at_step0(trainer)
@@ -100,12 +106,13 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
     trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+    record_fingerprint(trainer.model, final_dir, backend=script_args.backend, phase="ipo")
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     metrics = ipo.ipo_phase_metrics(
         trainer.state.log_history, check=check, beta=args.beta, global_step=trainer.state.global_step,
         trainable_params=trainable, lora_r=lora_config.r, base_model=base_model, sft_adapter=script_args.checkpoint,
         pairs=len(trainer.train_dataset), backend=script_args.backend, training_path=path,
-        lora_update_check=lora_check,
+        lora_update_check=lora_check, sft_adapter_fingerprint=fingerprint, throughput=throughput.summary(),
     )
     write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
     write_phase_metrics(final_dir, metrics)

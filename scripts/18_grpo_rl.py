@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> dict:
     from pipeline_lib.unsloth_utils import snapshot_parameters, verify_lora_updates
 
     precision = detect_precision()
-    script_args, args = parse_args(argv, precision)
+    try:
+        script_args, args = parse_args(argv, precision)
+    except (ValueError, FileNotFoundError) as err:  # a bad flag, value or path: one line, no traceback
+        raise SystemExit(f"18_grpo_rl.py: {err}") from None
     tasks = grpo.load_train_tasks(script_args.task_source, script_args.language, script_args.max_tasks)
     train_dataset = grpo.prompt_dataset(tasks, script_args.developer_prompt)
     base_model = resolve_base_model(script_args.checkpoint, script_args.base_model)

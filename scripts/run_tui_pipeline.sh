@@ -5,8 +5,8 @@
 # resumes from its newest valid checkpoint.
 #
 #   bash scripts/run_tui_pipeline.sh [--quick-test] [--skip-data] [--batch-profile aggressive|balanced|conservative]
-#       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--grpo-language LANG] [--dry-run]
-#       [--card H100-80GB|H200|...] [--report-to tensorboard|wandb|none]
+#       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--grpo-language LANG] [--save-steps N]
+#       [--dry-run] [--card H100-80GB|H200|...] [--report-to tensorboard|wandb|none]
 #
 # Usually started through scripts/start_tui_training.sh (a detached `screen` session). `make demo` runs --tiny.
 # Test-only overrides (never needed by users): TUI_SCRIPTS_DIR (folder of the phase scripts), TUI_WORKSPACE
@@ -30,13 +30,16 @@ checkpoint. A failed HARD gate stops the run with a non-zero exit; the last outp
 Options:
   --quick-test            small data subsets, seq 4096, 50 steps per phase (writeup §6)
   --skip-data             use the prepared data in <workdir>/data/coding_tui (fails if incomplete)
-  --batch-profile NAME    aggressive | balanced | conservative (default: balanced)
+  --batch-profile NAME    aggressive | balanced | conservative (default: balanced); smoke: a few steps per
+                          phase for scripts/gpu_smoke.sh (not changed by --quick-test)
   --model HUB_ID|DIR      base model (default: $DEFAULT_MODEL); a DIR needs config.json (+ weights to train)
   --tiny                  the embedded tiny GPT-OSS (built into <workdir>/checkpoints/tiny-gpt-oss), the bundled
                           data/samples, the tiny batch profile and tiny gates, on CPU (what \`make demo\` runs)
   --workdir DIR           where data/, checkpoints/ and logs/ go (default: the repository)
   --gates-config FILE     gate thresholds (default: configs/gates.yaml)
-  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust); absent -> skipped
+  --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
+                          whose tasks it generates first); absent -> GRPO skipped
+  --save-steps N          checkpoint every N optimizer steps (default: 250, writeup §4; 10 with --tiny)
   --card NAME             the GPU the time estimate is for (default: detected with nvidia-smi, else H100-80GB);
                           measured rows are in configs/throughput.yaml
   --report-to WHERE       live metrics of the training phases: tensorboard (default, logs/tensorboard/<phase>/),
@@ -70,7 +73,8 @@ MODEL=""
 TINY=0
 WORKDIR=$REPO_ROOT
 GATES_CONFIG=$REPO_ROOT/configs/gates.yaml
-GRPO_LANGUAGE=rust
+GRPO_LANGUAGE=""
+SAVE_STEPS=""
 DRY_RUN=0
 CARD=""
 REPORT_TO=""
@@ -88,9 +92,11 @@ while [[ $# -gt 0 ]]; do
         --workdir) need_value "$@"; WORKDIR=$2; shift ;;
         --gates-config) need_value "$@"; GATES_CONFIG=$2; shift ;;
         --grpo-language) need_value "$@"; GRPO_LANGUAGE=$2; shift ;;
+        --save-steps) need_value "$@"; SAVE_STEPS=$2; shift ;;
         --card) need_value "$@"; CARD=$2; shift ;;
         --report-to) need_value "$@"; REPORT_TO=$2; shift ;;
-        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --grpo-language=* | --card=* | --report-to=*)
+        --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --grpo-language=* | --card=* | --report-to=* \
+            | --save-steps=*)
             key=${1%%=*}; set -- "$key" "${1#*=}" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -98,10 +104,15 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
+# --tiny runs GRPO on Python tasks it generates (python3 is on every machine the demo runs on); else writeup §10.
+GRPO_LANGUAGE=${GRPO_LANGUAGE:-$( ((TINY)) && echo python || echo rust)}
 case $PROFILE in
-    aggressive | balanced | conservative) ;;
-    *) die "--batch-profile must be aggressive, balanced or conservative; got '$PROFILE'" ;;
+    aggressive | balanced | conservative | smoke) ;;
+    *) die "--batch-profile must be aggressive, balanced, conservative or smoke; got '$PROFILE'" ;;
 esac
+[[ -z $SAVE_STEPS || $SAVE_STEPS =~ ^[1-9][0-9]*$ ]] || die "--save-steps must be a positive integer; got '$SAVE_STEPS'"
+SAVE_FLAGS=() # an explicit --save-steps also reaches agent SFT, IPO, GRPO (else their configs' 250 / 25 / 25)
+[[ -z $SAVE_STEPS ]] || SAVE_FLAGS=(--save_steps "$SAVE_STEPS")
 [[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] || die "--grpo-language must be a lowercase name like rust; got '$GRPO_LANGUAGE'"
 case $REPORT_TO in
     "" | tensorboard | none) ;;
@@ -117,12 +128,12 @@ if ((TINY)); then
     MODEL=$WORKDIR/checkpoints/tiny-gpt-oss
     BATCH_PROFILE=tiny
     GATE_PROFILE=tiny
-    SAVE_STEPS=10 # a checkpoint every 10 of the tiny profile's 40 tool-calling steps: resume is exercised
+    SAVE_STEPS=${SAVE_STEPS:-10} # a checkpoint every 10 of the tiny profile's 40 tool-calling steps: resume is exercised
 else
     MODEL=${MODEL:-$DEFAULT_MODEL}
     BATCH_PROFILE=$PROFILE
     GATE_PROFILE=default
-    SAVE_STEPS=250 # writeup §4
+    SAVE_STEPS=${SAVE_STEPS:-250} # writeup §4
 fi
 # A path-looking --model must exist; anything else is a hub id (org/name).
 if [[ -d $MODEL ]]; then
@@ -170,6 +181,15 @@ if [[ -d $WORKSPACE ]]; then # writeup §7/§10: the 20 GB container disk overfl
     export TMPDIR=$WORKSPACE/tmp TEMP=$WORKSPACE/tmp TMP=$WORKSPACE/tmp
     ((DRY_RUN)) || mkdir -p "$HF_HOME" "$TORCH_HOME" "$XDG_CACHE_HOME" "$TMPDIR"
 fi
+# Compile caches kept between phases and runs: an Unsloth phase's first step is 50-90 s of compilation on the H100
+# and H200 (docs/BENCHMARKS.md). Inductor and Triton key their entries by content, so one cache serves every
+# workdir (on /workspace when it exists); Unsloth writes generated modules per model type into
+# UNSLOTH_COMPILE_LOCATION (unsloth_zoo/compiler.py; default ./unsloth_compiled_cache), kept per workdir.
+COMPILE_CACHE=$WORKDIR/.cache
+[[ ! -d $WORKSPACE ]] || COMPILE_CACHE=$WORKSPACE/.cache
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$COMPILE_CACHE/torchinductor}
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$COMPILE_CACHE/triton}
+export UNSLOTH_COMPILE_LOCATION=${UNSLOTH_COMPILE_LOCATION:-$WORKDIR/.cache/unsloth_compiled_cache}
 if ((TINY)); then
     export CUDA_VISIBLE_DEVICES="" # the demo is the CPU path, also on a GPU machine
     export HF_HUB_OFFLINE=1        # nothing in a tiny run comes from the hub
@@ -225,6 +245,8 @@ banner() {
     log "python:         $(command -v "$PYTHON" || echo "$PYTHON")"
     log "WANDB_MODE=$WANDB_MODE  PYTORCH_CUDA_ALLOC_CONF=$PYTORCH_CUDA_ALLOC_CONF  TOKENIZERS_PARALLELISM=false"
     log "HF_HOME=${HF_HOME:-<default>}  TMPDIR=${TMPDIR:-<default>}"
+    log "compile caches: TORCHINDUCTOR_CACHE_DIR=$TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR=$TRITON_CACHE_DIR" \
+        "UNSLOTH_COMPILE_LOCATION=$UNSLOTH_COMPILE_LOCATION"
     log "HF_TOKEN:       $TOKEN_BANNER"
     [[ -z ${PIPELINE_LOG:-} ]] || log "log:            $PIPELINE_LOG"
     log "=============================================="
@@ -458,7 +480,7 @@ phase_agent_sft() {
         "$PYTHON" "$SCRIPTS_DIR/14_train_core_agent.py" --base_model "$MERGED_HF" --no-merge-lang-adapter \
         --train_data_path "$DATA_DIR/agent_traj/train" --per_device_train_batch_size "$BATCH" \
         --gradient_accumulation_steps "$ACCUM" --max_steps "$MAX_STEPS" --num_train_epochs 3 \
-        --output_dir "$AGENT_DIR" --eval_strategy no --max_seq_length "$SEQ" --lora_r 128
+        --output_dir "$AGENT_DIR" --eval_strategy no --max_seq_length "$SEQ" --lora_r 128 "${SAVE_FLAGS[@]}"
 }
 
 phase_ipo() {
@@ -467,10 +489,14 @@ phase_ipo() {
         "$PYTHON" "$SCRIPTS_DIR/17_ipo_preference.py" --checkpoint "$AGENT_DIR/final" --base_model "$MERGED_HF" \
         --train_data_path "$DATA_DIR/preference/train" --per_device_train_batch_size "$BATCH" \
         --gradient_accumulation_steps "$ACCUM" --output_dir "$IPO_DIR" --beta 0.1 --max_steps "$MAX_STEPS" \
-        --max_length "$SEQ"
+        --max_length "$SEQ" "${SAVE_FLAGS[@]}"
 }
 
 phase_grpo() {
+    if ((TINY)) && [[ ! -f $GRPO_TASKS ]]; then # a few real mutation tasks (~10 s), so the demo runs Phase 4 too
+        run_cmd grpo_tasks no-token "$PYTHON" "$REPO_ROOT/scripts/16_generate_mutations.py" \
+            --language "$GRPO_LANGUAGE" --programs 5 --max-per-program 2 --output-dir "$(dirname "$GRPO_TASKS")"
+    fi
     if [[ ! -f $GRPO_TASKS ]]; then # writeup §4: the TUI-only pipeline has no execution-reward tasks
         log "Skipping GRPO -- no task file $GRPO_TASKS; run language-specific training to generate task data."
         "$PYTHON" -m pipeline_lib.gates record --phase grpo --gates-file "$GATES_FILE" --status skipped_no_tasks
@@ -485,11 +511,17 @@ phase_grpo() {
     fi
     local policy=$IPO_DIR/final # the newest adapter: IPO's, else agent SFT's
     [[ -f $policy/adapter_config.json ]] || policy=$AGENT_DIR/final
+    local tiny_args=()
+    # The random tiny model earns reward 0 on every completion: with equal rewards in a group GRPO's advantage and
+    # gradient are exactly 0, so TRL's entropy bonus is what moves the adapter (and the LoRA-update check can pass);
+    # 16-token completions keep generation cheap on CPU.
+    ((TINY)) && tiny_args=(--max_completion_length 16 --entropy_coef 0.01 --save_steps 2)
     load_batch grpo
     train_phase grpo "$GRPO_DIR" no-token none \
-        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --task_source "$GRPO_TASKS" \
-        --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" --gradient_accumulation_steps "$ACCUM" \
-        --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR"
+        "$PYTHON" "$SCRIPTS_DIR/18_grpo_rl.py" --checkpoint "$policy" --base_model "$MERGED_HF" \
+        --task_source "$GRPO_TASKS" --language "$GRPO_LANGUAGE" --per_device_train_batch_size "$BATCH" \
+        --gradient_accumulation_steps "$ACCUM" --max_steps "$MAX_STEPS" --output_dir "$GRPO_DIR" "${tiny_args[@]}" \
+        "${SAVE_FLAGS[@]}"
 }
 
 phase_export() {
@@ -505,7 +537,8 @@ phase_export() {
 # below the one before it warns. A crash here warns too: the trained adapters and the export are already saved.
 evaluate_stages() {
     local args=(pipeline --workdir "$WORKDIR" --model "$MODEL" --language "$GRPO_LANGUAGE") rc=0
-    ((TINY)) && args+=(--quick) # 4 tasks x 48 tokens + 4 tool calls x 24 tokens per stage
+    # --tiny and --batch-profile smoke: 4 tasks x 48 tokens + 4 tool calls x 24 tokens per stage
+    if ((TINY)) || [[ $BATCH_PROFILE == smoke ]]; then args+=(--quick); fi
     log "START evaluation"
     local t0=$SECONDS phase_log=$LOG_DIR/phase_evaluation.log
     printf '\n===== %s: evaluation =====\n' "$(date '+%Y-%m-%d %H:%M:%S')" >>"$phase_log"

@@ -126,6 +126,21 @@ def validate_merge(path: Path) -> None:
     assert 0 < yaml.safe_load(path.read_text())["min_size_fraction"] <= 1
 
 
+def validate_random_weight_gates(path: Path) -> None:
+    """Read as --gates-config by scripts/gpu_smoke.sh (default section only): loss gates sit between the uniform
+    start ln(201088) = 12.21 and a blow-up; the structural gates are the real model's."""
+    import math
+
+    from pipeline_lib.gates import load_gate_specs
+
+    specs = load_gate_specs("default", path)
+    real = load_gate_specs("default", REPO / "configs" / "gates.yaml")
+    for phase in ("tool_calling_sft", "agent_sft"):
+        assert specs[phase].op == "<=" and math.log(201088) < specs[phase].threshold < math.log(201088) + 1
+    for phase in ("merge", "ipo", "export"):
+        assert specs[phase] == real[phase], phase
+
+
 def validate_eval(path: Path) -> None:
     """Keys are EvalConfig fields with the defaults' types (EvalConfig checks the model and data paths when it is
     constructed, so it is not constructed here); the language matches the file name."""
@@ -159,7 +174,21 @@ def validate_core_agent(path: Path) -> None:
     assert core["train_data_path"].endswith("/agent_traj/train") and "coding_tui" not in core["train_data_path"]
 
 
+def validate_throughput(path: Path) -> None:
+    """pipeline_lib.estimate loads it (every row complete, tokens/s > 0); rows name real phases and backends."""
+    from pipeline_lib.estimate import load_throughput
+    from pipeline_lib.orchestrate import TRAINED_PHASES
+
+    table = load_throughput(path)
+    assert table.training and table.merge
+    for m in table.training:
+        assert m.phase in TRAINED_PHASES and m.backend in ("hf", "unsloth", "fast"), m
+        assert "docs/BENCHMARKS.md" in m.source, m  # every figure is one we measured and recorded
+
+
 VALIDATORS = {
+    "throughput.yaml": validate_throughput,
+    "gates_random_weights.yaml": validate_random_weight_gates,
     "core_agent.yaml": validate_core_agent,
     "python_eval.yaml": validate_eval,
     "rust_eval.yaml": validate_eval,

@@ -251,3 +251,15 @@ def test_bench_workers_get_no_secrets(monkeypatch):
     assert "hf_canary" not in repr(env) and env["BENCH_HARMLESS"] == "1"
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
     assert "hf_canary123" in repr(dict(os.environ))  # control: the search finds the canary where it is
+
+
+@pytest.mark.slow
+def test_bench_bf16_kernel_check_passes_and_its_control_fails(tiny_model_dir):
+    """The 1-layer bf16 fast-vs-stock check the GPU bench adds (there through the grouped-GEMM kernel; here the
+    per-expert loop): rounding-level agreement (measured ~1e-2 on the tiny model), control at 1.0."""
+    from pipeline_lib.bench_train_step import BF16_KERNEL_TOL, check_bf16_kernel, parse_args
+
+    args = parse_args(["--model", str(tiny_model_dir), "--device", "cpu"])
+    report = check_bf16_kernel(args, WORKLOADS["phase1_r64_4k"], "cpu", check_tokens=64)
+    assert report["passed"], report
+    assert report["grad_rel_err"]["fast"] < BF16_KERNEL_TOL / 3 < 0.9 < report["grad_rel_err"]["control"]

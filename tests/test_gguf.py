@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_lib import gguf_export
 from pipeline_lib.gguf_export import (
     ADAPTER_PRIORITY,
     GgufSettings,
@@ -119,6 +120,16 @@ def test_export_writes_validated_gguf_and_broken_gguf_fails(tiny_model_dir: Path
         assert entry["metadata"]["general.architecture"] == "gpt-oss", name
         assert entry["checks"]["tokenizer_matches_hf"]["passed"], name
     assert files["BF16"]["logits"]["rel_p90"] <= GgufSettings().bf16_rel_tol
+    # Ready to use: a model card in hf/ and an Ollama Modelfile whose FROM is the validated Q4_K_M beside it.
+    card = (out / "hf" / "README.md").read_text()
+    assert manifest["model_card"] == str(out / "hf" / "README.md") and "`tool_calling_sft` LoRA adapter" in card
+    assert f"`{tiny_model_dir}`" in card and "## Quality gates" in card and "## Evaluation" in card
+    modelfile = (out / "gguf_q4" / "Modelfile").read_text()
+    assert manifest["modelfile"] == str(out / "gguf_q4" / "Modelfile")
+    assert modelfile.startswith("FROM ./tiny-gpt-oss-coding-tui-Q4_K_M.gguf\n")
+    assert (out / "gguf_q4" / "tiny-gpt-oss-coding-tui-Q4_K_M.gguf").is_file()
+    assert "llama-cli -m gguf_q4/tiny-gpt-oss-coding-tui-Q4_K_M.gguf --jinja --chat-template-file " \
+        "hf/chat_template.jinja" in card and (out / "hf" / "chat_template.jinja").is_file()
 
     # Negative control: the same HF model with its attention sinks zeroed, converted by the same converter, must
     # fail the BF16 logits check against the real model's logits (FINDINGS §4: sinks off -> rel 0.54).
@@ -158,3 +169,53 @@ def test_gguf_failure_keeps_hf_export(tiny_model_dir: Path, tmp_path: Path, repo
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["passed"] and manifest["hf"]["passed"] and manifest["gguf_warning"]
     assert manifest["gguf"]["passed"] is False and "converter exploded" in manifest["gguf"]["error"]
+    assert (out / "hf" / "README.md").is_file() and manifest["modelfile"] is None  # no GGUF, no Modelfile
+    assert not (out / "gguf_q4" / "Modelfile").exists()
+
+
+def test_export_killed_mid_probe_leaves_nothing_outside_and_next_export_cleans(tmp_path, monkeypatch, repo_root):
+    """llama_logits' request/logits folder: SIGKILL while llama.cpp runs used to strand it in the system temp
+    folder for good. Now it is <gguf folder>/.probe-<pid>, removed when done and by the next export."""
+    import signal
+
+    import numpy as np
+
+    gguf_dir = tmp_path / "export" / "gguf_q4"
+    gguf_dir.mkdir(parents=True)
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    child = ("import os, signal, sys\nfrom pathlib import Path\nfrom pipeline_lib import gguf_export\n"
+             "gguf_export.subprocess.run = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+             "gguf_export.llama_logits(Path(sys.argv[1]), [[1, 2]], ['ab'], 1)\n")
+    killed = subprocess.run([sys.executable, "-c", child, str(gguf_dir / "m-Q4_K_M.gguf")], cwd=repo_root,
+                    env={**os.environ, "TMPDIR": str(system_tmp), "PYTHONPATH": str(repo_root)}, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert list(system_tmp.iterdir()) == []  # nothing stranded outside the export
+    (left,) = gguf_dir.glob(".probe-*")
+    assert (left / "probes.json").is_file()
+
+    own = gguf_dir / f".probe-{os.getpid()}"  # control: a live process's folder is never taken away
+    own.mkdir()
+    hf_dir = tmp_path / "export" / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text("{}")
+
+    def no_converter(*_args, **_kwargs):
+        raise RuntimeError("converter stopped here")
+
+    monkeypatch.setattr(gguf_export, "convert_to_gguf", no_converter)
+    with pytest.raises(RuntimeError, match="converter stopped here"):
+        gguf_export.export_gguf(hf_dir, gguf_dir, "m", None, gguf_export.GgufSettings())
+    assert not left.exists() and own.is_dir()
+    own.rmdir()
+
+    def llama_cpp_done(cmd, **_kwargs):  # what the logits child writes
+        request, logits = Path(cmd[5]), Path(cmd[6])
+        np.save(logits, np.zeros((2, 3), dtype=np.float32))
+        request.with_suffix(".tokens.json").write_text(json.dumps({"tokens": [[1, 2]], "metadata": {}}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(gguf_export.subprocess, "run", llama_cpp_done)
+    result = gguf_export.llama_logits(gguf_dir / "m-Q4_K_M.gguf", [[1, 2]], ["ab"], 1)
+    assert result["tokenized"] == [[1, 2]] and result["logits"].shape == (2, 3)
+    assert list(gguf_dir.iterdir()) == []  # a finished request removes its folder

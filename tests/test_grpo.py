@@ -128,6 +128,9 @@ def test_bad_flags_fail_clearly(repo_root, adapter_stub, task_file, tmp_path, ca
         parse_args([*base, "--reward_tests", "0.9"])
     with pytest.raises(ValueError, match="held-out split is for evaluation only"):
         parse_args([*base[:3], str(tmp_path / "heldout.jsonl"), *base[4:]])
+    main = runpy.run_path(str(repo_root / "scripts" / "18_grpo_rl.py"), run_name="grpo_script")["main"]
+    with pytest.raises(SystemExit, match=r"^18_grpo_rl.py: .*not used by the HfArgumentParser: \['--bogus', '1'\]"):
+        main([*base, "--bogus", "1"])
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--help"])
     assert exit_info.value.code == 0

@@ -256,13 +256,14 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     assert first.stdout.strip().splitlines()[-1].startswith("IPO done: 1 steps")
     final = out / "final"
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "trainer_state.json",
-                 "provenance.json", "phase_metrics.json"):
+                 "provenance.json", "phase_metrics.json", "logits_fingerprint.safetensors"):
         assert (final / name).is_file(), name
     assert not (final / "ref").exists() and not (out / "checkpoint-1" / "ref").exists()  # the "ref" copy is gone
     metrics = json.loads((final / "phase_metrics.json").read_text())
     assert metrics["phase"] == "ipo" and metrics["reference"] == "sft_policy" and metrics["ref_equals_policy_at_step0"]
     assert metrics["loss_step0"] == pytest.approx(25.0, abs=1e-3) and metrics["global_step"] == 1
     assert metrics["beta"] == 0.1 and metrics["rewards_margins"] is not None and metrics["lora_r"] == 8
+    assert metrics["throughput"]["first_step_seconds"] > 0  # what gpu_smoke.sh reports per phase
     check = metrics["lora_update_check"]  # the phase 1/2 LoRA-update check runs in IPO too
     assert check["passed"] and check["experts_trained"] and check["expert_lora_changed"] > 0
     assert check["lora_changed"] == check["lora_tensors"] > 0 and check["base_changed"] == []

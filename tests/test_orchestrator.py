@@ -194,6 +194,29 @@ def test_fake_run_then_rerun_skips_everything(fake_env):
     assert "GATE tool_calling [HARD]" in second.stdout
 
 
+@pytest.mark.slow  # ~20-45 s: a pipeline run
+def test_task_file_present_runs_grpo(fake_env):
+    """With data/<language>/grpo/tasks.jsonl present, Phase 4 runs with the writeup's flags on IPO's adapter and its
+    gate is recorded from the logged rewards; export comes after it."""
+    tasks = fake_env["workdir"] / "data" / "rust" / "grpo" / "tasks.jsonl"
+    tasks.parent.mkdir(parents=True)
+    tasks.write_text('{"id": "rust-t-0"}\n')
+    shutil.copy(FAKE, fake_env["scripts"] / "18_grpo_rl.py")
+    result = run_pipeline(fake_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [c["script"] for c in calls(fake_env)]
+    assert names[-2:] == ["18_grpo_rl.py", "19_merge_adapter.py"]
+    argv = next(c for c in calls(fake_env) if c["script"] == "18_grpo_rl.py")["argv"]
+    flags = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    ckpt = fake_env["workdir"] / "checkpoints"
+    assert flags["--checkpoint"] == str(ckpt / "agent_sft_ipo" / "final") and flags["--task_source"] == str(tasks)
+    assert flags["--language"] == "rust" and flags["--output_dir"] == str(ckpt / "agent_sft_grpo")
+    assert (flags["--per_device_train_batch_size"], flags["--gradient_accumulation_steps"]) == ("1", "16")
+    gates = json.loads((fake_env["workdir"] / "logs" / "quality_gates.json").read_text())
+    assert gates["grpo"]["reward_accuracy"] == "0.750" and gates["grpo"]["passed"] == "true"
+    assert "--max_completion_length" not in argv  # the tiny demo's settings stay out of real runs
+
+
 @pytest.mark.slow  # ~20-45 s: several pipeline runs / three meta-device 20B builds
 def test_resume_passes_latest_checkpoint(fake_env):
     make_checkpoint(fake_env["workdir"] / "checkpoints" / "tool_calling_sft", 3)
@@ -383,14 +406,22 @@ def test_tiny_run_completes_with_gates_and_exports(tiny_run):
     assert gates["tool_calling"]["passed"] == "true" and float(gates["tool_calling"]["loss"]) < 12.0
     assert gates["merge"]["passed"] == gates["merge"]["smoke_test"] == gates["merge"]["logits_equivalence"] == "true"
     assert gates["agent_sft"]["passed"] == "true" and gates["ipo"]["passed"] == "true"
-    assert gates["grpo"]["status"] == "skipped_no_tasks"
+    # Phase 4 ran for real on Python tasks the run generated: sandboxed rewards (a random model earns ~0, so the
+    # SOFT gate warns), real optimizer steps, every LoRA tensor moved (TRL's entropy bonus; see phase_grpo).
+    assert 0.0 <= float(gates["grpo"]["reward_accuracy"]) <= 1.0 and "status" not in gates["grpo"]
+    grpo = json.loads((work / "checkpoints" / "agent_sft_grpo" / "final" / "phase_metrics.json").read_text())
+    assert grpo["global_step"] == 4 and grpo["reward_accuracy_steps"] == 4 and grpo["language"] == "python"
+    assert grpo["lora_update_check"]["passed"] and grpo["lora_update_check"]["expert_lora_changed"] > 0
+    assert grpo["tasks"] > 0 and grpo["sandbox"]["available"] and grpo["num_generations"] == 2
+    assert grpo["policy_adapter"].endswith("agent_sft_ipo/final")
+    assert (work / "data" / "python" / "grpo" / "heldout.jsonl").is_file()
     assert gates["export"]["hf"] == "true" and gates["export"]["gguf"] == "true"
-    # evaluation: the base and every trained stage on Phase 0's held-out tool calls (no Python tasks in this run)
+    # evaluation: the base and every trained stage on Phase 0's held-out tool calls and the held-out Python tasks
     assert gates["evaluation"]["type"] == "SOFT" and gates["evaluation"]["stages"] == \
-        "base, tool_calling_sft, agent_sft, ipo"
-    for stage in ("base", "tool_calling_sft", "agent_sft", "ipo"):
+        "base, tool_calling_sft, agent_sft, ipo, grpo"
+    for stage in ("base", "tool_calling_sft", "agent_sft", "ipo", "grpo"):
         report = json.loads((work / "logs" / "eval" / f"{stage}.json").read_text())
-        assert report["tool_calls"]["n"] > 0 and "tasks" not in report, stage
+        assert report["tool_calls"]["n"] > 0 and report["tasks"]["n"] > 0, stage
     export = work / "checkpoints" / "tiny-gpt-oss-coding-tui-export"
     assert (export / "hf" / "config.json").is_file() and list((export / "gguf_q4").glob("*.gguf"))
     summary = (work / "logs" / "summary.md").read_text()
@@ -424,7 +455,7 @@ def test_rerun_after_success_repeats_no_work(tiny_run):
     assert seconds < 60, seconds
     runs = [line for line in again.stdout.splitlines() if "] run: " in line]
     assert len(runs) == 1 and "make_tiny_gpt_oss.py" in runs[0]  # only the idempotent tiny-model check
-    for phase in ("tool_calling_sft", "merge", "agent_sft", "ipo", "export"):
+    for phase in ("tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export"):
         assert f"END {phase} (skipped" in again.stdout
     assert "GATE tool_calling [HARD]" in again.stdout and "GATE merge [HARD]" in again.stdout
     assert "eval ipo: up to date" in again.stdout  # every stage's report is current: nothing evaluated again

@@ -254,6 +254,16 @@ def test_phase1_script_writes_final(phase1_run):
     adapter = json.loads((final / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and adapter["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
     assert json.loads((final / "provenance.json").read_text())["config"]["script_args"]["lora_r"] == 8
+    # The training process recorded its logits; plain PEFT (merge/IPO/export's loader) reproduces them.
+    assert metrics["fingerprint"]["compute_dtype"] == "float32" and metrics["fingerprint"]["adapter_effect_rel"] > 0
+    from peft import PeftModel
+
+    from pipeline_lib.fingerprint import verify_fingerprint
+    from pipeline_lib.modeling import load_causal_lm
+
+    base = load_causal_lm(json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"])
+    check = verify_fingerprint(PeftModel.from_pretrained(base, str(final)), final)
+    assert check["passed"] and check["value"] < 1e-4 and check["recorded_by"] == "hf", check
 
 
 @pytest.mark.slow

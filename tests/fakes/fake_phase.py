@@ -2,7 +2,8 @@
 
 It accepts the real CLIs' flags, writes the files the orchestrator and gates read (datasets markers, checkpoint-N/
 with trainer_state.json + adapter safetensors, final/, manifests), and records its argv and whether HF_TOKEN
-reached it in <workdir>/fake_calls.jsonl. FAKE_LOSS sets the logged loss; FAKE_STEP_SLEEP slows each step.
+reached it in <workdir>/fake_calls.jsonl. FAKE_LOSS sets the logged loss (FAKE_REWARD: GRPO's reward);
+FAKE_STEP_SLEEP slows each step.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def train(args: argparse.Namespace) -> None:
     for step in range(start + 1, steps + 1):
         time.sleep(float(os.environ.get("FAKE_STEP_SLEEP", "0")))
         history.append({"step": step, "loss": loss})
+        if NAME == "18_grpo_rl.py":  # what the GRPO gate reads (a mean of the logged rewards); FAKE_REWARD sets it
+            history[-1]["reward"] = float(os.environ.get("FAKE_REWARD", "0.75"))
         if step % args.save_steps == 0 or step == steps:
             ckpt = out / f"checkpoint-{step}"
             adapter(ckpt)

@@ -1,0 +1,223 @@
+"""Adapter logits fingerprint: what the training process saw, re-checked wherever the adapter is loaded again.
+
+    record_fingerprint(trainer.model, "checkpoints/tool_calling_sft/final")   # end of every training phase
+    check = verify_fingerprint(peft_model, "checkpoints/tool_calling_sft/final")   # merge, IPO, export
+
+A training phase may run on another stack than the phases that load its adapter: Unsloth (its own expert LoRA
+kernels, an adapter config with ``lora_B_layout`` / ``unsloth_fused_expert_lora`` keys that PEFT ignores) trains,
+plain PEFT merges, trains IPO and exports. If the saved adapter does not mean the same thing to PEFT, everything
+after it silently works on another model. So the training process records, in ``final/``, the logits its own model
+gives on fixed Harmony probes (pipeline_lib.merge.PROBE_CONVERSATIONS, < 100 tokens) — a fixed sample of 512
+vocabulary columns at every position (a full row is 201,088 floats), the argmax over the whole vocabulary, the same
+columns with the adapter disabled (the adapter's own effect, to say whether the check can see a lost tensor) and the
+layout noise of the model (the probe re-run with a suffix: the same logits in exact arithmetic). The loader
+recomputes them and fails loudly when they differ.
+
+Measure (as pipeline_lib.merge.logits_agreement): rel = max over the sampled columns |d| / std(recorded), per
+position, 90th percentile. Tolerance = max(rel_tol[dtype], noise_factor x the larger layout noise of the two
+processes). fp32 (CPU): the same weights through PEFT reproduce the training process to ~1e-6. bf16: 0.1, above
+Unsloth's loader vs PEFT's on the 2-layer real shape (max 0.058 against an adapter effect of 14.2, H200 2026-11-28)
+and a correct bf16 merge of the tiny model (0.037). ``discriminative`` says whether the adapter's effect is at least
+3x the tolerance (else losing part of it could hide inside the tolerance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FINGERPRINT_FILE = "logits_fingerprint.safetensors"
+FINGERPRINT_JSON = "logits_fingerprint.json"
+VOCAB_SAMPLE = 512
+VOCAB_SEED = 20261128
+
+
+class FingerprintMismatch(RuntimeError):
+    """The adapter loaded here does not give the logits the training process recorded."""
+
+
+@dataclass(frozen=True)
+class FingerprintSettings:
+    rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 0.1})
+    noise_factor: float = 2.0
+
+
+def compute_dtype(model: Any) -> str:
+    """'bfloat16' when any floating parameter is bf16 (the base on CUDA; LoRA tensors may stay fp32), else fp32."""
+    import torch
+
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    return "bfloat16" if torch.bfloat16 in dtypes or torch.float16 in dtypes else "float32"
+
+
+def vocab_columns(vocab_size: int, n: int = VOCAB_SAMPLE) -> Any:
+    import torch
+
+    generator = torch.Generator().manual_seed(VOCAB_SEED)
+    return torch.randperm(vocab_size, generator=generator)[: min(n, vocab_size)].sort().values
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any):
+    """eval() and no_grad for the probes, train mode restored after; Unsloth returns logits only when asked."""
+    import torch
+
+    was_training = model.training
+    previous = os.environ.get("UNSLOTH_RETURN_LOGITS")
+    os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+        if previous is None:
+            os.environ.pop("UNSLOTH_RETURN_LOGITS", None)
+        else:
+            os.environ["UNSLOTH_RETURN_LOGITS"] = previous
+
+
+@contextlib.contextmanager
+def _eager_attention(model: Any):
+    """flex_attention -> eager for the probes, restored after. A training model on CUDA uses flex, and compiling
+    flex for these short eval forwards failed on the H100 (NoValidChoicesError, pipeline_lib/merge.py); eager is
+    also what the loaders (merge, export) use, so both sides of the comparison run the same attention code."""
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
+                                                                          "_attn_implementation")}
+    switched = [c for c in configs.values() if c._attn_implementation == "flex_attention"]
+    for config in switched:
+        config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        for config in switched:
+            config._attn_implementation = "flex_attention"
+
+
+def _logits(model: Any, probes: list[list[int]], suffix: list[int] | None = None) -> Any:
+    """fp32 CPU logits [positions, vocab] of every probe (``suffix`` appended, its positions dropped)."""
+    import torch
+
+    device = next(model.parameters()).device
+    rows = []
+    for ids in probes:
+        out = model(input_ids=torch.tensor([ids + (suffix or [])], device=device), use_cache=False)
+        logits = out.logits
+        if logits is None or logits.ndim != 3 or logits.shape[1] < len(ids):
+            raise RuntimeError(f"fingerprint: the model returned no per-position logits (got "
+                               f"{None if logits is None else tuple(logits.shape)})")
+        rows.append(logits[0, : len(ids)].float().cpu())
+    return torch.cat(rows)
+
+
+def _adapter_disabled(model: Any):
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+
+
+def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]:
+    """The fingerprint tensors of ``model`` (a PeftModel with its adapter active) and its layout noise."""
+    import torch
+
+    from pipeline_lib.merge import harmony_probe_ids, logits_agreement
+
+    probes = probes or harmony_probe_ids()
+    with _eval_mode(model), _eager_attention(model):
+        full = _logits(model, probes)
+        shifted = _logits(model, probes, suffix=probes[0])
+        with _adapter_disabled(model):
+            base = _logits(model, probes)
+    columns = vocab_columns(full.shape[-1])
+    return {
+        "tensors": {"adapter": full[:, columns].contiguous(), "argmax": full.argmax(-1),
+                    "base": base[:, columns].contiguous(), "columns": columns,
+                    "probe_ids": torch.tensor([t for ids in probes for t in ids]),
+                    "probe_lengths": torch.tensor([len(ids) for ids in probes])},
+        "noise_rel": logits_agreement(full, shifted)["rel_p90"],
+        "adapter_effect_rel": logits_agreement(full, base)["rel_p90"],
+        "compute_dtype": compute_dtype(model),
+        "positions": int(full.shape[0]),
+        "vocab": int(full.shape[-1]),
+    }
+
+
+def record_fingerprint(model: Any, out_dir: str | os.PathLike, **info: Any) -> dict[str, Any]:
+    """Write FINGERPRINT_FILE (+ FINGERPRINT_JSON) into ``out_dir``; returns the JSON summary."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    m = measure(model)
+    save_file(m.pop("tensors"), str(out / FINGERPRINT_FILE))
+    summary = {**m, "device": str(next(model.parameters()).device), **info}
+    (out / FINGERPRINT_JSON).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def has_fingerprint(adapter_dir: str | os.PathLike) -> bool:
+    return (Path(adapter_dir) / FINGERPRINT_FILE).is_file() and (Path(adapter_dir) / FINGERPRINT_JSON).is_file()
+
+
+def verify_fingerprint(model: Any, adapter_dir: str | os.PathLike, *, settings: FingerprintSettings | None = None,
+                       strict: bool = True) -> dict[str, Any]:
+    """Recompute the fingerprint with ``model`` (the adapter loaded from ``adapter_dir``) and compare.
+
+    Returns a manifest-style check (value, threshold, passed, ...); with ``strict`` a failure raises
+    FingerprintMismatch. An adapter saved without a fingerprint returns ``{"status": "not recorded"}`` (no
+    ``passed`` key: nothing was checked)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pipeline_lib.merge import logits_agreement
+
+    settings = settings or FingerprintSettings()
+    folder = Path(adapter_dir)
+    if not has_fingerprint(folder):
+        return {"status": "not recorded", "adapter": str(folder)}
+    recorded = load_file(str(folder / FINGERPRINT_FILE))
+    summary = json.loads((folder / FINGERPRINT_JSON).read_text())
+    ids = recorded["probe_ids"].tolist()
+    lengths = recorded["probe_lengths"].tolist()
+    probes, start = [], 0
+    for n in lengths:
+        probes.append(ids[start:start + n])
+        start += n
+    now = measure(model, probes)
+    columns = recorded["columns"]
+    agreement = logits_agreement(recorded["adapter"], now["tensors"]["adapter"])
+    argmax_agreement = float((recorded["argmax"] == now["tensors"]["argmax"]).double().mean())
+    dtype = "bfloat16" if "bfloat16" in (summary["compute_dtype"], now["compute_dtype"]) else "float32"
+    noise = max(summary["noise_rel"], now["noise_rel"])
+    tol = max(settings.rel_tol[dtype], settings.noise_factor * noise)
+    effect = summary["adapter_effect_rel"]
+    passed = agreement["rel_p90"] <= tol and bool(torch.equal(columns, now["tensors"]["columns"]))
+    check = {
+        "value": agreement["rel_p90"], "threshold": tol, "passed": passed,
+        "rel_max": agreement["rel_max_abs_diff"], "argmax_agreement": argmax_agreement,
+        "adapter_effect_rel": effect, "noise_rel_recorded": summary["noise_rel"], "noise_rel_here": now["noise_rel"],
+        "compute_dtype": dtype, "tolerance_parts": {"rel_tol": settings.rel_tol[dtype],
+                                                     "noise_term": settings.noise_factor * noise},
+        "discriminative": effect >= 3 * tol, "recorded_by": summary.get("backend"),
+        "recorded_device": summary.get("device"), "adapter": str(folder),
+        "note": "rel = max over 512 sampled vocab columns |here - training process| / std(recorded), 90th "
+                "percentile over probe positions; settings: " + json.dumps(asdict(settings)),
+    }
+    if strict and not passed:
+        raise FingerprintMismatch(
+            f"{folder}: the adapter loaded here gives other logits than the training process recorded "
+            f"(rel_p90 {agreement['rel_p90']:.4g} > tolerance {tol:.4g}; adapter effect {effect:.4g}, argmax "
+            f"agreement {argmax_agreement:.3f}). The saved adapter does not mean the same thing to this loader: "
+            f"do not merge/train on it. Details: {json.dumps(check, default=str)[:1500]}")
+    return check
+
+
+
+def describe(check: dict[str, Any]) -> str:
+    """One line for logs: 'ok rel_p90 0.012 <= 0.1 (adapter effect 3.2, discriminative)' or the status."""
+    if "passed" not in check:
+        return f"{check.get('status', 'unknown')} ({check.get('adapter', '')})"
+    return (f"{'ok' if check['passed'] else 'FAILED'} rel_p90 {check['value']:.3g} "
+            f"{'<=' if check['passed'] else '>'} {check['threshold']:.3g} ({check['compute_dtype']}; adapter effect "
+            f"{check['adapter_effect_rel']:.3g}, {'' if check['discriminative'] else 'NOT '}discriminative)")

@@ -1,0 +1,287 @@
+"""The GPU smoke run's own checks and its report (scripts/gpu_smoke.sh calls these; they run on CPU too).
+
+    python -m pipeline_lib.smoke checks --model DIR --adapter DIR --out checks.json
+    python -m pipeline_lib.smoke report --workdir W --model DIR --smoke-log smoke.jsonl [--gpu-csv mem.csv] --out R
+
+``checks`` are what the pipeline's own run cannot show, on the real shape and dtype (bf16 on CUDA):
+- released layout: the model folder's MXFP4 ``*_blocks``/``*_scales`` load (pipeline_lib.modeling.load_causal_lm,
+  the phases' loader) to exactly what our decoder reads from the files;
+- adapter fingerprint: the tool-calling adapter reproduces, through plain PEFT, the logits its training process
+  recorded; negative control: the same adapter with one expert LoRA tensor zeroed must fail;
+- merge check: merged == base+adapter with every part of its tolerance shown; negative control: the same merge with
+  the expert deltas dropped (PEFT's ParamWrapper.merge made a no-op, what older merge tools did) must fail.
+``report`` collects per-phase status, wall time, first-step time and peak memory, and the checks, as Markdown + JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import re
+import shutil
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def zero_one_expert_tensor(adapter_dir: Path, out_dir: Path) -> str:
+    """Copy an adapter with its first expert ``lora_B`` tensor zeroed (the delta of one expert LoRA gone)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(adapter_dir, out_dir)
+    path = out_dir / "adapter_model.safetensors"
+    weights = load_file(str(path))
+    key = next((k for k in sorted(weights) if "experts" in k and "lora_B" in k), None)
+    if key is None:
+        raise ValueError(f"{adapter_dir}: no expert lora_B tensor (keys: {sorted(weights)[:6]}...)")
+    weights[key] = torch.zeros_like(weights[key])
+    save_file(weights, str(path), metadata={"format": "pt"})
+    return key
+
+
+@contextlib.contextmanager
+def expert_deltas_dropped():
+    """PEFT's merge of the 3-D expert LoRA (lora.ParamWrapper) as a no-op: attention merges, experts do not."""
+    from peft.tuners.lora.layer import ParamWrapper
+
+    original = ParamWrapper.merge
+    ParamWrapper.merge = lambda self, *args, **kwargs: None
+    try:
+        yield
+    finally:
+        ParamWrapper.merge = original
+
+
+def run_checks(model_dir: str, adapter_dir: str) -> dict[str, Any]:
+    """Load the base once (eager attention, the machine's dtype, as the merge does) and run every check."""
+    from peft import PeftModel
+
+    from pipeline_lib.fingerprint import verify_fingerprint
+    from pipeline_lib.merge import MergeSettings, harmony_probe_ids, merge_and_check_logits
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.mxfp4 import expert_tensor_names, verify_released_load
+
+    precision = detect_precision(attn_implementation="eager")
+    out: dict[str, Any] = {"device": precision.device, "compute_dtype": precision.torch_dtype_name}
+    base = load_causal_lm(model_dir, precision)
+    if expert_tensor_names(model_dir):
+        out["released_layout_load"] = verify_released_load(model_dir, base)
+    else:
+        out["released_layout_load"] = {"status": "not an MXFP4 folder (bf16 layout)"}
+
+    adapter = Path(adapter_dir)
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    out["fingerprint"] = verify_fingerprint(model, adapter, strict=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        broken = Path(tmp) / "one_expert_zeroed"
+        key = zero_one_expert_tensor(adapter, broken)
+        model.load_adapter(str(broken), adapter_name="broken")
+        model.set_adapter("broken")
+        control = verify_fingerprint(model, broken, strict=False)
+        model.set_adapter("default")
+        model.delete_adapter("broken")
+    out["fingerprint_negative_control"] = {**control, "zeroed": key, "must_fail": True,
+                                           "ok": control.get("passed") is False}
+
+    probes = harmony_probe_ids()
+    settings = MergeSettings()
+    with expert_deltas_dropped():
+        _, dropped = merge_and_check_logits(model, probes, precision.torch_dtype_name, settings)
+    out["merge_negative_control"] = {**dropped, "must_fail": True, "ok": dropped["passed"] is False,
+                                     "what": "merge_and_unload with PEFT's expert (ParamWrapper) merge disabled"}
+    out["passed"] = (out["fingerprint"].get("passed") is True and out["fingerprint_negative_control"]["ok"]
+                     and out["merge_negative_control"]["ok"]
+                     and out["released_layout_load"].get("passed", True) is True)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+
+
+def phase_windows(log_text: str) -> list[dict[str, Any]]:
+    """Per phase of one orchestrator log: start/end from its '[ts] ===== START x =====' and
+    '[ts] ===== END x (status, elapsed ...' lines; a phase without an END line was cut off (killed)."""
+    windows: list[dict[str, Any]] = []
+    # phases: '===== START x =====' / '===== END x (status, ...'; the evaluation after them: 'START evaluation' /
+    # 'END evaluation (N s)' (a SOFT step: it warns instead of failing).
+    pattern = r"^\[([\d\- :]+)\] (?:===== (START|END) (\w+)(?: \((\w+))?|(START|END) (evaluation)\b)"
+    for m in re.finditer(pattern, log_text, flags=re.M):
+        stamp, kind, phase, status, eval_kind, eval_name = m.groups()
+        if eval_name:
+            kind, phase, status = eval_kind, eval_name, "ran"
+        if kind == "START":
+            windows.append({"phase": phase, "start": _time(stamp), "end": None, "status": "cut off"})
+        elif windows and windows[-1]["phase"] == phase and windows[-1]["end"] is None:
+            windows[-1].update(end=_time(stamp), status=status or "?")
+    return windows
+
+
+def gpu_samples(csv_path: Path | None) -> list[tuple[datetime, float]]:
+    """nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits rows -> (time, GB)."""
+    if csv_path is None or not csv_path.is_file():
+        return []
+    out = []
+    for row in csv.reader(csv_path.read_text().splitlines()):
+        try:
+            stamp = datetime.strptime(row[0].strip().split(".")[0], "%Y/%m/%d %H:%M:%S")
+            out.append((stamp, float(row[1]) / 1024))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def _peak(samples: list[tuple[datetime, float]], start: datetime, end: datetime | None) -> float | None:
+    values = [gb for t, gb in samples if t >= start and (end is None or t <= end)]
+    return round(max(values), 1) if values else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    return "n/a" if x is None else format(x, spec) if isinstance(x, int | float) else str(x)
+
+
+def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | None = None,
+                 checks_file: Path | None = None, kill_phase: str = "agent_sft") -> dict[str, Any]:
+    """Everything the smoke run showed, from the files it and the pipeline wrote."""
+    from pipeline_lib.orchestrate import PipelinePaths, model_slug
+
+    paths = PipelinePaths(workdir, model_slug(model), "rust")
+    events = [json.loads(line) for line in smoke_log.read_text().splitlines() if line.strip()]
+    samples = gpu_samples(gpu_csv)
+    phases: list[dict[str, Any]] = []
+    for log in sorted(paths.logs.glob("tui_pipeline_*.log")):
+        for w in phase_windows(log.read_text()):
+            seconds = None if w["end"] is None else int((w["end"] - w["start"]).total_seconds())
+            phases.append({"run": log.name, "phase": w["phase"], "status": w["status"], "seconds": seconds,
+                           "peak_gpu_gb_nvidia_smi": _peak(samples, w["start"], w["end"])})
+    run_dirs = {"tool_calling_sft": paths.run_dir("tool_calling_sft"), "agent_sft": paths.run_dir("agent_sft"),
+                "ipo": paths.run_dir("ipo"), "grpo": paths.run_dir("grpo")}
+    for entry in phases:
+        folder = run_dirs.get(entry["phase"])
+        metrics = _read_json(folder / "final" / "phase_metrics.json") if folder else None
+        throughput = (metrics or {}).get("throughput") or {}
+        trained_here = entry["status"] in ("ran", "resumed")  # a skipped phase's metrics are another run's
+        entry["first_step_seconds"] = throughput.get("first_step_seconds") if trained_here else None
+        entry["peak_gpu_gb_torch"] = throughput.get("peak_memory_gb") if trained_here else None
+    merge = _read_json(paths.merged_hf / "manifest.json") or {}
+    export = _read_json(paths.run_dir("export") / "manifest.json") or {}
+    killed = (_read_json(paths.run_dir(kill_phase) / "final" / "phase_metrics.json") or {}
+              if kill_phase != "none" else {})
+    ipo = _read_json(paths.run_dir("ipo") / "final" / "phase_metrics.json") or {}
+    return {
+        "events": events,
+        "phases": phases,
+        "merge_checks": merge.get("checks"),
+        "merge_adapter_fingerprint": merge.get("adapter_fingerprint"),
+        "ipo_sft_adapter_fingerprint": ipo.get("sft_adapter_fingerprint"),
+        "export": {"passed": export.get("passed"), "source_adapter": export.get("source_adapter"),
+                   "hf_fingerprint": ((export.get("hf") or {}).get("checks") or {}).get("adapter_fingerprint"),
+                   "gguf_status": (export.get("gguf") or {}).get("status"),
+                   "gguf_error": (export.get("gguf") or {}).get("error"),
+                   "gguf_files": {q: {"passed": f.get("passed"), "size_gb": f.get("size_gb"),
+                                      "failed": [k for k, v in (f.get("checks") or {}).items() if not v["passed"]]}
+                                  for q, f in ((export.get("gguf") or {}).get("files") or {}).items()}},
+        "kill_resume": {"phase": kill_phase, "resumed_from_checkpoint": killed.get("resumed_from_checkpoint"),
+                        "resumed_from_step": killed.get("resumed_from_step"),
+                        "global_step": killed.get("global_step"), "max_steps": killed.get("max_steps")},
+        "checks": _read_json(checks_file) if checks_file else None,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = ["| run | phase | status | wall | first step (s) | peak GB (torch) | peak GB (nvidia-smi) |",
+             "|---|---|---|---|---|---|---|"]
+    for p in report["phases"]:
+        wall = "n/a" if p["seconds"] is None else f"{p['seconds'] // 60}m{p['seconds'] % 60:02d}s"
+        lines.append(f"| {p['run'].removeprefix('tui_pipeline_').removesuffix('.log')} | {p['phase']} | "
+                     f"{p['status']} | {wall} | {_fmt(p['first_step_seconds'], '.1f')} | "
+                     f"{_fmt(p['peak_gpu_gb_torch'], '.1f')} | {_fmt(p['peak_gpu_gb_nvidia_smi'], '.1f')} |")
+    lines.append("")
+    for e in report["events"]:
+        lines.append(f"- {e['step']}: {e.get('status')} {_fmt(e.get('seconds'), '.0f')} s {e.get('note', '')}")
+    merge = report.get("merge_checks") or {}
+    m = merge.get("merged_equals_adapter")
+    if m:
+        lines.append(f"- merge merged==adapter: rel_p90 {_fmt(m['value'])} vs tolerance {_fmt(m['threshold'])} = max"
+                     f"({', '.join(f'{k} {_fmt(v)}' for k, v in (m.get('tolerance_parts') or {}).items())}); "
+                     f"adapter effect {_fmt(m.get('adapter_effect_rel'))}, noise {_fmt(m.get('noise_rel'))}, "
+                     f"discriminative {m.get('discriminative')} -> {'PASS' if m['passed'] else 'FAIL'}")
+    from pipeline_lib.fingerprint import describe
+
+    for label, check in (("merge: tool-calling adapter fingerprint", report.get("merge_adapter_fingerprint")),
+                         ("IPO: agent-SFT adapter fingerprint", report.get("ipo_sft_adapter_fingerprint")),
+                         ("export: adapter fingerprint", (report.get("export") or {}).get("hf_fingerprint"))):
+        lines.append(f"- {label}: {describe(check) if check else 'not reached'}")
+    export = report.get("export") or {}
+    lines.append(f"- export: passed {export.get('passed')}, GGUF {export.get('gguf_status')} "
+                 f"{json.dumps(export.get('gguf_files'))} {(export.get('gguf_error') or '')[:300]}")
+    k = report["kill_resume"]
+    if k["phase"] == "none":
+        lines.append("- kill -9 + rerun: not asked for (--kill-phase none)")
+    elif k["global_step"] is None:
+        lines.append(f"- kill -9 + rerun ({k['phase']}): {k['phase']} did not finish")
+    else:
+        lines.append(f"- kill -9 + rerun ({k['phase']}): resumed from step {k['resumed_from_step']} "
+                     f"({k['resumed_from_checkpoint']}), finished at step {k['global_step']}/{k['max_steps']}")
+    checks = report.get("checks") or {}
+    if checks:
+        layout = checks.get("released_layout_load", {})
+        lines.append(f"- released MXFP4 layout loads exactly: {layout.get('passed', layout.get('status'))} "
+                     f"({layout.get('expert_tensors_checked', 0)} expert tensors, max |d| "
+                     f"{_fmt(layout.get('max_abs_diff'))})")
+        lines.append(f"- fingerprint via plain PEFT: {describe(checks['fingerprint'])}")
+        neg = checks["fingerprint_negative_control"]
+        lines.append(f"- negative control, {neg['zeroed']} zeroed: {describe(neg)} -> "
+                     f"{'OK (fails as it must)' if neg['ok'] else 'NOT CAUGHT'}")
+        neg = checks["merge_negative_control"]
+        lines.append(f"- negative control, expert deltas dropped at merge: rel_p90 {_fmt(neg['value'])} vs "
+                     f"tolerance {_fmt(neg['threshold'])} -> {'OK (fails as it must)' if neg['ok'] else 'NOT CAUGHT'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("checks")
+    c.add_argument("--model", required=True)
+    c.add_argument("--adapter", required=True)
+    c.add_argument("--out", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--workdir", required=True, type=Path)
+    r.add_argument("--model", required=True)
+    r.add_argument("--smoke-log", required=True, type=Path)
+    r.add_argument("--gpu-csv", type=Path)
+    r.add_argument("--checks", type=Path)
+    r.add_argument("--kill-phase", default="agent_sft")
+    r.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "checks":
+        result = run_checks(args.model, args.adapter)
+        Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(f"smoke checks {'PASSED' if result['passed'] else 'FAILED'}: {args.out}")
+        return 0 if result["passed"] else 1
+    report = build_report(args.workdir, args.model, args.smoke_log, args.gpu_csv, args.checks, args.kill_phase)
+    text = render(report)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    args.out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

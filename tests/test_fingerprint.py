@@ -1,0 +1,119 @@
+"""Adapter logits fingerprint: recorded by the process that trained, re-checked where PEFT loads the adapter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.fingerprint import (
+    FINGERPRINT_FILE,
+    FINGERPRINT_JSON,
+    FingerprintMismatch,
+    record_fingerprint,
+    verify_fingerprint,
+)
+from tests.test_merge import EXPERT_PARAMETERS
+
+
+def _trained_like_adapter(base_dir: Path, out_dir: Path, dtype_name: str = "float32") -> Path:
+    """A LoRA (attention + experts) with every delta non-zero, saved with the fingerprint its own process records."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from pipeline_lib.modeling import Precision, load_causal_lm
+
+    torch.manual_seed(0)
+    precision = Precision("cpu", dtype_name == "bfloat16", dtype_name, "eager", None)
+    model = load_causal_lm(base_dir, precision)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        target_parameters=EXPERT_PARAMETERS)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.02)
+    peft_model.train()  # as at the end of training: record_fingerprint must switch to eval and back
+    peft_model.save_pretrained(str(out_dir))
+    record_fingerprint(peft_model, out_dir, backend="hf")
+    assert peft_model.training
+    return out_dir
+
+
+def _load(base_dir: Path, adapter_dir: Path, dtype_name: str = "float32"):
+    from peft import PeftModel
+
+    from pipeline_lib.modeling import Precision, load_causal_lm
+
+    precision = Precision("cpu", dtype_name == "bfloat16", dtype_name, "eager", None)
+    return PeftModel.from_pretrained(load_causal_lm(base_dir, precision), str(adapter_dir)).eval()
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    return _trained_like_adapter(tiny_model_dir, tmp_path_factory.mktemp("fp") / "final")
+
+
+def test_fingerprint_files_and_summary(adapter: Path) -> None:
+    summary = json.loads((adapter / FINGERPRINT_JSON).read_text())
+    assert (adapter / FINGERPRINT_FILE).is_file()
+    assert summary["compute_dtype"] == "float32" and summary["backend"] == "hf" and summary["vocab"] == 201088
+    assert summary["adapter_effect_rel"] > 0.1 and summary["noise_rel"] < 1e-5, summary
+
+
+def test_plain_peft_reload_matches(tiny_model_dir: Path, adapter: Path) -> None:
+    check = verify_fingerprint(_load(tiny_model_dir, adapter), adapter)
+    assert check["passed"] and check["value"] < 1e-5 and check["argmax_agreement"] == 1.0, check
+    assert check["discriminative"] and check["threshold"] == 1e-4
+
+
+def test_negative_control_one_expert_tensor_zeroed(tiny_model_dir: Path, adapter: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(adapter, broken)
+    weights = load_file(str(broken / "adapter_model.safetensors"))
+    key = next(k for k in sorted(weights) if "experts" in k and "lora_B" in k)
+    weights[key] = torch.zeros_like(weights[key])
+    save_file(weights, str(broken / "adapter_model.safetensors"))
+    model = _load(tiny_model_dir, broken)
+    with pytest.raises(FingerprintMismatch, match="other logits than the training process"):
+        verify_fingerprint(model, broken)
+    check = verify_fingerprint(model, broken, strict=False)
+    assert not check["passed"] and check["value"] > 10 * check["threshold"], (key, check)
+
+
+def test_bf16_round_trip_passes_and_reports_its_noise(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """bf16 (the CUDA compute dtype) on the CPU: the same weights through a fresh PEFT load pass the bf16
+    tolerance. CPU bf16 is deterministic per row (layout noise measured 0.0 here), so the floor rel_tol applies;
+    on CUDA the measured noise term can raise it (the check reports both parts)."""
+    folder = _trained_like_adapter(tiny_model_dir, tmp_path / "bf16", "bfloat16")
+    check = verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder)
+    assert check["compute_dtype"] == "bfloat16" and check["passed"] and check["discriminative"], check
+    assert check["value"] < 0.01 and check["threshold"] == max(0.1, check["tolerance_parts"]["noise_term"])
+
+
+def test_adapter_without_fingerprint_is_reported_not_passed(tiny_model_dir: Path, adapter: Path,
+                                                            tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(adapter, bare)
+    (bare / FINGERPRINT_FILE).unlink()
+    check = verify_fingerprint(_load(tiny_model_dir, bare), bare)
+    assert check["status"] == "not recorded" and "passed" not in check
+
+
+def test_probes_run_eager_and_flex_is_restored(tiny_model_dir: Path) -> None:
+    """A CUDA training model uses flex_attention; the probes switch it to eager (flex's eval compile failed on the
+    H100) and back. Here the model is marked flex but only ever runs inside the switch (CPU has no flex kernel)."""
+    from pipeline_lib.fingerprint import measure
+    from pipeline_lib.merge import harmony_probe_ids
+    from pipeline_lib.modeling import load_causal_lm
+
+    model = load_causal_lm(tiny_model_dir)
+    model.config._attn_implementation = "flex_attention"
+    m = measure(model, harmony_probe_ids()[:1])  # no adapter: base == adapter, effect 0
+    assert m["adapter_effect_rel"] == 0.0 and m["tensors"]["adapter"].shape == (m["positions"], 512)
+    assert model.config._attn_implementation == "flex_attention"

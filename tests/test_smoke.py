@@ -1,0 +1,77 @@
+"""scripts/gpu_smoke.sh's own checks and report (pipeline_lib/smoke.py), on the tiny model in the MXFP4 layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.smoke import expert_deltas_dropped, gpu_samples, phase_windows, render, run_checks
+
+
+@pytest.fixture(scope="module")
+def mxfp4_model(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    import torch
+    from transformers import GptOssForCausalLM
+
+    from pipeline_lib.mxfp4 import save_released_layout
+    from pipeline_lib.tokenizer import save_gpt_oss_tokenizer
+
+    out = tmp_path_factory.mktemp("smoke") / "tiny-mxfp4"
+    save_released_layout(GptOssForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16), out)
+    save_gpt_oss_tokenizer(out)
+    return out
+
+
+def test_checks_pass_and_both_negative_controls_fail(mxfp4_model: Path, tmp_path: Path) -> None:
+    from tests.test_fingerprint import _trained_like_adapter
+
+    adapter = _trained_like_adapter(mxfp4_model, tmp_path / "final")
+    result = run_checks(str(mxfp4_model), str(adapter))
+    assert result["released_layout_load"]["passed"] and result["released_layout_load"]["max_abs_diff"] == 0.0
+    assert result["fingerprint"]["passed"], result["fingerprint"]
+    neg = result["fingerprint_negative_control"]
+    assert neg["ok"] and neg["passed"] is False and "experts" in neg["zeroed"] and "lora_B" in neg["zeroed"]
+    merge = result["merge_negative_control"]
+    assert merge["ok"] and merge["value"] > 10 * merge["threshold"], merge
+    assert merge["tolerance_parts"] == {"rel_tol": 1e-4}  # fp32 on CPU: no bf16 terms
+    assert result["passed"]
+
+
+def test_expert_deltas_dropped_is_restored() -> None:
+    from peft.tuners.lora.layer import ParamWrapper
+
+    original = ParamWrapper.merge
+    with expert_deltas_dropped():
+        assert ParamWrapper.merge is not original
+    assert ParamWrapper.merge is original
+
+
+def test_phase_windows_and_gpu_samples(tmp_path: Path) -> None:
+    log = ("[2026-11-28 10:00:00] ===== START tool_calling_sft =====\n"
+           "[2026-11-28 10:01:40] ===== END tool_calling_sft (ran, elapsed 1m40s) =====\n"
+           "[2026-11-28 10:01:41] ===== START agent_sft =====\n"
+           "[2026-11-28 10:02:00] START evaluation\n[2026-11-28 10:02:30] END evaluation (30 s)\n")
+    windows = phase_windows(log)
+    assert [(w["phase"], w["status"]) for w in windows] == [("tool_calling_sft", "ran"), ("agent_sft", "cut off"),
+                                                            ("evaluation", "ran")]
+    assert (windows[2]["end"] - windows[2]["start"]).total_seconds() == 30
+    assert (windows[0]["end"] - windows[0]["start"]).total_seconds() == 100 and windows[1]["end"] is None
+    csv_file = tmp_path / "mem.csv"
+    csv_file.write_text("2026/11/28 10:00:30.123, 20480\nnot a row\n2026/11/28 10:02:00.000, 1024\n")
+    samples = gpu_samples(csv_file)
+    assert [round(gb, 1) for _, gb in samples] == [20.0, 1.0]
+
+
+def test_render_names_cut_off_phases_and_failed_controls() -> None:
+    report = {"phases": [{"run": "tui_pipeline_1.log", "phase": "agent_sft", "status": "cut off", "seconds": None,
+                          "first_step_seconds": None, "peak_gpu_gb_torch": None, "peak_gpu_gb_nvidia_smi": 3.2}],
+              "events": [{"step": "pipeline_run1", "status": "killed -9 in agent_sft", "seconds": 70}],
+              "merge_checks": None, "export": {}, "checks": None,
+              "kill_resume": {"phase": "agent_sft", "resumed_from_step": 2,
+                              "resumed_from_checkpoint": "checkpoint-2", "global_step": 8, "max_steps": 8}}
+    text = render(report)
+    assert "| agent_sft | cut off | n/a |" in text and "(agent_sft): resumed from step 2" in text
+    assert "killed -9 in agent_sft" in text
+    json.dumps(report)
