@@ -9,7 +9,7 @@ Writes <output-dir>/tasks.jsonl (train), heldout.jsonl (whole seed programs neve
 hash of the program name) and mutation_report.json (generated / kept / dropped by reason, per operator and per
 program, seed programs whose own tests fail, provenance). Default output dir: data/<language>/grpo/.
 
-A mutant is kept only if its tests really fail when run (through pipeline_lib.sandbox when it is available);
+A mutant is kept only if its tests really fail when run in pipeline_lib.sandbox (no sandbox here: exit 2);
 dropped: duplicate (same text as another mutant or the original), equivalent (tests still pass), timeout,
 does_not_compile (Rust: a build error teaches the compiler, not the bug, so it is not a task), render_mismatch.
 """
@@ -34,6 +34,7 @@ from pipeline_lib.mutations import (
     load_corpus,
     write_outputs,
 )
+from pipeline_lib.sandbox import SandboxUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[16] {args.language}: {len(programs)} seed programs from {source}; runner={runner_name}; "
           f"max_per_program={args.max_per_program}; heldout_fraction={args.heldout_fraction}", flush=True)
     started = time.monotonic()
-    result = generate(args.language, programs, runner=runner, runner_name=runner_name, seed=args.seed,
-                      heldout_fraction=args.heldout_fraction, max_per_program=args.max_per_program,
-                      timeout=args.timeout, jobs=args.jobs, log=lambda msg: print(f"[16] {msg}", flush=True))
+    try:
+        result = generate(args.language, programs, runner=runner, runner_name=runner_name, seed=args.seed,
+                          heldout_fraction=args.heldout_fraction, max_per_program=args.max_per_program,
+                          timeout=args.timeout, jobs=args.jobs, log=lambda msg: print(f"[16] {msg}", flush=True))
+    except SandboxUnavailable as exc:
+        print(f"error: mutants are only run in the sandbox, which is unavailable here: {exc}", file=sys.stderr)
+        return 2
     paths = write_outputs(result, output_dir, source_dir=str(source), config={
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
     totals = result.report["totals"]

@@ -396,3 +396,15 @@ def test_rust_tasks_fail_and_their_fix_passes():
         assert "panicked" in row["failure"]
         fixed = RUNNER({**row["files"], row["buggy_file"]: row["reference_fix"]}, row["test_command"], 120)
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_no_sandbox_means_exit_2_not_an_unsandboxed_run(user_corpus: Path, tmp_path: Path, monkeypatch, capsys):
+    from pipeline_lib import sandbox
+
+    def refuse(*_args, **_kwargs):
+        raise sandbox.SandboxUnavailable("no network namespace (test)")
+    monkeypatch.setattr(sandbox, "run_files", refuse)
+    assert _script().main(["--language", "python", "--source", str(user_corpus), "--output-dir",
+                           str(tmp_path / "o")]) == 2
+    assert "sandbox, which is unavailable here: no network namespace (test)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -13,7 +13,6 @@ from pipeline_lib.mutations.generate import (
     failure_excerpt,
     generate,
     split_programs,
-    subprocess_runner,
     write_outputs,
 )
 from pipeline_lib.mutations.python_ops import PYTHON_OPERATORS, python_mutants
@@ -22,4 +21,4 @@ from pipeline_lib.mutations.rust_ops import RUST_OPERATORS, rust_mutants
 __all__ = ["CORPUS_LAYOUT", "LANGUAGES", "PYTHON_OPERATORS", "RUST_OPERATORS", "CorpusError", "Generation", "Mutant",
            "SeedProgram", "SuiteRun", "ToolchainMissing", "check_toolchain", "classify", "default_runner",
            "default_source", "failure_excerpt", "generate", "load_corpus", "python_mutants", "rust_mutants",
-           "split_programs", "subprocess_runner", "write_outputs"]
+           "split_programs", "write_outputs"]

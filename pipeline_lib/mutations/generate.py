@@ -2,7 +2,7 @@
 
     python scripts/16_generate_mutations.py --language python    # -> data/python/grpo/{tasks,heldout}.jsonl
 
-Every run of a test suite goes through ``run_tests`` (the sandbox when ``pipeline_lib.sandbox`` is importable).
+Every run of a test suite goes through ``pipeline_lib.sandbox.run_files`` (``sandbox_runner``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib import sandbox
 from pipeline_lib.mutations.common import Mutant
 from pipeline_lib.mutations.corpus import SeedProgram
 from pipeline_lib.mutations.python_ops import python_mutants
@@ -81,44 +78,14 @@ def check_toolchain(language: str) -> None:
 
 def sandbox_runner(files: Mapping[str, str], argv: Sequence[str], timeout: float) -> SuiteRun:
     """Run a task's tests in pipeline_lib.sandbox (fresh temp dir, limits, no network, scrubbed env)."""
-    from pipeline_lib import sandbox
-
     limits = sandbox.Limits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)))
     result = sandbox.run_files(files, argv, limits)
     return SuiteRun(result.returncode, result.stdout, result.stderr, result.timed_out, result.seconds,
                    result.isolation)
 
 
-def subprocess_runner(files: Mapping[str, str], argv: Sequence[str], timeout: float) -> SuiteRun:
-    """Run a task's tests in a temp dir with a plain subprocess (no isolation: trusted corpora only)."""
-    with tempfile.TemporaryDirectory(prefix="mutant-") as work:
-        for rel, text in files.items():
-            path = Path(work, rel)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        cmd = [sys.executable, *argv[1:]] if argv[0] == "python" else list(argv)
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "CARGO_HOME", "RUSTUP_HOME")}
-        env.update(PYTHONDONTWRITEBYTECODE="1", CARGO_TERM_COLOR="never")
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                errors="replace", start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            timed_out = True
-        return SuiteRun(None if timed_out else proc.returncode, out, err, timed_out, time.monotonic() - start,
-                       {"runner": "subprocess", "isolated": False})
-
-
 def default_runner() -> tuple[Runner, str]:
-    """The sandbox when it is importable, else a plain subprocess; (runner, name)."""
-    try:
-        from pipeline_lib import sandbox  # noqa: F401
-    except ImportError:
-        return subprocess_runner, "subprocess"
+    """(runner, name) used by the script: the sandbox (it raises SandboxUnavailable where it cannot isolate)."""
     return sandbox_runner, "sandbox"
 
 
