@@ -157,6 +157,7 @@ class RunContext:
     local_data: Path = SAMPLES_DIR  # --tiny's data source
     report_to: str | None = None  # --report-to: where the training phases send live metrics (else their YAML's)
     save_steps: int | None = None  # --save-steps: every training phase's checkpoint interval (else profile / YAML)
+    gpus: int = 1  # --gpus N: the SFT phases run as N data-parallel processes (accelerate launch, DDP)
 
     @property
     def paths(self) -> PipelinePaths:
@@ -510,7 +511,11 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
             # tiny model earns reward 0 on every completion, so with equal rewards GRPO's advantage is 0 and TRL's
             # entropy bonus is what moves the adapter; 16-token completions keep CPU generation cheap.
             cmd += ["--max_completion_length", "16", "--entropy_coef", "0.01"]
-    cmd += ["--per_device_train_batch_size", str(batch.batch), "--gradient_accumulation_steps", str(batch.accum),
+    accum = batch.accum
+    if ctx.gpus > 1 and phase in DATA_PARALLEL:
+        cmd = data_parallel_launcher(ctx) + cmd[1:]
+        accum = per_gpu_accum(batch.accum, ctx.gpus)
+    cmd += ["--per_device_train_batch_size", str(batch.batch), "--gradient_accumulation_steps", str(accum),
             "--max_steps", str(batch.max_steps), "--output_dir", str(run)]
     save_steps = ctx.save_steps or batch.save_steps
     if save_steps is not None:
@@ -520,6 +525,23 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
     if resume_from is not None:
         cmd += ["--resume_from_checkpoint", str(resume_from)]
     return cmd
+
+
+# Phases that run data-parallel under --gpus N: the two SFT phases, whose multi-process path is tested
+# (tests/test_multiprocess.py: 2 processes == 1 process with the same global batch). IPO and GRPO run on one GPU
+# until theirs is (their trainers' reference pass and generation have their own multi-process paths).
+DATA_PARALLEL = (phases.TOOL_CALLING, phases.AGENT_SFT)
+
+
+def per_gpu_accum(accum: int, gpus: int) -> int:
+    """Accumulation per GPU that keeps the profile's global batch (batch x accum) when it divides; else rounds up."""
+    return max(1, -(-accum // gpus))
+
+
+def data_parallel_launcher(ctx: RunContext) -> list[str]:
+    """``accelerate launch`` with the repo's DDP config (configs/accelerate/ddp.yaml), one process per GPU."""
+    return [ctx.python, "-m", "accelerate.commands.launch", "--config_file",
+            str(ctx.configs_dir / "accelerate" / "ddp.yaml"), "--num_processes", str(ctx.gpus)]
 
 
 def grpo_policy(paths: PipelinePaths) -> Path:
@@ -900,6 +922,13 @@ def plan(ctx: RunContext, *, card: str | None = None, gpus: int = 1) -> str:
             reads = paths.grpo_tasks if phase.dataset is None else paths.train_data(phase)
             detail = (f"reads {reads}; batch {b.batch} x accum {b.accum} = {b.effective_batch}, seq {b.seq}, "
                       f"{steps}; {lora}")
+            if ctx.gpus > 1:
+                if phase in DATA_PARALLEL:
+                    a = per_gpu_accum(b.accum, ctx.gpus)
+                    detail += (f"; {ctx.gpus} GPUs (DDP, accelerate launch): per GPU batch {b.batch} x accum {a}, "
+                               f"global batch {b.batch * a * ctx.gpus}")
+                else:
+                    detail += "; one GPU (its multi-process path is not tested yet)"
         elif phase.kind in (phases.KIND_MERGE, phases.KIND_EXPORT):
             detail = f"writes {paths.run_dir(phase.name)}"
         if detail:
@@ -1058,6 +1087,7 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llama-cpp-dir", default=None)
     parser.add_argument("--report-to", default=None)
     parser.add_argument("--save-steps", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=1)
 
 
 def context_from(args: argparse.Namespace) -> RunContext:
@@ -1065,7 +1095,7 @@ def context_from(args: argparse.Namespace) -> RunContext:
                       tiny=args.tiny, skip_data=args.skip_data, grpo_language=args.grpo_language,
                       configs_dir=args.configs_dir, scripts_dir=args.scripts_dir, python=args.python,
                       llama_cpp_dir=args.llama_cpp_dir or None, report_to=args.report_to or None,
-                      save_steps=args.save_steps)
+                      save_steps=args.save_steps, gpus=args.gpus)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1081,7 +1111,6 @@ def main(argv: list[str] | None = None) -> int:
     commands["preflight"].add_argument("--dry-run", action="store_true")
     for name in ("plan", "estimate"):
         commands[name].add_argument("--card", default=None, help="GPU the estimate is for (default: detected)")
-        commands[name].add_argument("--gpus", type=int, default=1)
     commands["estimate"].add_argument("--out", required=True, type=Path)
     progress = sub.add_parser("progress", help="one whole-run progress line at a phase start")
     progress.add_argument("--phase", required=True)
@@ -1119,9 +1148,9 @@ def main(argv: list[str] | None = None) -> int:
         for folder in prune_stale(ctx.paths):
             print(f"deleted stale folder {folder}")
     elif args.command == "plan":
-        print(plan(ctx, card=args.card, gpus=args.gpus))
+        print(plan(ctx, card=args.card, gpus=ctx.gpus))
     elif args.command == "estimate":
-        print(write_run_estimate(args.out, ctx, card=args.card, gpus=args.gpus))
+        print(write_run_estimate(args.out, ctx, card=args.card, gpus=ctx.gpus))
     elif args.command == "summary":
         print(summary(ctx))
     return 0

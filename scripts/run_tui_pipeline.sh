@@ -6,7 +6,7 @@
 #
 #   bash scripts/run_tui_pipeline.sh [--quick-test] [--skip-data] [--batch-profile aggressive|balanced|conservative]
 #       [--model HUB_ID|DIR] [--tiny] [--workdir DIR] [--gates-config FILE] [--configs-dir DIR]
-#       [--grpo-language LANG] [--save-steps N] [--prune-stale] [--dry-run] [--card H100-80GB|H200|...]
+#       [--grpo-language LANG] [--save-steps N] [--prune-stale] [--dry-run] [--card H100-80GB|H200|...] [--gpus N]
 #       [--report-to tensorboard|wandb|none]
 #
 # The phases, their scripts, folders and order come from pipeline_lib/phases.py (through pipeline_lib.orchestrate);
@@ -45,6 +45,9 @@ Options:
   --configs-dir DIR       the phase YAMLs and batch_profiles.yaml (default: configs/): every training setting
   --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
                           whose tasks it generates first); absent -> GRPO skipped
+  --gpus N                tool-calling and agent SFT run as N data-parallel processes (accelerate launch, DDP,
+                          configs/accelerate/ddp.yaml), accumulation divided by N to keep the global batch; IPO,
+                          GRPO, merge and export use one GPU (default: 1)
   --save-steps N          checkpoint every N optimizer steps in every training phase (default: each phase's
                           YAML, 250 / 25 for IPO; the tiny profile's 10 with --tiny)
   --prune-stale           delete the <dir>.stale-* folders earlier reruns set aside, then run
@@ -112,6 +115,7 @@ DRY_RUN=0
 PRUNE_STALE=0
 CARD=""
 SAVE_STEPS=""
+GPUS=1
 REPORT_TO=""
 ORIG_ARGS=("$@")
 ARG_HINT="fix the command line (see --help) and run it again"
@@ -132,9 +136,10 @@ while [[ $# -gt 0 ]]; do
         --grpo-language) need_value "$@"; GRPO_LANGUAGE=$2; shift ;;
         --card) need_value "$@"; CARD=$2; shift ;;
         --save-steps) need_value "$@"; SAVE_STEPS=$2; shift ;;
+        --gpus) need_value "$@"; GPUS=$2; shift ;;
         --report-to) need_value "$@"; REPORT_TO=$2; shift ;;
         --batch-profile=* | --model=* | --workdir=* | --gates-config=* | --configs-dir=* | --grpo-language=* | \
-            --card=* | --report-to=* | --save-steps=*)
+            --card=* | --report-to=* | --save-steps=* | --gpus=*)
             key=${1%%=*}; set -- "$key" "${1#*=}" "${@:2}"; continue ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" "$ARG_HINT" ;;
@@ -148,6 +153,8 @@ case $PROFILE in
     aggressive | balanced | conservative | smoke) ;;
     *) die "--batch-profile must be aggressive, balanced, conservative or smoke; got '$PROFILE'" "$ARG_HINT" ;;
 esac
+[[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "--gpus must be a positive integer; got '$GPUS'" "$ARG_HINT"
+((GPUS == 1 || !TINY)) || die "--tiny is the one-process CPU demo; drop --gpus $GPUS" "$ARG_HINT"
 [[ -z $SAVE_STEPS || $SAVE_STEPS =~ ^[1-9][0-9]*$ ]] ||
     die "--save-steps must be a positive integer; got '$SAVE_STEPS'" "$ARG_HINT"
 [[ $GRPO_LANGUAGE =~ ^[a-z0-9_]+$ ]] ||
@@ -194,6 +201,7 @@ CTX=(--workdir "$WORKDIR" --model "$MODEL" --batch-profile "$PROFILE" --grpo-lan
 [[ -z ${LLAMA_CPP_DIR:-} ]] || CTX+=(--llama-cpp-dir "$LLAMA_CPP_DIR")
 [[ -z $REPORT_TO ]] || CTX+=(--report-to "$REPORT_TO")
 [[ -z $SAVE_STEPS ]] || CTX+=(--save-steps "$SAVE_STEPS")
+((GPUS == 1)) || CTX+=(--gpus "$GPUS")
 CARD_ARGS=()
 [[ -z $CARD ]] || CARD_ARGS=(--card "$CARD")
 out=$("$PYTHON" -m pipeline_lib.orchestrate paths "${CTX[@]}") || die "cannot compute paths with $PYTHON"

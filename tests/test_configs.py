@@ -186,7 +186,16 @@ def validate_throughput(path: Path) -> None:
         assert "docs/BENCHMARKS.md" in m.source, m  # every figure is one we measured and recorded
 
 
+def validate_accelerate(path: Path) -> None:
+    """accelerate reads it as a launch config (run_tui_pipeline.sh --gpus N passes it to `accelerate launch`)."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.distributed_type == "MULTI_GPU" and config.num_machines == 1
+
+
 VALIDATORS = {
+    "ddp.yaml": validate_accelerate,
     "throughput.yaml": validate_throughput,
     "gates_random_weights.yaml": validate_random_weight_gates,
     "core_agent.yaml": validate_core_agent,

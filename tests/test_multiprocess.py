@@ -59,3 +59,36 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_model_d
     # Negative control: rank 0's rows alone (what each rank would train without the gradient all-reduce).
     alone = train(tiny_model_dir, data, tmp_path / "alone", processes=1, batch=1)
     assert max_diff(one["adapter"], alone["adapter"]) > 100 * TOLERANCE
+
+
+def test_gpus_flag_launches_sft_phases_data_parallel(tmp_path):
+    """--gpus 2: the SFT phases start under accelerate launch with the DDP config and half the accumulation (same
+    global batch); IPO stays one process. Control: --gpus 1 starts the plain interpreter."""
+    from pipeline_lib import phases
+    from pipeline_lib.orchestrate import RunContext, phase_command
+
+    two = RunContext(workdir=tmp_path, model="openai/gpt-oss-20b", profile="balanced", gpus=2)
+    one = RunContext(workdir=tmp_path, model="openai/gpt-oss-20b", profile="balanced")
+    cmd = phase_command(phases.AGENT_SFT, two)
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert cmd[4].endswith("configs/accelerate/ddp.yaml") and cmd[5:7] == ["--num_processes", "2"]
+    accum = int(cmd[cmd.index("--gradient_accumulation_steps") + 1])
+    single = phase_command(phases.AGENT_SFT, one)
+    assert single[1].endswith("14_train_core_agent.py")  # the control: no launcher
+    assert accum * 2 == int(single[single.index("--gradient_accumulation_steps") + 1])
+    assert phase_command(phases.IPO, two)[1].endswith("17_ipo_preference.py")
+
+
+def test_gpus_flag_validated_and_shown_in_dry_run(tmp_path, repo_root):
+    import shutil
+
+    model = tmp_path / "gpt-oss-20b"
+    shutil.copytree(repo_root / "configs" / "gpt-oss-20b", model)
+    script = repo_root / "scripts" / "run_tui_pipeline.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    bad = subprocess.run(["bash", str(script), "--gpus", "two", "--dry-run"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--gpus must be a positive integer; got 'two'" in bad.stdout + bad.stderr
+    out = subprocess.run(["bash", str(script), "--model", str(model), "--workdir", str(tmp_path / "w"), "--gpus", "2",
+                          "--dry-run"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "2 GPUs (DDP, accelerate launch): per GPU batch 1 x accum 12, global batch 24" in out.stdout
