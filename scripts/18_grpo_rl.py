@@ -49,6 +49,7 @@ from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
+from pipeline_lib.sft import train_to_max_steps
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grpo.yaml"
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_live_metrics(trainer, phases.GRPO.name)
     before = snapshot_parameters(trainer.model)
     try:
-        trainer.train(resume_from_checkpoint=resume)
+        train_to_max_steps(trainer, resume)  # a checkpoint already at max_steps trains no extra step
     finally:
         reward.close()
     lora_check = verify_lora_updates(before, trainer.model,
