@@ -143,8 +143,12 @@ def test_strip_quantization_config(tmp_path: Path) -> None:
 
 
 def test_merge_manifest_passed_rejects_failures(tmp_path: Path) -> None:
-    good = {"checks": {"a": {"value": 1, "threshold": 1, "passed": True}}}
+    from pipeline_lib.merge import REQUIRED_CHECKS
+
+    good = {"checks": {name: {"value": 1, "threshold": 1, "passed": True} for name in REQUIRED_CHECKS}}
     assert merge_manifest_passed(good)
+    # a manifest that passed every check it has but lacks one that proves the merge worked does not count
+    assert not merge_manifest_passed({"checks": {"a": {"value": 1, "threshold": 1, "passed": True}}})
     failing = {"b": {"value": 0, "threshold": 1, "passed": False}}
     assert not merge_manifest_passed({"checks": {**good["checks"], **failing}})
     assert not merge_manifest_passed({"checks": {}})
