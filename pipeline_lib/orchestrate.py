@@ -309,6 +309,9 @@ def model_identity(model: str) -> dict[str, Any]:
             "weights": [_stat(p) for p in sorted(folder.glob("*.safetensors"))]}
 
 
+DATA_PREP_SPLITS = ("train", "heldout")  # the dataset folders data prep writes under each category
+
+
 def output_fingerprint(phase: phases.Phase, ctx: RunContext) -> str | None:
     """Identity of a finished phase's output (None when it has none): its own recorded inputs plus the files
     downstream phases read. Small files by content, weights by name/size/mtime (_stat)."""
@@ -316,7 +319,11 @@ def output_fingerprint(phase: phases.Phase, ctx: RunContext) -> str | None:
     if disk_state(phase, run).action != "skip":
         return None
     if phase.kind == phases.KIND_DATA:  # state.json carries each dataset's content fingerprint; cache-*.arrow is not
-        files = [run / "prep_report.json"] + sorted(run.glob("*/*/state.json"))
+        # Only the datasets data prep writes (<category>/train, tool_calling/heldout): agent SFT later packs its data
+        # into <category>/train_packed_<len>/ beside them, and counting that folder made every rerun after a
+        # finished run redo the whole curriculum ("upstream data_prep changed").
+        files = [run / "prep_report.json"] + sorted(p for p in run.glob("*/*/state.json")
+                                                    if p.parent.name in DATA_PREP_SPLITS)
         listing = [[str(p.relative_to(run)), sha256_file(p)] for p in files]
     elif phase.kind == phases.KIND_TRAIN:
         final = run / "final"
