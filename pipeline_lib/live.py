@@ -96,6 +96,9 @@ class LiveMetricsCallback(TrainerCallback):
         if logs is None or "loss" not in logs and "train_loss" not in logs and "reward" not in logs:
             return
         now, tokens = time.perf_counter(), self._tokens(state)
+        if not tokens and isinstance(logs.get("num_tokens"), int | float):
+            # DPO/GRPO do not count num_input_tokens_seen; TRL logs its own cumulative num_tokens for them
+            tokens = int(logs["num_tokens"])
         t_prev, tokens_prev = self._last_log
         if now > t_prev and tokens > tokens_prev:
             self._rate = (tokens - tokens_prev) / (now - t_prev)

@@ -108,3 +108,19 @@ def test_configure_reporting_only_for_tensorboard(tmp_path, monkeypatch, report_
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
     out = live.configure_reporting("p", report_to, tmp_path / "checkpoints" / "run")
     assert (out is not None) == expected
+
+
+def test_tokens_per_second_from_trl_num_tokens_when_the_trainer_counts_none():
+    """DPO (IPO) and GRPO leave num_input_tokens_seen at 0 and log TRL's cumulative num_tokens instead."""
+    from types import SimpleNamespace
+
+    callback = live.LiveMetricsCallback("p", interval=1e9, estimate=None, printer=lambda line: None)
+    state = SimpleNamespace(num_input_tokens_seen=0, global_step=0, max_steps=2)
+    callback.on_train_begin(None, state, None)
+    callback._last_log = (callback._last_log[0] - 2.0, 0)  # two seconds before the first record
+    first = {"loss": 1.0, "num_tokens": 1000.0}
+    callback.on_log(None, state, None, logs=first)
+    assert 400 < first["tokens_per_second"] <= 500
+    none = {"loss": 1.0}  # control: nothing counted, nothing invented
+    callback.on_log(None, state, None, logs=none)
+    assert "tokens_per_second" not in none

@@ -505,7 +505,7 @@ def test_live_metrics_progress_lines_and_cost_table(tiny_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     work, out = tiny_run["work"], tiny_run["result"].stdout
-    for phase in ("tool_calling_sft", "agent_sft", "ipo"):
+    for phase in ("tool_calling_sft", "agent_sft", "ipo", "grpo"):
         acc = EventAccumulator(str(work / "logs" / "tensorboard" / phase))
         acc.Reload()
         losses = [e.value for e in acc.Scalars("train/loss")]
