@@ -178,7 +178,7 @@ def _load_hub(spec: DatasetSpec, part: str | None):
 
     token = os.environ.get("HF_TOKEN") or None  # xLAM is gated; never printed (errors are scrubbed)
     if spec.part_kind == "commitpackft_lang":
-        # commitpackft's loading script does not run under datasets >= 4: read the per-language file (FINDINGS §6).
+        # commitpackft's loading script does not run under datasets >= 4: read the per-language file.
         files = f"hf://datasets/{spec.hub_id}/data/{part}/data.jsonl"
         return load_dataset("json", data_files=files, split="train", token=token)
     if spec.part_kind == "config":

@@ -1,6 +1,6 @@
 """Row formatters: one upstream dataset row -> our conversation (message dicts + tools), or a counted skip.
 
-Every formatter takes one raw row exactly as the dataset publishes it (SCHEMAS.md facts, FINDINGS §6) and returns a
+Every formatter takes one raw row exactly as the dataset publishes it and returns a
 ``Conversation`` (tool calling, agent trajectories) or a ``PreferencePair`` (preferences). A row that cannot be
 formatted raises ``SkipRow(reason)``; data prep counts the reasons. Rendering to Harmony text happens elsewhere
 (pipeline_lib.harmony), so everything here is plain-Python and testable without a tokenizer.

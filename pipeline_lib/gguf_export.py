@@ -1,6 +1,6 @@
 """Phase 5: pick the best adapter, merge it into the right base (HF safetensors), and export GGUF for llama.cpp.
 
-GGUF path (FINDINGS §4, ERRATA): llama.cpp's own ``convert_hf_to_gguf.py`` writes a BF16 GGUF, then
+GGUF path: llama.cpp's own ``convert_hf_to_gguf.py`` writes a BF16 GGUF, then
 ``llama_cpp.llama_model_quantize`` (the pinned llama-cpp-python's bindings, no CLI needed) makes Q4_K_M (ftype 15)
 and MXFP4_MOE (ftype 38, gpt-oss's native 4-bit: on the real 20B "Q4_K_M" falls back to Q5_0/Q8_0 because
 2880 % 256 != 0). The converter comes from a user's llama.cpp checkout (``--llama-cpp-dir``) or from the
@@ -52,7 +52,7 @@ class GgufSettings:
     keep_bf16: bool = False  # the BF16 GGUF is the tight reference; ~39 GB on the 20B, so dropped unless asked
     # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.merge.logits_agreement: per-position max|d| / std(HF), 90th
     # percentile; the max alone trips on one router near-tie flip). Measured on tiny merged models with bf16 weights
-    # and the merge probes: p90 0.017, median 0.014 (max 0.017-2.06: routing flips); FINDINGS §4: max 0.011.
+    # and the merge probes: p90 0.017, median 0.014 (max 0.017-2.06: routing flips).
     # Mapping bugs: sinks zeroed p90 1.0 / median 0.21 (here), gate/up swapped 0.65, sinks off 0.54, no sliding
     # window 0.109 (FINDINGS, max). 0.05 is ~3x the clean value and ~2x below the smallest tensor-mapping control;
     # plain RoPE (0.046) is caught by the metadata check instead.
@@ -307,12 +307,12 @@ def _same(got: Any, want: Any) -> bool:
 
 def metadata_checks(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The GGUF must describe the same model as config.json: a wrong arch, pre-tokenizer, expert count or rope
-    loads and runs but misbehaves (plain RoPE instead of YaRN was rel 0.046, FINDINGS §4: caught here instead)."""
+    loads and runs but misbehaves (plain RoPE instead of YaRN was rel 0.046, caught here instead)."""
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     arch = "gpt-oss"
     expected = {
         "general.architecture": arch,
-        "tokenizer.ggml.pre": "gpt-4o",  # FINDINGS §1: the gpt-oss tokenizer hashes to the gpt-4o pre-tokenizer
+        "tokenizer.ggml.pre": "gpt-4o",  # the gpt-oss tokenizer hashes to the gpt-4o pre-tokenizer
         f"{arch}.block_count": config["num_hidden_layers"],
         f"{arch}.expert_count": config["num_local_experts"],
         f"{arch}.expert_used_count": config["num_experts_per_tok"],

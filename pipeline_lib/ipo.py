@@ -3,7 +3,7 @@
 What this module adds to TRL, and why:
 - The reference is the agent-SFT policy, checked. With a PeftModel that already carries the SFT adapter, TRL 1.15 +
   PEFT >= 0.20 copies that adapter as "ref" and scores the reference through it; older PEFT (and a fresh adapter)
-  make TRL fall back to the adapter-disabled base (spec/ERRATA.md, FINDINGS §5). ``check_reference_at_step0``
+  make TRL fall back to the adapter-disabled base. ``check_reference_at_step0``
   measures policy vs reference log-probs on the first batch, so neither case can pass silently.
 - Reference log-probs are precomputed once (``precompute_ref_log_probs``), then the "ref" adapter is deleted: no
   second model or adapter stays in memory (r128 on gpt-oss-20b: 1.48B fp32 params, 5.9 GB) and checkpoints hold the

@@ -8,7 +8,7 @@ hand-written. What we add is the proof, written to ``<hf>/manifest.json``:
 
 - ``merged_equals_adapter``: logits of the merged model == logits of base+adapter (unmerged PEFT) on Harmony probes,
   rel = max|d| / std(reference) per position, 90th percentile (``logits_agreement`` says why). Older merge tools
-  dropped the expert deltas silently (FINDINGS §5); this catches it.
+  dropped the expert deltas silently; this catches it.
 - ``saved_equals_merged``: every tensor read back from the safetensors shards is bit-identical to the merged model
   cast to the save dtype, so the file holds exactly what was checked (it also proves every shard loads).
 - ``config_parses``, ``size``: >= 90% of parameter count x dtype bytes (replaces the writeup's fixed 5 GB, ERRATA),
@@ -37,7 +37,7 @@ EQUIVALENCE_CHECK = "merged_equals_adapter"  # merged logits == base+adapter log
 REQUIRED_CHECKS = (EQUIVALENCE_CHECK, SMOKE_CHECK)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
-# Probe conversations for the logits checks: short (< 100 tokens, FINDINGS §4: llama.cpp ignores YaRN
+# Probe conversations for the logits checks: short (< 100 tokens, llama.cpp ignores YaRN
 # truncate:false, longer prompts would differ for that reason alone) and in Harmony, the format every phase trains on.
 PROBE_CONVERSATIONS: list[list[dict[str, str]]] = [
     [
@@ -154,7 +154,7 @@ def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None
 
 def logits_agreement(reference, candidate) -> dict[str, float]:
     """How close two [positions, vocab] logit arrays are. rel = max over the vocab of |d| / std(reference), per
-    position (FINDINGS §4's measure); the checks use its 90th percentile over positions, ``rel_p90``, because top-k
+    position; the checks use its 90th percentile over positions, ``rel_p90``, because top-k
     expert routing is discontinuous: a router near-tie flips one expert for an isolated token under any rounding
     change (measured, BF16 GGUF of a tiny merged model: 1 of 87 positions at 2.06, the other 86 <= 0.024), while a
     real bug moves every position (attention sinks zeroed: median 0.21, p90 1.0; dropped expert deltas: ~1-3).
@@ -264,7 +264,7 @@ def save_tokenizer(adapter_path: Path, base_model: str, out_dir: Path) -> str:
 
 def strip_quantization_config(folder: Path) -> bool:
     """Drop quantization_config (MXFP4 on the released model): the merged weights are plain bf16, and llama.cpp's
-    converter would label the GGUF MXFP4 otherwise (FINDINGS §4)."""
+    converter would label the GGUF MXFP4 otherwise."""
     path = folder / "config.json"
     config = json.loads(path.read_text())
     if "quantization_config" not in config:

@@ -2,7 +2,7 @@
 
 One place decides dtype, attention and expert kernels so every phase loads models the same way:
 - CUDA: bf16, ``flex_attention`` (FA2/FA3 lack the attention-sink backward; flex measured 4,440 tok/s vs 1,716
-  eager at seq 4096 on the H100, FINDINGS §3) and ``grouped_mm`` experts.
+  eager at seq 4096 on the H100) and ``grouped_mm`` experts.
 - CPU: float32 and eager attention (the only path that runs everywhere; the tiny model is small enough).
 MXFP4 checkpoints (the released gpt-oss-20b) are dequantized to bf16 on load: LoRA training and merging need
 real weights, and the merged model is saved in bf16 (writeup: ~39 GB).

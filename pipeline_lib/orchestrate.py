@@ -66,7 +66,7 @@ QUICK_TEST_DIR = "quick-test"  # --quick-test keeps its data/, checkpoints/ and 
 # in the datasets cache. Quick test downloads the same files (split slicing happens after download).
 DATA_DOWNLOAD_BYTES = 10 * 2**30
 # GGUF estimate per parameter: the converter's bf16/f16 intermediate (2 bytes) + Q4_K_M, which on the 20B model
-# falls back to Q5_0/Q8_0 for most tensors (2880 % 256 != 0, FINDINGS §4: ~0.75 bytes) + MXFP4_MOE (~0.6 bytes).
+# falls back to Q5_0/Q8_0 for most tensors (2880 % 256 != 0, ~0.75 bytes) + MXFP4_MOE (~0.6 bytes).
 GGUF_BYTES_PER_PARAM = 2.0 + 0.75 + 0.6
 MXFP4_BYTES_PER_PARAM = 4.25 / 8  # 4-bit values + one shared 8-bit scale per 32 (the released MoE weights)
 HEADROOM = 1.05  # 5% over the estimate

@@ -27,7 +27,7 @@ How it works — TRL already does each piece, so this module only runs them once
 So packed training is SFTTrainer with ``packing=False, padding_free=True, max_length=None`` on this dataset: the same
 TRL code path as ``packing=True``, minus re-tokenizing and re-packing the whole set on every launch or resume.
 ``check_packed_collation`` verifies the collator really produced packed batches — Unsloth is known to ignore
-packing for gpt_oss (FINDINGS §3/§5) — and fails loudly rather than train across conversations.
+packing for gpt_oss — and fails loudly rather than train across conversations.
 """
 
 from __future__ import annotations

@@ -324,7 +324,7 @@ def effective_packing(packing: bool, backend: str) -> tuple[bool, str | None]:
     """Whether this backend can train packed rows, and why not.
 
     Unsloth 2026.10.9 swaps in its own collator for gpt_oss that sends an attention_mask and no position_ids, so
-    packed conversations would attend to each other (FINDINGS §3; measured on the H100, 2026-11-25:
+    packed conversations would attend to each other (measured on the H100, 2026-11-25:
     check_packed_collation failed on it). Training unpacked there is correct and, at batch 1 (the agent profiles),
     costs no padding; the note lands in phase_metrics.json so the choice is visible.
     """
@@ -557,7 +557,8 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
 
 
 def check_phase_outcome(metrics: dict[str, Any]) -> None:
-    """Fail loudly (after final/ is written, so the evidence stays) on the silent failures of FINDINGS §5."""
+    """Fail loudly (after final/ is written, so the evidence stays) on silent failures other tools ship: experts
+    frozen while the logs claim MoE LoRA, a resume that trains nothing."""
     problems = []
     if not metrics["lora_update_check"]["passed"]:
         problems.append("LoRA update check: " + "; ".join(metrics["lora_update_check"]["problems"]))

@@ -2,7 +2,7 @@
 
 Tokens come from ``TrainerState.num_input_tokens_seen`` (set ``include_num_input_tokens_seen="non_padding"``), so
 padding is not counted as work. Step times are wall-clock between ``on_step_begin`` and ``on_step_end`` after a
-CUDA synchronize; the first ``warmup_steps`` (compilation, autotuning: 10-45 s on the H100, FINDINGS §3) are
+CUDA synchronize; the first ``warmup_steps`` (compilation, autotuning: 10-45 s on the H100) are
 excluded and the median after warm-up is reported (see docs/BENCHMARKS.md).
 """
 

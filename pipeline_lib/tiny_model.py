@@ -3,7 +3,7 @@
 Every structural feature of gpt-oss-20b is kept (attention sinks, sliding/full layer alternation, YaRN rope,
 biased q/k/v/o, experts with top-k routing and fused, interleaved gate_up, swiglu clamp, vocab 201,088); only the
 sizes shrink. With hidden 64, 2 layers and 4 experts top-2 it has ~25.9M parameters, almost all of them in the
-201,088-row embedding and lm_head (FINDINGS §2).
+201,088-row embedding and lm_head.
 """
 
 from __future__ import annotations

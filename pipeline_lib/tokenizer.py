@@ -62,7 +62,7 @@ TOKENIZER_CACHE_VERSION = "1"
 
 
 def gpt_oss_chat_template() -> str:
-    """gpt-oss chat template as shipped by the installed trl (FINDINGS §1: use it, don't write one)."""
+    """gpt-oss chat template as shipped by the installed trl (use it, don't write one)."""
     import trl
 
     path = Path(trl.__file__).parent / "chat_templates" / "gptoss.jinja"

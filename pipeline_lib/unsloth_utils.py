@@ -10,7 +10,7 @@ Why experts need care: in transformers 5.x the 32 experts of a GPT-OSS layer are
 off while logs claimed MoE LoRA). Two backends, one call:
 - ``unsloth`` (CUDA + ``import unsloth`` works): ``FastLanguageModel.get_peft_model(target_modules=[q,k,v,o,
   gate_up_proj, down_proj], use_gradient_checkpointing="unsloth")``; Unsloth maps the singular fused names onto its
-  split-LoRA expert kernels (8,923 tok/s vs 4,440 stock at r64/seq 4096 on an H100, FINDINGS §3).
+  split-LoRA expert kernels (8,923 tok/s vs 4,440 stock at r64/seq 4096 on an H100).
 - ``hf`` (everywhere): PEFT ``LoraConfig(target_modules=[q,k,v,o], target_parameters=[experts' 3-D params])``.
 Both give the same count on gpt-oss-20b: r64 -> 739,639,296, r128 -> 1,479,278,592 (attention only: 31,850,496).
 
@@ -18,7 +18,7 @@ The router (``mlp.router``, Linear 2880 -> 32) is never a target: a rank-64/128 
 matrix is a full-rank rewrite of the routing, which reshuffles which experts see which tokens and so invalidates
 what the frozen experts (and their adapters) learned; it also stays out of Unsloth's fused MoE kernels.
 
-``verify_lora_updates`` is the silent-failure detector every training phase runs after training (FINDINGS §5):
+``verify_lora_updates`` is the silent-failure detector every training phase runs after training:
 every LoRA tensor, the experts' included, must have changed and no base weight may have.
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
-# Unsloth's names for the fused expert projections (singular, FINDINGS §3): it maps them onto the 3-D experts.
+# Unsloth's names for the fused expert projections (singular): it maps them onto the 3-D experts.
 UNSLOTH_TARGET_MODULES = [*ATTENTION_MODULES, "gate_up_proj", "down_proj"]
 Backend = Literal["auto", "unsloth", "hf", "fast"]
 # Base tensors up to this many elements are snapshotted exactly; above it (the 20B model: 20.9e9) a float64
@@ -189,7 +189,7 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
     hf and fast: ``pipeline_lib.modeling.load_causal_lm`` (bf16 + flex attention on CUDA, fp32 + eager on CPU; never
     FA2/FA3, they lack the attention-sink backward), gradient checkpointing on CUDA.
     The tokenizer comes from the model folder when it has one, else the offline-built gpt-oss tokenizer (identical
-    to the released one, FINDINGS §1), so no hub access is needed for it.
+    to the released one), so no hub access is needed for it.
     """
     from pipeline_lib.modeling import detect_precision, load_causal_lm
 

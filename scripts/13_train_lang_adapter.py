@@ -11,7 +11,7 @@ Defaults come from configs/tool_calling_sft.yaml (loaded when --config is not gi
         --max_steps 5 --per_device_train_batch_size 2 --max_seq_length 128 --output_dir /tmp/x --save_steps 2
 
 Writes <output_dir>/checkpoint-N/ and <output_dir>/final/ (adapter, tokenizer, trainer_state.json, provenance.json,
-phase_metrics.json). Exits non-zero if the expert LoRA did not change (FINDINGS §5) or a resume trained nothing.
+phase_metrics.json). Exits non-zero if the expert LoRA did not change or a resume trained nothing.
 """
 
 from __future__ import annotations

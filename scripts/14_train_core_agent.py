@@ -17,7 +17,7 @@ Defaults come from configs/agent_sft.yaml (loaded when --config is not given); C
 - ``--eval_strategy steps|epoch`` holds out ``--eval_split_size`` of the rows and reports eval token accuracy.
 
 Writes <output_dir>/checkpoint-N/ and <output_dir>/final/ (adapter, tokenizer, trainer_state.json, provenance.json,
-phase_metrics.json). Exits non-zero if the expert LoRA did not change (FINDINGS §5) or a resume trained nothing.
+phase_metrics.json). Exits non-zero if the expert LoRA did not change or a resume trained nothing.
 """
 
 from __future__ import annotations

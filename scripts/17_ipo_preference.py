@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"step-0 reference check: max |ref - policy| = {check.max_abs_diff:.3g} over {check.pairs} pairs "
           f"-> {'SFT policy' if check.equal else 'MISMATCH'}")
     if not check.equal and script_args.strict_reference:
-        raise SystemExit("the reference log-probs are not the SFT policy's (see spec/ERRATA.md); "
+        raise SystemExit("the reference log-probs are not the SFT policy's; "
                          "pass --strict_reference false to train anyway")
     ipo.drop_reference_adapter(trainer.model)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build an offline "site" folder of the CUDA-side packages (Unsloth and what it needs beyond a stock PyTorch
 # image), for air-gapped GPU machines: download wheels on a machine with PyPI, carry one tarball, unpack it there
-# onto PYTHONPATH. Measured recipe (FINDINGS §3): ~17.5 MB gzipped after trimming unsloth's studio/ web UI and
+# onto PYTHONPATH. Measured recipe: ~17.5 MB gzipped after trimming unsloth's studio/ web UI and
 # bitsandbytes' libraries for other CUDA versions.
 #
 #   bash scripts/build_wheelhouse.sh [--python 3.12] [--cuda 130] [--out .wheelhouse] [--no-llama-cpp]
@@ -58,7 +58,7 @@ rm -rf "$SITE" && mkdir -p "$SITE"
 for whl in "$OUT"/wheels/*.whl; do
   python3 -m zipfile -e "$whl" "$SITE"
 done
-# Trims (FINDINGS §3): unsloth's studio/ web UI is not used for training; keep unsloth_zoo/mlx (it is imported);
+# Trims: unsloth's studio/ web UI is not used for training; keep unsloth_zoo/mlx (it is imported);
 # bitsandbytes ships one library per CUDA version: keep the one for this CUDA plus the cpu/xpu fallbacks.
 rm -rf "$SITE/studio" "$SITE/unsloth/studio"  # the wheel puts it top-level (82 MB unpacked)
 find "$SITE/bitsandbytes" \( -name 'libbitsandbytes_cuda*.so' ! -name "libbitsandbytes_cuda${CUDA}.so" \) -delete

@@ -14,7 +14,7 @@
 # compile + ~35 s of steps ~ 2 min; unsloth: save the random model ~1 min, then per workload load ~25 s + compile
 # ~50 s + steps. --time-budget-s 430 starts no workload after 430 s and --grace-s 80 kills a backend still running
 # at 510 s, so the call ends by ~8.8 min whatever happens; workloads that did not fit are recorded as skipped.
-set -uo pipefail
+set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/bench_out}
 MODE=${MODE:-main}
@@ -43,5 +43,4 @@ case "$MODE" in
 esac
 "${PYTHON:-python3}" scripts/bench_train_step.py --layers "$LAYERS" "${ARGS[@]}" --memory-cap-gb 80 --profile \
   --time-budget-s "$BUDGET" --grace-s "$GRACE" --json "$OUT/bench.json" ${EXTRA:-} 2>&1 | tee "$OUT/bench.log" \
-  | grep -v -e "Loading weights" -e "Writing model shards" -e "it/s\]"
-exit "${PIPESTATUS[0]}"
+  | { grep -v -e "Loading weights" -e "Writing model shards" -e "it/s\]" || true; }

@@ -138,7 +138,7 @@ def test_export_writes_validated_gguf_and_broken_gguf_fails(tiny_model_dir: Path
         "hf/chat_template.jinja" in card and (out / "hf" / "chat_template.jinja").is_file()
 
     # Negative control: the same HF model with its attention sinks zeroed, converted by the same converter, must
-    # fail the BF16 logits check against the real model's logits (FINDINGS §4: sinks off -> rel 0.54).
+    # fail the BF16 logits check against the real model's logits (sinks off -> rel 0.54).
     hf = out / "hf"
     broken = tmp_path / "broken_hf"
     shutil.copytree(hf, broken)

@@ -276,7 +276,7 @@ def test_script_trains_saves_and_resumes(repo_root, sft_adapter_dir, preference_
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     assert losses[1] < losses[0]  # lr 1e-3: the IPO loss moves off 25 the right way
 
-    # Every LoRA tensor trained, the experts' included (FINDINGS §5: frozen experts pass silently elsewhere).
+    # Every LoRA tensor trained, the experts' included (frozen experts pass silently elsewhere).
     from safetensors.torch import load_file
 
     before = load_file(str(sft_adapter_dir / "adapter_model.safetensors"))

@@ -19,7 +19,7 @@ GPT_OSS_20B = "configs/gpt-oss-20b/config.json"
 
 
 @pytest.mark.parametrize("r, include_experts, expected", [
-    (64, True, 739_639_296),     # FINDINGS §2, writeup "~739M"
+    (64, True, 739_639_296),     # writeup "~739M"
     (128, True, 1_479_278_592),  # writeup "~1.48B"
     (64, False, 31_850_496),     # attention only: writeup "~31.8M" (what Unsloth #3405 silently trained)
 ])

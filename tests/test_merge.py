@@ -94,7 +94,7 @@ def test_manifest_checks_and_phase_metrics(merged: tuple[Path, dict]) -> None:
 
 def test_negative_control_expert_deltas_dropped(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A merge that folds only the attention LoRA (older unsloth-zoo, FINDINGS §5) must fail the same check."""
+    """A merge that folds only the attention LoRA (older unsloth-zoo) must fail the same check."""
     from peft.tuners.lora.layer import ParamWrapper
 
     monkeypatch.setattr(ParamWrapper, "merge", lambda self, *args, **kwargs: None)

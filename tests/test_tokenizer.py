@@ -28,7 +28,7 @@ from pipeline_lib.vocab import (
     verify_vocab_file,
 )
 
-# gpt-oss-20b's tokenizer.json / generation_config.json (FINDINGS §1).
+# gpt-oss-20b's tokenizer.json / generation_config.json.
 REAL_SPECIAL_IDS = {
     "<|startoftext|>": 199998,
     "<|endoftext|>": 199999,
