@@ -275,6 +275,7 @@ def grpo_phase_metrics(log_history: list[dict[str, Any]], *, global_step: int, m
 
 def check_grpo_outcome(metrics: dict[str, Any]) -> list[str]:
     """Raise LoraUpdateError on a run that cannot be trusted; return warnings for one that learned nothing."""
+    from pipeline_lib.sft import resume_problems
     from pipeline_lib.unsloth_utils import LoraUpdateError
 
     check = metrics["lora_update_check"]
@@ -287,9 +288,7 @@ def check_grpo_outcome(metrics: dict[str, Any]) -> list[str]:
         else:
             warnings.append("no learning signal: every group's completions earned the same reward (advantage 0) "
                             "and no entropy/KL term is on, so the adapter is unchanged; GRPO learned nothing")
-    resumed = metrics.get("resumed_from_step")
-    if resumed is not None and resumed < metrics["max_steps"] and metrics["global_step"] <= resumed:
-        problems.append(f"resume trained nothing: global_step stayed at {resumed}")
+    problems += resume_problems(metrics)
     if metrics["reward_accuracy"] is None:
         problems.append("no reward_accuracy was logged")
     if problems:

@@ -556,15 +556,21 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     return metrics
 
 
+def resume_problems(metrics: dict[str, Any]) -> list[str]:
+    """A resume that trained nothing (global_step never passed the resumed step): the rule every phase checks."""
+    resumed = metrics.get("resumed_from_step")
+    if resumed is not None and resumed < metrics["max_steps"] and metrics["global_step"] <= resumed:
+        return [f"resume trained nothing: global_step stayed at {resumed}"]
+    return []
+
+
 def check_phase_outcome(metrics: dict[str, Any]) -> None:
     """Fail loudly (after final/ is written, so the evidence stays) on silent failures other tools ship: experts
     frozen while the logs claim MoE LoRA, a resume that trains nothing."""
     problems = []
     if not metrics["lora_update_check"]["passed"]:
         problems.append("LoRA update check: " + "; ".join(metrics["lora_update_check"]["problems"]))
-    resumed = metrics.get("resumed_from_step")
-    if resumed is not None and resumed < metrics["max_steps"] and metrics["global_step"] <= resumed:
-        problems.append(f"resume trained nothing: global_step stayed at {resumed}")
+    problems += resume_problems(metrics)
     if metrics["avg_loss_last_10"] is None:
         problems.append("no training loss was logged")
     if problems:
