@@ -166,7 +166,7 @@ def swiglu_kernel_report() -> str:
         return f"fused SwiGLU, eager math (compile failed: {_FusedSwiGLU.error})"
     if _FusedSwiGLU.compiled:
         return "fused SwiGLU (torch.compile: one forward + one backward kernel)"
-    return "fused SwiGLU (not run on CUDA yet: eager math on CPU)"
+    return "fused SwiGLU autograd Function (eager math: not compiled off CUDA)"
 
 
 # ------------------------------------------------------------------------------------------------- expert wrapping

@@ -315,3 +315,84 @@ def test_fused_swiglu_bf16_within_rounding_of_the_reference():
     # (measured: out 1.3e-3 vs 1.5e-3, grad 1.6e-3 vs 3.0e-3)
     assert rel(out, exact_out) <= max(rel(ref_out, exact_out), 4e-3)
     assert rel(grad, exact_grad) <= max(rel(ref_grad, exact_grad), 4e-3)
+
+
+def test_profile_fit_plan_covers_every_real_profile_once_per_shape():
+    from pipeline_lib.bench_train_step import FIT_PROFILES, PROFILE_FITS, expand_workloads, profile_fit_plan
+    from pipeline_lib.profiles import PHASES, load_profiles
+
+    shapes, table = profile_fit_plan()
+    data = load_profiles()
+    assert len(table) == len(FIT_PROFILES) * len(PHASES)
+    for row in table:
+        entry = data["profiles"][row["profile"]][row["phase"]]
+        w = shapes[row["workload"]]
+        assert (w.seq, w.fit_only) == (entry["seq"], True)
+        # TRL's DPOTrainer counts pairs: a pair is a chosen and a rejected row
+        assert w.batch == entry["batch"] * (2 if row["phase"] == "ipo" else 1)
+        assert w.lora_r == (64 if row["phase"] == "tool_calling_sft" else 128)
+    assert len(shapes) == len({(w.lora_r, w.batch, w.seq, w.kind) for w in shapes.values()}) < len(table)
+    assert expand_workloads(f"phase1_r64_4k,{PROFILE_FITS}").split(",") == ["phase1_r64_4k", *shapes]
+
+
+def test_merge_results_across_parts(tmp_path, capsys):
+    import json
+
+    from pipeline_lib.bench_train_step import main, profile_fit_plan
+
+    shapes, table = profile_fit_plan()
+    fit_name = table[0]["workload"]
+    (tmp_path / "a.json").write_text(json.dumps([
+        {"backend": "fast", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 200.0},
+        {"backend": "fast", "workload": fit_name, "status": "oom", "tokens_per_second": None, "error": "OOM"}]))
+    (tmp_path / "b.json").write_text(json.dumps([
+        {"backend": "unsloth", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 100.0},
+        {"backend": "hf", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 80.0}]))
+    out = tmp_path / "bench.json"
+    assert main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "missing.json"), str(tmp_path / "b.json"),
+                 "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    fast = next(r for r in records if r["backend"] == "fast" and r["workload"] == "phase1_r64_4k")
+    assert (fast["ratio_to_unsloth"], fast["ratio_to_hf"]) == (2.0, 2.5)  # ratios across the two parts
+    summary = next(r for r in records if r["workload"] == "batch_profiles_fit")
+    rows = {(r["profile"], r["phase"]): r for r in summary["profiles"]}
+    first = rows[(table[0]["profile"], table[0]["phase"])]
+    assert (first["status"], first["fits"]) == ("oom", False)
+    assert all(r["status"] == "not run" for r in summary["profiles"] if r["workload"] != fit_name)
+    assert "missing.json missing" in capsys.readouterr().out
+
+
+def test_optimizer_state_exists_before_the_first_step():
+    from pipeline_lib.bench_train_step import init_optimizer_state
+
+    params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+    before = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    assert not opt.state  # control: AdamW allocates its state lazily, at the first step
+    init_optimizer_state(opt, params)
+    assert all(opt.state[p]["exp_avg"].shape == p.shape for p in params)
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))  # lr 0: nothing moved
+    assert all(p.grad is None for p in params) and opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_phase_run_bench_repeated_rows_and_loss_summary(tmp_path, repo_root):
+    import importlib.util
+    import json
+
+    from datasets import load_from_disk
+
+    spec = importlib.util.spec_from_file_location("bench_gpu_sft", repo_root / "scripts" / "bench_gpu_sft.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.make_dataset(tmp_path / "rep", rows=3, words_per_row=20, repeat=True)
+    mod.make_dataset(tmp_path / "var", rows=3, words_per_row=20)
+    assert len(set(load_from_disk(str(tmp_path / "rep"))["text"])) == 1
+    assert len(set(load_from_disk(str(tmp_path / "var"))["text"])) == 3  # control: without --repeat rows differ
+    state = tmp_path / "trainer_state.json"
+    falling = [{"loss": 12.0 - 0.5 * i, "step": i} for i in range(12)]
+    state.write_text(json.dumps({"log_history": falling}))
+    assert mod.loss_summary(state)["loss_falling"] is True
+    state.write_text(json.dumps({"log_history": falling[::-1]}))
+    assert mod.loss_summary(state)["loss_falling"] is False
+    state.write_text(json.dumps({"log_history": [*falling, {"loss": float("nan")}]}))
+    assert mod.loss_summary(state)["loss_finite"] is False
