@@ -87,6 +87,7 @@ PROFILE_PHASES = {
 }
 FIT_PROFILES = ("balanced", "conservative", "aggressive")  # measured in this order (the default first)
 PROFILE_FITS = "profile_fits"  # --workloads alias: every distinct shape of FIT_PROFILES
+PROFILE_FITS_REST = "profile_fits_rest"  # the same without the shapes a default timed workload already measures
 
 
 def profile_fit_plan(path: Path | None = None) -> tuple[dict[str, Workload], list[dict[str, Any]]]:
@@ -109,6 +110,17 @@ def profile_fit_plan(path: Path | None = None) -> tuple[dict[str, Workload], lis
 
 
 PROFILE_FITS_ERROR: list[str] = []
+
+
+def timed_equivalent(fit: Workload) -> str | None:
+    """The default timed workload with the same micro-batch (rank, rows, length, kind, packing), if any: its peak
+    (measured after the optimizer state exists, like a fit's) answers the fit question too."""
+    for name in DEFAULT_WORKLOADS:
+        w = WORKLOADS[name]
+        if (w.lora_r, w.batch, w.seq, w.kind, w.doc_tokens, w.load_in_4bit) == (
+                fit.lora_r, fit.batch, fit.seq, fit.kind, fit.doc_tokens, fit.load_in_4bit):
+            return name
+    return None
 
 
 def _register_profile_fits() -> None:
@@ -502,13 +514,13 @@ def kernel_category(name: str) -> str:
 
 
 def profile_step(model: Any, loss: Any, batch: dict[str, Any], opt: Any, ref: Any, *, device: str,
-                 top: int = 25) -> dict[str, Any]:
+                 top: int = 25, autocast: bool = True) -> dict[str, Any]:
     """One more step under torch.profiler: time per component and the top kernels (CUDA) or ops (CPU), in ms."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
-        with step_context(device):
+        with step_context(device, autocast):
             value = loss(model, batch, ref)
         value.backward()
         opt.step()
@@ -549,7 +561,7 @@ def init_optimizer_state(opt: Any, params: list[Any]) -> None:
     opt.zero_grad(set_to_none=True)
 
 
-def step_context(device: str) -> Any:
+def step_context(device: str, enabled: bool = True) -> Any:
     """bf16 autocast on CUDA, as TRL's trainers run every phase (bf16=True: accelerate wraps model.forward in
     torch.autocast). Without it PEFT casts each attention LoRA input to the fp32 adapter dtype: fp32 GEMMs and
     copies the phases never run (the 2026-11-28 profile: ~20 ms of sm80 fp32 GEMMs per step at phase1_r64_4k)."""
@@ -557,7 +569,9 @@ def step_context(device: str) -> Any:
 
     import torch
 
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+    if device == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, warmup: int, steps: int,
@@ -568,12 +582,25 @@ def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, war
     opt = torch.optim.AdamW(params, lr=1e-6, fused=device == "cuda")
     init_optimizer_state(opt, params)
     times, losses = [], []
+    autocast, autocast_error = device == "cuda", None
     for i in range(warmup + steps):
         _sync(device)
         t0 = time.perf_counter()
-        with step_context(device):
-            value = loss(model, batch, ref)
-        value.backward()
+        try:
+            with step_context(device, autocast):
+                value = loss(model, batch, ref)
+            value.backward()
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:  # first CUDA run of a backend under autocast: measure without it, say why
+            if i > 0 or not autocast:
+                raise
+            autocast, autocast_error = False, f"{type(err).__name__}: {err}"[:500]
+            print(f"    autocast step failed ({autocast_error[:200]}); timing without autocast", flush=True)
+            opt.zero_grad(set_to_none=True)
+            with step_context(device, autocast):
+                value = loss(model, batch, ref)
+            value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
@@ -582,12 +609,13 @@ def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, war
         if i == 0:
             print(f"    first step {times[0]:.1f}s loss {losses[0]:.4f}", flush=True)
     timed = times[warmup:] or times
-    out = {"first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
+    out = {"autocast_bf16": autocast, "autocast_error": autocast_error,
+           "first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
            "step_s_all": [round(t, 4) for t in times], "losses": [round(x, 5) for x in losses],
            "loss_finite": all(math.isfinite(x) for x in losses)}
     if profile:
         try:
-            out["profile"] = profile_step(model, loss, batch, opt, ref, device=device)
+            out["profile"] = profile_step(model, loss, batch, opt, ref, device=device, autocast=autocast)
         except Exception as err:  # the timing above stands; say why there is no breakdown
             out["profile"] = {"error": f"{type(err).__name__}: {err}"[:500]}
     return out
@@ -833,7 +861,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.workloads = expand_workloads(args.workloads)
     for name in args.workloads.split(","):
         if name not in WORKLOADS:
-            p.error(f"--workloads: unknown workload {name!r}; choose from {[*WORKLOADS, PROFILE_FITS]}")
+            p.error(f"--workloads: unknown workload {name!r}; choose from "
+                    f"{[*WORKLOADS, PROFILE_FITS, PROFILE_FITS_REST]}")
     for name in args.backends.split(","):
         if name not in BACKENDS:
             p.error(f"--backends: unknown backend {name!r}; choose from {list(BACKENDS)}")
@@ -856,10 +885,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def expand_workloads(names: str) -> str:
     """A comma list with the alias ``profile_fits`` replaced by every batch-profile fit workload (deduplicated)."""
     out: list[str] = []
-    if PROFILE_FITS in names.split(",") and PROFILE_FITS_ERROR:
+    if {PROFILE_FITS, PROFILE_FITS_REST} & set(names.split(",")) and PROFILE_FITS_ERROR:
         raise SystemExit(f"--workloads {PROFILE_FITS}: configs/batch_profiles.yaml unusable: {PROFILE_FITS_ERROR[0]}")
+    fits = [w for w in WORKLOADS if w.startswith("fit_")]
+    aliases = {PROFILE_FITS: fits, PROFILE_FITS_REST: [w for w in fits if timed_equivalent(WORKLOADS[w]) is None]}
     for name in filter(None, names.split(",")):
-        for n in ([w for w in WORKLOADS if w.startswith("fit_")] if name == PROFILE_FITS else [name]):
+        for n in aliases.get(name, [name]):
             if n not in out:
                 out.append(n)
     return ",".join(out)
@@ -871,7 +902,12 @@ def profile_fit_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {r["workload"]: r for r in records if r.get("backend") == "fast"}
     out = []
     for row in table:
-        r = by.get(row["workload"], {})
+        r = by.get(row["workload"])
+        same = timed_equivalent(WORKLOADS[row["workload"]])
+        if r is None and same in by:
+            r = by[same]
+            row = {**row, "measured_as": same}
+        r = r or {}
         status = r.get("status", "not run")
         fits = {"ok": True, "oom": False}.get(status)
         out.append({**row, "status": status, "fits": fits, "peak_gb": r.get("peak_gb"),
@@ -904,10 +940,11 @@ def merge_results(paths: list[str], out: str | None) -> list[dict[str, Any]]:
     print_table(bench)
     for r in records:
         if r.get("workload") == "batch_profiles_fit":
-            print(f"{'profile':13} {'phase':17} {'rows x seq':>12} {'status':8} {'peak GB':>8}")
+            print(f"{'profile':13} {'phase':17} {'rows x seq':>12} {'status':8} {'peak GB':>8} measured as")
             for row in r["profiles"]:
                 print(f"{row['profile']:13} {row['phase']:17} {str(row['rows']) + ' x ' + str(row['seq']):>12} "
-                      f"{row['status']:8} {row['peak_gb'] if row['peak_gb'] is not None else '-':>8}")
+                      f"{row['status']:8} {row['peak_gb'] if row['peak_gb'] is not None else '-':>8} "
+                      f"{row.get('measured_as', row['workload'])}")
     return records
 
 

@@ -318,7 +318,14 @@ def test_fused_swiglu_bf16_within_rounding_of_the_reference():
 
 
 def test_profile_fit_plan_covers_every_real_profile_once_per_shape():
-    from pipeline_lib.bench_train_step import FIT_PROFILES, PROFILE_FITS, expand_workloads, profile_fit_plan
+    from pipeline_lib.bench_train_step import (
+        FIT_PROFILES,
+        PROFILE_FITS,
+        PROFILE_FITS_REST,
+        expand_workloads,
+        profile_fit_plan,
+        timed_equivalent,
+    )
     from pipeline_lib.profiles import PHASES, load_profiles
 
     shapes, table = profile_fit_plan()
@@ -333,6 +340,11 @@ def test_profile_fit_plan_covers_every_real_profile_once_per_shape():
         assert w.lora_r == (64 if row["phase"] == "tool_calling_sft" else 128)
     assert len(shapes) == len({(w.lora_r, w.batch, w.seq, w.kind) for w in shapes.values()}) < len(table)
     assert expand_workloads(f"phase1_r64_4k,{PROFILE_FITS}").split(",") == ["phase1_r64_4k", *shapes]
+    rest = expand_workloads(PROFILE_FITS_REST).split(",")
+    # the balanced tool-calling, agent-SFT and conservative IPO micro-batches are the timed workloads themselves
+    assert {timed_equivalent(shapes[n]) for n in shapes if n not in rest} == {
+        "toolcall_8x8192", "phase2_r128_32k_packed", "ipo_2x8192"}
+    assert all(timed_equivalent(shapes[n]) is None for n in rest)
 
 
 def test_merge_results_across_parts(tmp_path, capsys):
@@ -344,7 +356,9 @@ def test_merge_results_across_parts(tmp_path, capsys):
     fit_name = table[0]["workload"]
     (tmp_path / "a.json").write_text(json.dumps([
         {"backend": "fast", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 200.0},
-        {"backend": "fast", "workload": fit_name, "status": "oom", "tokens_per_second": None, "error": "OOM"}]))
+        {"backend": "fast", "workload": fit_name, "status": "oom", "tokens_per_second": None, "error": "OOM"},
+        {"backend": "fast", "workload": "phase2_r128_32k_packed", "status": "ok", "tokens_per_second": 9.0,
+         "peak_gb": 70.5}]))
     (tmp_path / "b.json").write_text(json.dumps([
         {"backend": "unsloth", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 100.0},
         {"backend": "hf", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 80.0}]))
@@ -358,7 +372,11 @@ def test_merge_results_across_parts(tmp_path, capsys):
     rows = {(r["profile"], r["phase"]): r for r in summary["profiles"]}
     first = rows[(table[0]["profile"], table[0]["phase"])]
     assert (first["status"], first["fits"]) == ("oom", False)
-    assert all(r["status"] == "not run" for r in summary["profiles"] if r["workload"] != fit_name)
+    agent = rows[("balanced", "agent_sft")]  # measured by the timed packed-32K workload, not a separate fit
+    assert (agent["status"], agent["fits"], agent["peak_gb"], agent["measured_as"]) == (
+        "ok", True, 70.5, "phase2_r128_32k_packed")
+    assert all(r["status"] == "not run" for r in summary["profiles"]
+               if r["workload"] != fit_name and "measured_as" not in r)
     assert "missing.json missing" in capsys.readouterr().out
 
 
@@ -396,3 +414,107 @@ def test_phase_run_bench_repeated_rows_and_loss_summary(tmp_path, repo_root):
     assert mod.loss_summary(state)["loss_falling"] is False
     state.write_text(json.dumps({"log_history": [*falling, {"loss": float("nan")}]}))
     assert mod.loss_summary(state)["loss_finite"] is False
+
+
+def test_fused_swiglu_with_bias_rows_equals_gather_add_then_apply_gate():
+    gate_up, grad_out = _swiglu_case(torch.float64)
+    g = torch.Generator().manual_seed(5)
+    bias = torch.randn(4, gate_up.shape[1], generator=g, dtype=torch.float64) * 3
+    ids = torch.sort(torch.randint(0, 4, (gate_up.shape[0],), generator=g)).values
+    ref_out, ref_grad = _swiglu_value_and_grad(lambda x: _reference_swiglu(x + bias[ids]), gate_up, grad_out)
+    out, grad = _swiglu_value_and_grad(lambda x: fast_path.fused_swiglu(x, 1.702, 7.0, bias, ids), gate_up, grad_out)
+    assert torch.allclose(out, ref_out, rtol=1e-12, atol=1e-12) and torch.allclose(grad, ref_grad, rtol=1e-12)
+    shuffled = ids[torch.randperm(ids.numel(), generator=g)]  # control: bias rows of the wrong experts
+    bad_out, _ = _swiglu_value_and_grad(lambda x: fast_path.fused_swiglu(x, 1.702, 7.0, bias, shuffled),
+                                        gate_up, grad_out)
+    assert not torch.allclose(bad_out, ref_out, rtol=1e-6)
+    with pytest.raises(fast_path.FastPathUnavailable, match="frozen"):
+        fast_path.fused_swiglu(gate_up, 1.702, 7.0, bias.clone().requires_grad_(True), ids)
+
+
+def _routing_case(n_tokens=40, top_k=4, n_experts=6, hidden=16):
+    g = torch.Generator().manual_seed(9)
+    router_indices = torch.stack([torch.randperm(n_experts, generator=g)[:top_k] for _ in range(n_tokens)])
+    expert_sorted, perm = torch.sort(router_indices.reshape(-1), stable=True)
+    y = torch.randn(n_tokens * top_k, hidden, generator=g, dtype=torch.float64)
+    bias = torch.randn(n_experts, hidden, generator=g, dtype=torch.float64)
+    weights = torch.softmax(torch.randn(n_tokens, top_k, generator=g, dtype=torch.float64), dim=-1)
+    grad = torch.randn(n_tokens, hidden, generator=g, dtype=torch.float64)
+    return y, bias, expert_sorted, perm, weights, grad
+
+
+def _combine_reference(y, bias, expert_sorted, perm, weights, n_tokens, top_k):
+    """The unfused path (fast_experts_forward before the fused combine, same as transformers' grouped_mm one)."""
+    out = (y + bias[expert_sorted]) * weights.reshape(-1)[perm].unsqueeze(-1)
+    unsorted = torch.empty_like(out).index_copy_(0, perm, out)
+    return unsorted.view(n_tokens, top_k, -1).sum(dim=1)
+
+
+def test_fused_combine_equals_the_unfused_path_with_a_control():
+    y, bias, expert_sorted, perm, weights, grad = _routing_case()
+    n_tokens, top_k = weights.shape
+
+    def run(fn):
+        y_ = y.clone().requires_grad_(True)
+        w_ = weights.clone().requires_grad_(True)
+        out = fn(y_, w_)
+        out.backward(grad)
+        return out.detach(), y_.grad, w_.grad
+
+    ref = run(lambda y_, w_: _combine_reference(y_, bias, expert_sorted, perm, w_, n_tokens, top_k))
+    fast = run(lambda y_, w_: fast_path.fused_combine(y_, bias, expert_sorted, w_.reshape(-1)[perm], perm, top_k))
+    for a, b in zip(fast, ref, strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    # control: the routing weights of the wrong rows (perm reversed inside the weights) must not pass
+    bad = run(lambda y_, w_: fast_path.fused_combine(y_, bias, expert_sorted, w_.reshape(-1)[perm.flip(0)], perm,
+                                                     top_k))
+    assert not torch.allclose(bad[0], ref[0], rtol=1e-6)
+
+
+def test_whole_model_runs_the_fused_kernels_and_the_unfused_path_still_matches(model, monkeypatch):
+    """The fused SwiGLU/combine are what the fast path runs (a broken combine breaks the whole-model check), and the
+    unfused path (set_fused_swiglu False) still equals stock PEFT."""
+    wl = WORKLOADS["phase1_r64_4k"]
+    batch = make_batch(scaled(wl, 64 / wl.seq), model.config.vocab_size, "cpu", seed=4)
+    n_experts = model.config.num_local_experts
+    ref_loss, ref = loss_and_grads(model, batch, fast=False)
+    fast_path.set_fused_swiglu(model, False)
+    try:
+        loss, grads = loss_and_grads(model, batch, fast=True)
+    finally:
+        fast_path.set_fused_swiglu(model, True)
+    assert math.isclose(loss, ref_loss, rel_tol=FP32_RTOL) and grad_error(ref, grads, n_experts)[0] < FP32_RTOL
+
+    def uniform_weights(y, bias, expert_sorted, weights_sorted, inv, top_k):  # control: routing weights ignored
+        return fast_path.combine_forward_math(y, bias, expert_sorted, weights_sorted * 0 + 1 / top_k, inv, top_k)
+
+    monkeypatch.setattr(fast_path.COMBINE, "eager", (uniform_weights, fast_path.combine_backward_math))
+    bad_loss, bad = loss_and_grads(model, batch, fast=True)
+    assert grad_error(ref, bad, n_experts)[0] > 100 * FP32_RTOL
+
+
+@pytest.mark.slow
+def test_gpu_fast_bench_script_cpu_smoke(repo_root, tmp_path):
+    """scripts/gpu_fast_bench.sh end to end in its TINY (CPU) mode: every part runs under its timeout, bench.json
+    merges them (fast, hf, unsloth skipped here, the batch-profile table, the phase run recorded as not run on CPU)
+    and the work folder is gone."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {**os.environ, "TINY": "1", "OUT": str(out), "WORK": str(work), "PYTHON": sys.executable,
+           "TOTAL": "900", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(repo_root / "scripts" / "gpu_fast_bench.sh")], env=env, cwd=repo_root,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = json.loads((out / "bench.json").read_text())
+    got = {(r["backend"], r["workload"]): r["status"] for r in records}
+    assert got[("fast", "phase1_r64_4k")] == got[("hf", "phase1_r64_4k")] == "ok"
+    assert got[("fast", "toolcall_8x8192")] == got[("fast", "fit_grpo_r128_2x65536")] == "ok"
+    assert got[("unsloth", "qlora_r64_4k")] == "skipped" and got[("summary", "part_phase_run")] == "skipped"
+    table = next(r for r in records if r["workload"] == "batch_profiles_fit")["profiles"]
+    assert len(table) == 12 and all(row["status"] == "ok" for row in table)
+    assert not work.exists()
+    assert all(f.stat().st_size < 2_000_000 for f in out.rglob("*") if f.is_file())
