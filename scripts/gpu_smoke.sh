@@ -145,10 +145,14 @@ else
         --layers "$LAYERS" --layout "$LAYOUT"
 fi
 PIPE_DIR=$WORKDIR/run
+# DATA_DIR TOOL_DIR KILL_DIR GRPO_TASKS GRPO_LANGUAGE LOG_DIR STATE_DIR of the --quick-test run below
+eval "$(cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke paths --workdir "$PIPE_DIR" --model "$MODEL" \
+    --kill-phase "$KILL_PHASE")"
 timed data_prep "$PYTHON" "$REPO_ROOT/scripts/tui_data_prep.py" --source local \
-    --local-dir "$REPO_ROOT/data/samples" --quick-test --output-dir "$PIPE_DIR/data/coding_tui" || true
-
-eval "$(cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.orchestrate paths --workdir "$PIPE_DIR" --model "$MODEL")"
+    --local-dir "$REPO_ROOT/data/samples" --quick-test --output-dir "$DATA_DIR" || true
+# Phase 4's tasks: a few real mutants of the bundled Python corpus, their tests run in the sandbox (as --tiny does).
+timed grpo_tasks "$PYTHON" "$REPO_ROOT/scripts/16_generate_mutations.py" --language "$GRPO_LANGUAGE" --programs 5 \
+    --max-per-program 2 --output-dir "$(dirname "$GRPO_TASKS")" || true
 
 GPU_CSV=""
 if ((!CPU)) && command -v nvidia-smi >/dev/null; then
@@ -160,13 +164,11 @@ fi
 
 # ---------------------------------------------------------------- 3. the pipeline, killed once
 PIPELINE=(bash "$REPO_ROOT/scripts/run_tui_pipeline.sh" --model "$MODEL" --workdir "$PIPE_DIR" --skip-data
-    --quick-test --batch-profile smoke --save-steps 2 --gates-config "$REPO_ROOT/configs/gates_random_weights.yaml")
+    --quick-test --batch-profile smoke --save-steps 2 --grpo-language "$GRPO_LANGUAGE"
+    --gates-config "$REPO_ROOT/configs/gates_random_weights.yaml")
 export PYTHON
 run1_rc=0
 if [[ $KILL_PHASE != none ]]; then
-    KILL_DIR=$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from pathlib import Path; from pipeline_lib.orchestrate \
-import PipelinePaths, model_slug; print(PipelinePaths(Path(sys.argv[1]), model_slug(sys.argv[2])).run_dir(sys.argv[3]))" \
-        "$PIPE_DIR" "$MODEL" "$KILL_PHASE") || KILL_DIR=/nonexistent # no kill; the report says so
     t=$SECONDS
     setsid "${PIPELINE[@]}" >"$WORKDIR/run1.out" 2>&1 &
     RUN1=$!
@@ -223,20 +225,39 @@ else
 fi
 tail -n 25 "$WORKDIR/run2.out"
 
+# ---------------------------------------------------------------- 4b. Unsloth on the MXFP4 folder, if time is left
+# Unsloth left to itself (experts kept packed) saved an adapter without its experts on the H200; the phases load
+# MXFP4 dequantized. Both loads, saved at once: the packed one must fail the saved-adapter check, ours must pass.
+unsloth_rc=0
+if ((!CPU)) && [[ $LAYOUT == mxfp4 ]] && (($(left) > 150)) && "$PYTHON" -c "import unsloth" >/dev/null 2>&1; then
+    timed unsloth_mxfp4 env PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pipeline_lib.smoke \
+        unsloth-mxfp4 --model "$MODEL" --out "$WORKDIR/unsloth_mxfp4.json" >"$WORKDIR/unsloth_mxfp4.out" 2>&1 ||
+        unsloth_rc=$?
+    tail -n 30 "$WORKDIR/unsloth_mxfp4.out"
+else
+    event unsloth_mxfp4 "not run" 0 "needs CUDA + unsloth, --layout mxfp4 and 150 s of budget"
+fi
+
 # ---------------------------------------------------------------- 5. report
 report=(--workdir "$PIPE_DIR" --model "$MODEL" --smoke-log "$EVENTS" --out "$OUT_DIR/gpu_smoke_report"
     --kill-phase "$KILL_PHASE")
 [[ -z $GPU_CSV ]] || report+=(--gpu-csv "$GPU_CSV")
 [[ ! -f $WORKDIR/checks.json ]] || report+=(--checks "$WORKDIR/checks.json")
+[[ ! -f $WORKDIR/unsloth_mxfp4.json ]] || report+=(--unsloth-check "$WORKDIR/unsloth_mxfp4.json")
 (cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke report "${report[@]}") || log "report failed"
+# Logs and small JSON only (the device tool returns a few MB): no weights, no tokenizer copies (27 MB each).
+STATE_REL=${STATE_DIR#"$WORKDIR"/}
 tar -czf "$OUT_DIR/gpu_smoke_logs.tar.gz" -C "$WORKDIR" --exclude='*.safetensors' --exclude='*.gguf' \
-    --exclude='*.pt' --exclude='*.pth' --exclude='*.arrow' run/logs run/checkpoints smoke_events.jsonl run1.out \
-    run2.out $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) $( [[ -n $GPU_CSV ]] && echo gpu_memory.csv) \
-    2>/dev/null || true
-if ((run2_rc == 0 && checks_rc == 0)); then
+    --exclude='*.pt' --exclude='*.pth' --exclude='*.bin' --exclude='*.arrow' --exclude='tokenizer*.json' \
+    --exclude='*.parquet' --exclude='*.jsonl.gz' \
+    "$STATE_REL/logs" "$STATE_REL/checkpoints" smoke_events.jsonl run1.out run2.out \
+    $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) $( [[ -f $WORKDIR/unsloth_mxfp4.out ]] && echo unsloth_mxfp4.out) \
+    $( [[ -n $GPU_CSV ]] && echo gpu_memory.csv) 2>/dev/null || true
+if ((run2_rc == 0 && checks_rc == 0 && unsloth_rc == 0)); then
     log "GPU SMOKE PASSED in $((SECONDS - T0)) s: report $OUT_DIR/gpu_smoke_report.md"
     exit 0
 fi
-log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc) after $((SECONDS - T0)) s:" \
+log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc, unsloth_mxfp4 rc=$unsloth_rc) after" \
+    "$((SECONDS - T0)) s:" \
     "report $OUT_DIR/gpu_smoke_report.md"
 exit 1
