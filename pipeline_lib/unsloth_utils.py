@@ -181,6 +181,15 @@ def load_training_tokenizer(name_or_path: str | os.PathLike | None) -> Any:
     return load_gpt_oss_tokenizer(Path(name_or_path) if local else None)
 
 
+def is_mxfp4_checkpoint(name_or_path: str | os.PathLike) -> bool:
+    """True when the model's config.json declares MXFP4 quantization (the released gpt-oss checkpoints)."""
+    from pipeline_lib.modeling import load_config
+
+    quant = getattr(load_config(name_or_path), "quantization_config", None) or {}
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    return str(getattr(method, "value", method)).lower() == "mxfp4"
+
+
 def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "auto", max_seq_length: int = 4096,
                             load_in_4bit: bool = False, precision: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) ready for ``apply_lora_config``.
@@ -199,13 +208,30 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
+        extra: dict[str, Any] = {}
+        mxfp4 = not load_in_4bit and is_mxfp4_checkpoint(name_or_path)
+        if mxfp4:
+            # Left to itself, Unsloth keeps a released (MXFP4) checkpoint's experts packed and trains its own expert
+            # LoRA on them, and the adapter it then saves holds no expert tensor: on the H200 (2026-11-28,
+            # docs/BENCHMARKS.md "GPU smoke") the phase's expert-LoRA check passed, the saved adapter had attention
+            # LoRA only, and merge's fingerprint re-check failed (0.601 vs 0.1). Dequantized to bf16 at load the
+            # experts are the plain 3-D parameters whose Unsloth adapters PEFT loads with the same logits. The
+            # hf/fast backends load MXFP4 the same way (pipeline_lib.modeling.load_causal_lm).
+            from transformers import Mxfp4Config
+
+            extra["quantization_config"] = Mxfp4Config(dequantize=True)
         model, _ = FastLanguageModel.from_pretrained(
             model_name=str(name_or_path),
             max_seq_length=max_seq_length,
             dtype=None,
             load_in_4bit=load_in_4bit,
             full_finetuning=False,
+            **extra,
         )
+        if mxfp4:
+            from pipeline_lib.modeling import forget_mxfp4_conversion
+
+            forget_mxfp4_conversion(model)
         return model, tokenizer
     if load_in_4bit:
         raise ValueError("--load_in_4bit needs --backend unsloth (bitsandbytes QLoRA); the hf backend trains 16-bit")
