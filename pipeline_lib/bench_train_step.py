@@ -929,7 +929,12 @@ def merge_results(paths: list[str], out: str | None) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             print(f"merge: {path} unreadable ({err})", flush=True)
             continue
-        records.extend(data if isinstance(data, list) else [data])
+        for r in data if isinstance(data, list) else [data]:
+            if "workload" not in r:  # a phase-script result (scripts/bench_gpu_sft.py): named after its part
+                r = {**r, "phase_backend": r.get("backend"), "backend": "phase_script",
+                     "workload": Path(path).stem, "status": r.get("status", "ok" if r.get("returncode") == 0
+                                                                     else "error")}
+            records.append(r)
     bench = [r for r in records if r.get("backend") in BACKENDS]
     add_ratios(bench)
     if any(r.get("workload", "").startswith("fit_") for r in bench):

@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=280, help="seconds per phase run")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--extra", default="", help="extra flags for the phase script, space separated")
+    parser.add_argument("--total-timeout", type=int, default=None,
+                        help="seconds for the whole script: each phase run gets at most what is left of it")
     parser.add_argument("--json", default=None, help="results file (default: OUT/bench_phase<N>_results.json)")
     parser.add_argument("--layers", type=int, default=None, help="the real per-layer shape, fewer layers")
     parser.add_argument("--repeat", action="store_true", help="every row the same text (the loss must fall)")
@@ -161,6 +163,7 @@ def main() -> None:
     # (subprocess.run kills its child on any exception) and --cleanup still deletes the workdir.
     signal.signal(signal.SIGTERM, _raise_on_signal)
 
+    t_start = time.perf_counter()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     model_dir, data_dir = work / "gpt-oss-20b-random", work / f"data_phase{args.phase}"
@@ -177,8 +180,11 @@ def main() -> None:
     results = []
     try:
         for backend in args.backends.split(","):
+            timeout = args.timeout
+            if args.total_timeout:
+                timeout = max(10, min(timeout, int(args.total_timeout - (time.perf_counter() - t_start))))
             res = run_phase(args.phase, backend, model_dir, data_dir, work / f"run_phase{args.phase}_{backend}",
-                            args.steps, args.seq, args.batch, args.extra.split(), args.timeout)
+                            args.steps, args.seq, args.batch, args.extra.split(), timeout)
             res.update(layers=args.layers or 24, repeat=args.repeat, seq=args.seq, doc_tokens=args.doc_tokens)
             if args.cleanup:
                 res["log_tail"] = Path(res.pop("log")).read_text()[-4000:]

@@ -11,22 +11,24 @@
 #   bench.log           this script's log; parts/<part>.log.tail = the last 40 KB of each part's own log
 #   parts/<part>.json   each part's raw results
 #
-# Parts (each under `timeout`: a hung part cannot eat the rest; each bench part also stops starting workloads
-# MARGIN s before its own limit: 70 by default, 30 for the short parts). With 2+ GPUs two lanes run at once, one per GPU (timed rows never share a GPU):
-#   lane 0: fast_main   fast: phase1_r64_4k, phase2_r128_32k_packed, ipo_2x8192, toolcall_8x8192    (~260 s:
-#                       + ~30 s to compile the fused SwiGLU/combine kernels once)
+# Parts, each under `timeout` (a hung part cannot eat the rest; a bench part also stops starting workloads MARGIN s
+# before its own limit: 70 by default, 30 for the short parts). With 2+ GPUs (nvidia-h200-x2: recommended) two lanes
+# run at once, one per GPU; timed rows never share a GPU:
+#   lane 0: fast_main   fast: phase1_r64_4k, phase2_r128_32k_packed, ipo_2x8192, toolcall_8x8192  (~260 s, with
+#                       ~30 s to compile the fused SwiGLU/combine kernels once)
 #           hf_main     hf: phase1_r64_4k, phase2_r128_32k_packed (OOM'd at the cap on 2026-11-28)  (~70 s)
-#           fits        fast: one step of each aggressive/balanced/conservative profile shape that
-#                       fast_main does not already measure (7 of 10; balanced first)                 (~140 s)
-#   lane 1: unsloth     unsloth: phase1_r64_4k, phase2 (unpacked, as shipped), qlora_r64_4k       (~350 s: a 1 min
-#                       save of the random model to disk, then ~25 s load + ~60 s compile per workload)
-#           phase_run   scripts/14_train_core_agent.py --backend fast, packed 32K, 20 steps, a repeated batch, on
-#                       ITEM4_LAYERS (4) real-shape layers (the 24-layer run needs ~4 min alone)     (~120 s)
-# With one GPU the same parts run one after another in the order fast_main, hf_main, unsloth, fits, phase_run,
-# each limited to the time left; what does not fit is recorded as not run. Estimates from the H200 run of
-# 2026-11-28 (docs/BENCHMARKS.md): fast first step ~30 s (compile), numerics check ~3-12 s, Unsloth first step 65 s.
-# Disk: Unsloth's model copy (39 GB) and the phase run's model (~9 GB at 4 layers) are deleted when their part ends
-# (they never coexist: same lane).
+#           fits        fast: one step of each aggressive/balanced/conservative micro-batch shape that fast_main
+#                       does not already measure (7 of 10; balanced first)                          (~140 s)
+#   lane 1: unsloth     unsloth: phase1_r64_4k, phase2 (unpacked, as shipped), qlora_r64_4k      (~350 s: 1 min
+#                       to save the random model to disk, then ~25 s load + ~60 s compile per workload)
+#           phase_run   scripts/14_train_core_agent.py --backend fast, packed 32K rows, 20 steps on a repeated
+#                       batch, ITEM4_LAYERS (4) real-shape layers (24 layers need ~4 min alone)      (~120 s)
+# With one GPU (nvidia-h200) the parts run one after another, each limited to the time left: fast_main (Phase 1
+# and 2 only), hf_main, unsloth, fast_more (IPO, tool calling), fits, phase_run. Expect only the first four to fit;
+# Unsloth's QLoRA, the fits and the phase run need the second lane. What does not fit is recorded as not run.
+# Estimates from the H200 run of 2026-11-28 (docs/BENCHMARKS.md): fast first step ~30 s (compile), numerics check
+# 3-12 s, Unsloth first step 65 s. Disk: Unsloth's model copy (39 GB) and the phase run's model (~9 GB at 4 layers)
+# are deleted when their part ends, and never coexist (same lane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/bench_out}
@@ -124,20 +126,24 @@ phase_run() {
       > "$OUT/parts/phase_run.json"; merge; return 0
   fi
   part phase_run 150 "$1" "$PY" scripts/bench_gpu_sft.py --phase 2 --backends fast --layers "$ITEM4_LAYERS" \
-    --steps 20 --seq 32768 --doc-tokens 3000 --repeat --cleanup --timeout "@T-30" --workdir "$WORK/phase_run" \
+    --steps 20 --seq 32768 --doc-tokens 3000 --repeat --cleanup --timeout 600 --total-timeout "@T-30" --workdir "$WORK/phase_run" \
     --out "$WORK" --json "$OUT/parts/phase_run.json"
 }
 
-if [ "$NGPU" -ge 2 ]; then
+if [ "${LANES:-$NGPU}" -ge 2 ]; then  # LANES=2 forces the two-lane layout (its CPU test in TINY mode)
   ( lane0 0; lane0_tail 0 ) &
   A=$!
   ( lane1 1; phase_run 1 ) &
   B=$!
   wait "$A" || true
   wait "$B" || true
-else
+else  # one GPU (or TINY): the headline rows first — fast, hf and Unsloth on Phase 1 and 2 — then the rest
   G=$([ "$NGPU" -ge 1 ] && echo 0 || echo "")
-  lane0 "$G"; lane1 "$G"; lane0_tail "$G"; phase_run "$G"
+  bench fast_main 190 "$G" --backends fast --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
+  MARGIN=30 GRACE=20 bench hf_main 110 "$G" --backends hf --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
+  lane1 "$G"
+  bench fast_more 170 "$G" --backends fast --workloads ipo_2x8192,toolcall_8x8192
+  lane0_tail "$G"; phase_run "$G"
 fi
 merge
 rm -f "$OUT/.merge.lock"

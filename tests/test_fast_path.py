@@ -362,9 +362,10 @@ def test_merge_results_across_parts(tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps([
         {"backend": "unsloth", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 100.0},
         {"backend": "hf", "workload": "phase1_r64_4k", "status": "ok", "tokens_per_second": 80.0}]))
+    (tmp_path / "phase_run.json").write_text(json.dumps([{"backend": "fast", "returncode": 0, "loss_falling": True}]))
     out = tmp_path / "bench.json"
     assert main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "missing.json"), str(tmp_path / "b.json"),
-                 "--json", str(out)]) == 0
+                 str(tmp_path / "phase_run.json"), "--json", str(out)]) == 0
     records = json.loads(out.read_text())
     fast = next(r for r in records if r["backend"] == "fast" and r["workload"] == "phase1_r64_4k")
     assert (fast["ratio_to_unsloth"], fast["ratio_to_hf"]) == (2.0, 2.5)  # ratios across the two parts
@@ -372,6 +373,8 @@ def test_merge_results_across_parts(tmp_path, capsys):
     rows = {(r["profile"], r["phase"]): r for r in summary["profiles"]}
     first = rows[(table[0]["profile"], table[0]["phase"])]
     assert (first["status"], first["fits"]) == ("oom", False)
+    phase_run = next(r for r in records if r["workload"] == "phase_run")
+    assert (phase_run["backend"], phase_run["phase_backend"], phase_run["status"]) == ("phase_script", "fast", "ok")
     agent = rows[("balanced", "agent_sft")]  # measured by the timed packed-32K workload, not a separate fit
     assert (agent["status"], agent["fits"], agent["peak_gb"], agent["measured_as"]) == (
         "ok", True, 70.5, "phase2_r128_32k_packed")
