@@ -112,6 +112,7 @@ def run_phase(phase: int, backend: str, model_dir: Path, data_dir: Path, out_dir
         result.update(loss_summary(out_dir / "final" / "trainer_state.json"))
     else:
         result["stderr_tail"] = stderr[-3000:]
+        result.update(loss_summary(None, stdout + stderr))  # killed or failed: the losses it logged so far
     return result
 
 
@@ -119,15 +120,20 @@ def _text(data: bytes | str | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
-def loss_summary(state_path: Path) -> dict:
-    """Training losses per step from trainer_state.json, whether all are finite, and whether the loss fell (mean of
-    the last 5 logged losses below the mean of the first 5: on a repeated batch a working adapter must learn it)."""
+def loss_summary(state_path: Path | None, log: str = "") -> dict:
+    """Training losses per step from trainer_state.json (or, without it, from the Trainer's logged dicts in ``log``),
+    whether all are finite, and whether the loss fell (mean of the last 5 logged losses below the mean of the first
+    5: on a repeated batch a working adapter must learn it)."""
     import math
+    import re
 
-    if not state_path.is_file():
+    if state_path is not None and state_path.is_file():
+        history = json.loads(state_path.read_text()).get("log_history", [])
+        losses = [e["loss"] for e in history if "loss" in e]
+    else:
+        losses = [float(x) for x in re.findall(r"'loss': '?(-?[0-9.]+(?:e[-+]?[0-9]+)?|nan|inf)", log)]
+    if not losses:
         return {"losses": None, "loss_finite": None, "loss_falling": None}
-    history = json.loads(state_path.read_text()).get("log_history", [])
-    losses = [e["loss"] for e in history if "loss" in e]
     finite = bool(losses) and all(math.isfinite(x) for x in losses)
     falling = None
     if finite and len(losses) >= 10:

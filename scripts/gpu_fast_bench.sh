@@ -19,10 +19,10 @@
 #           hf_main     hf: phase1_r64_4k, phase2_r128_32k_packed (OOM'd at the cap on 2026-11-28)  (~70 s)
 #           fits        fast: one step of each aggressive/balanced/conservative micro-batch shape that fast_main
 #                       does not already measure (7 of 10; balanced first)                          (~140 s)
-#   lane 1: unsloth     unsloth: phase1_r64_4k, phase2 (unpacked, as shipped), qlora_r64_4k      (~350 s: 1 min
+#   lane 1: phase_run   scripts/14_train_core_agent.py --backend fast, packed 32K rows, 20 steps on a repeated
+#                       batch, ITEM4_LAYERS (4) real-shape layers (24 layers need ~4 min alone)      (~130 s)
+#           unsloth     unsloth: phase1_r64_4k, phase2 (unpacked, as shipped), qlora_r64_4k      (~350 s: 1 min
 #                       to save the random model to disk, then ~25 s load + ~60 s compile per workload)
-#           phase_run   scripts/14_train_core_agent.py --backend fast, packed 32K rows, 20 steps on a repeated
-#                       batch, ITEM4_LAYERS (4) real-shape layers (24 layers need ~4 min alone)      (~120 s)
 # With one GPU (nvidia-h200) the parts run one after another, each limited to the time left: fast_main (Phase 1
 # and 2 only), hf_main, unsloth, fast_more (IPO, tool calling), fits, phase_run. Expect only the first four to fit;
 # Unsloth's QLoRA, the fits and the phase run need the second lane. What does not fit is recorded as not run.
@@ -125,7 +125,7 @@ phase_run() {
     printf '[{"backend": "summary", "workload": "part_phase_run", "status": "skipped", "reason": "TINY: CPU smoke"}]\n' \
       > "$OUT/parts/phase_run.json"; merge; return 0
   fi
-  part phase_run 150 "$1" "$PY" scripts/bench_gpu_sft.py --phase 2 --backends fast --layers "$ITEM4_LAYERS" \
+  part phase_run 170 "$1" "$PY" scripts/bench_gpu_sft.py --phase 2 --backends fast --layers "$ITEM4_LAYERS" \
     --steps 20 --seq 32768 --doc-tokens 3000 --repeat --cleanup --timeout 600 --total-timeout "@T-30" --workdir "$WORK/phase_run" \
     --out "$WORK" --json "$OUT/parts/phase_run.json"
 }
@@ -133,7 +133,7 @@ phase_run() {
 if [ "${LANES:-$NGPU}" -ge 2 ]; then  # LANES=2 forces the two-lane layout (its CPU test in TINY mode)
   ( lane0 0; lane0_tail 0 ) &
   A=$!
-  ( lane1 1; phase_run 1 ) &
+  ( phase_run 1; lane1 1 ) &
   B=$!
   wait "$A" || true
   wait "$B" || true

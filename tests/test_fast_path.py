@@ -417,6 +417,10 @@ def test_phase_run_bench_repeated_rows_and_loss_summary(tmp_path, repo_root):
     assert mod.loss_summary(state)["loss_falling"] is False
     state.write_text(json.dumps({"log_history": [*falling, {"loss": float("nan")}]}))
     assert mod.loss_summary(state)["loss_finite"] is False
+    # a killed run has no trainer_state.json: the losses come from the Trainer's logged dicts
+    log = "".join(f"{{'loss': {e['loss']}, 'grad_norm': 1.0, 'epoch': 0.1}}\n" for e in falling[:11])
+    got = mod.loss_summary(tmp_path / "absent.json", log + "{'loss': '1.5e-01', 'epoch': 1}")
+    assert got["losses"][-1] == 0.15 and len(got["losses"]) == 12 and got["loss_falling"] is True
 
 
 def test_fused_swiglu_with_bias_rows_equals_gather_add_then_apply_gate():
