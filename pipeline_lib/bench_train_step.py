@@ -916,6 +916,28 @@ def profile_fit_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def suggest_profile_changes(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Item 3: for each (profile, phase) whose micro-batch did not fit, the same effective batch through accumulation:
+    the largest micro-batch that divides batch x accum, is smaller than the old one and is at most a micro-batch of
+    the same phase and length measured to fit (memory grows with the micro-batch). ``new_batch`` None: no measured
+    fit to stand on (measure a smaller micro-batch first)."""
+    out = []
+    for row in table:
+        if row["fits"] is not False:
+            continue
+        same = [r for r in table if (r["phase"], r["seq"]) == (row["phase"], row["seq"])]
+        fitting = [r["batch"] for r in same if r["fits"]]
+        effective = row["batch"] * row["accum"]
+        ceiling = min(max(fitting, default=0), row["batch"] - 1)
+        new = max((b for b in range(1, ceiling + 1) if effective % b == 0), default=None)
+        out.append({"profile": row["profile"], "phase": row["phase"], "seq": row["seq"], "batch": row["batch"],
+                    "accum": row["accum"], "new_batch": new, "new_accum": effective // new if new else None,
+                    "because": (f"{row['batch']} x {row['seq']} {row['status']} at {row.get('memory_cap_gb')} GB; "
+                                f"{max(fitting)} fits" if fitting else "no micro-batch of this phase and length "
+                                "was measured to fit")})
+    return out
+
+
 def merge_results(paths: list[str], out: str | None) -> list[dict[str, Any]]:
     """Several --json files (the GPU script's parts) -> one list with ratios across them; the batch-profile table and
     any extra result objects ride along as records of backend "summary" / their own."""
@@ -938,8 +960,9 @@ def merge_results(paths: list[str], out: str | None) -> list[dict[str, Any]]:
     bench = [r for r in records if r.get("backend") in BACKENDS]
     add_ratios(bench)
     if any(r.get("workload", "").startswith("fit_") for r in bench):
-        records.append({"backend": "summary", "workload": "batch_profiles_fit", "status": "ok",
-                        "profiles": profile_fit_table(bench)})
+        table = profile_fit_table(bench)
+        records.append({"backend": "summary", "workload": "batch_profiles_fit", "status": "ok", "profiles": table,
+                        "suggested_changes": suggest_profile_changes(table)})
     if out:
         Path(out).write_text(json.dumps(records, indent=1) + "\n")
     print_table(bench)
@@ -950,6 +973,9 @@ def merge_results(paths: list[str], out: str | None) -> list[dict[str, Any]]:
                 print(f"{row['profile']:13} {row['phase']:17} {str(row['rows']) + ' x ' + str(row['seq']):>12} "
                       f"{row['status']:8} {row['peak_gb'] if row['peak_gb'] is not None else '-':>8} "
                       f"{row.get('measured_as', row['workload'])}")
+            for c in r["suggested_changes"]:
+                print(f"suggest {c['profile']}.{c['phase']}: batch {c['batch']} x accum {c['accum']} -> "
+                      f"{c['new_batch']} x {c['new_accum']} ({c['because']})")
     return records
 
 

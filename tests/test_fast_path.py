@@ -525,3 +525,22 @@ def test_gpu_fast_bench_script_cpu_smoke(repo_root, tmp_path):
     assert len(table) == 12 and all(row["status"] == "ok" for row in table)
     assert not work.exists()
     assert all(f.stat().st_size < 2_000_000 for f in out.rglob("*") if f.is_file())
+
+
+def test_suggest_profile_changes_keeps_the_effective_batch():
+    from pipeline_lib.bench_train_step import suggest_profile_changes
+
+    def row(profile, batch, accum, fits, phase="tool_calling_sft", seq=8192):
+        return {"profile": profile, "phase": phase, "seq": seq, "batch": batch, "accum": accum, "fits": fits,
+                "status": {True: "ok", False: "oom"}[fits], "memory_cap_gb": 80}
+
+    table = [row("aggressive", 10, 5, False), row("balanced", 8, 6, True), row("conservative", 4, 12, True),
+             row("aggressive", 4, 6, False, "agent_sft", 32768), row("balanced", 1, 24, True, "agent_sft", 32768),
+             row("aggressive", 2, 8, False, "grpo", 65536), row("balanced", 1, 16, False, "grpo", 65536)]
+    got = {(c["profile"], c["phase"]): c for c in suggest_profile_changes(table)}
+    assert set(got) == {("aggressive", "tool_calling_sft"), ("aggressive", "agent_sft"), ("aggressive", "grpo"),
+                        ("balanced", "grpo")}  # the fitting rows are left alone
+    tc = got[("aggressive", "tool_calling_sft")]
+    assert (tc["new_batch"], tc["new_accum"]) == (5, 10)  # 8 fits but does not divide 50: 5 x 10 keeps it
+    assert (got[("aggressive", "agent_sft")]["new_batch"], got[("aggressive", "agent_sft")]["new_accum"]) == (1, 24)
+    assert got[("balanced", "grpo")]["new_batch"] is None  # nothing of that length fits: no guess
