@@ -12,13 +12,15 @@
 #   parts/<part>.json   each part's raw results
 #
 # Parts, each under `timeout` (a hung part cannot eat the rest; a bench part also stops starting workloads MARGIN s
-# before its own limit: 70 by default, 30 for the short parts). With 2+ GPUs (nvidia-h200-x2: recommended) two lanes
-# run at once, one per GPU; timed rows never share a GPU:
+# before its own limit: 70 s for fast_main and unsloth, 40 for hf_main, 25 for fits). With 2+ GPUs (nvidia-h200-x2,
+# recommended) two lanes run at once, one per GPU; timed rows never share a GPU:
 #   lane 0: fast_main   fast: phase1_r64_4k, phase2_r128_32k_packed, ipo_2x8192, toolcall_8x8192  (~260 s, with
 #                       ~30 s to compile the fused SwiGLU/combine kernels once)
-#           hf_main     hf: phase1_r64_4k, phase2_r128_32k_packed (OOM'd at the cap on 2026-11-28)  (~70 s)
+#           hf_main     hf: phase1_r64_4k; hf_ce: phase2_r128_32k_packed (stock experts + chunked CE, as in TRL;
+#                       plain hf OOM'd there at the cap in both 2026-11-28 runs: its fp32 logits alone are 26 GB)
+#                                                                                                   (~130 s)
 #           fits        fast: one step of each aggressive/balanced/conservative micro-batch shape that fast_main
-#                       does not already measure (7 of 10; balanced first)                          (~140 s)
+#                       does not already measure (7 of 10; balanced first; what the lane has time for) (~100 s)
 #   lane 1: phase_run   scripts/14_train_core_agent.py --backend fast, packed 32K rows, 20 steps on a repeated
 #                       batch, ITEM4_LAYERS (4) real-shape layers (24 layers need ~4 min alone)      (~130 s)
 #           unsloth     unsloth: phase1_r64_4k, phase2 (unpacked, as shipped), qlora_r64_4k      (~350 s: 1 min
@@ -114,9 +116,10 @@ lane0() {
   local g=$1
   bench fast_main 300 "$g" --backends fast --profile \
     --workloads phase1_r64_4k,phase2_r128_32k_packed,ipo_2x8192,toolcall_8x8192
-  MARGIN=30 GRACE=20 bench hf_main 110 "$g" --backends hf --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
+  MARGIN=40 GRACE=25 bench hf_main 160 "$g" --backends hf,hf_ce --profile --workloads phase1_r64_4k \
+    --only hf_ce=phase2_r128_32k_packed
 }
-lane0_tail() { MARGIN=30 GRACE=20 bench fits 140 "$1" --backends fast --workloads profile_fits_rest; }
+lane0_tail() { MARGIN=25 GRACE=15 bench fits 100 "$1" --backends fast --workloads profile_fits_rest; }
 lane1() {
   bench unsloth 390 "$1" --backends unsloth --workloads phase1_r64_4k,phase2_r128_32k_packed,qlora_r64_4k
 }
@@ -140,7 +143,8 @@ if [ "${LANES:-$NGPU}" -ge 2 ]; then  # LANES=2 forces the two-lane layout (its 
 else  # one GPU (or TINY): the headline rows first — fast, hf and Unsloth on Phase 1 and 2 — then the rest
   G=$([ "$NGPU" -ge 1 ] && echo 0 || echo "")
   bench fast_main 190 "$G" --backends fast --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
-  MARGIN=30 GRACE=20 bench hf_main 110 "$G" --backends hf --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
+  MARGIN=40 GRACE=25 bench hf_main 160 "$G" --backends hf,hf_ce --profile --workloads phase1_r64_4k \
+    --only hf_ce=phase2_r128_32k_packed
   lane1 "$G"
   bench fast_more 170 "$G" --backends fast --workloads ipo_2x8192,toolcall_8x8192
   lane0_tail "$G"; phase_run "$G"
