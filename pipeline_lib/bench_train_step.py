@@ -817,7 +817,8 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
-    head = (f"{'backend':8} {'workload':24} {'status':8} {'tok/s':>9} {'x unsloth':>9} {'x hf':>6} {'peak GB':>8} "
+    head = (f"{'backend':8} {'workload':24} {'status':8} {'tok/s':>9} {'x unsloth':>9} {'x hf':>6} {'x hf_ce':>7} "
+            f"{'peak GB':>8} "
             f"{'TFLOP/s':>8} {'MFU':>6} {'1st s':>6} check")
     print(head)
     for r in records:
@@ -826,7 +827,8 @@ def print_table(records: list[dict[str, Any]]) -> None:
             return "-" if v is None else format(v, fmt)
         check = r.get("numerics_check", {}).get("passed", "-")
         print(f"{r['backend']:8} {r['workload']:24} {r.get('status', '?'):8} {f('tokens_per_second', ',.0f'):>9} "
-              f"{f('ratio_to_unsloth', '.2f'):>9} {f('ratio_to_hf', '.2f'):>6} {f('peak_gb'):>8} "
+              f"{f('ratio_to_unsloth', '.2f'):>9} {f('ratio_to_hf', '.2f'):>6} {f('ratio_to_hf_ce', '.2f'):>7} "
+              f"{f('peak_gb'):>8} "
               f"{f('model_tflops'):>8} {f('mfu', '.3f'):>6} {f('first_step_s', '.0f'):>6} {check}")
         if r.get("status") in ("skipped", "oom", "error"):
             print(f"{'':8} {r.get('reason') or r.get('error', '')}"[:300])
