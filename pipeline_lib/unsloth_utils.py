@@ -94,8 +94,16 @@ def import_unsloth_first(argv: list[str]) -> bool:
 
 
 def is_moe(model: Any) -> bool:
-    """True when the model has GPT-OSS-style experts: 3-D ``experts.gate_up_proj`` parameters."""
-    return any(name.endswith("experts.gate_up_proj") and param.ndim == 3 for name, param in model.named_parameters())
+    """True when the model has GPT-OSS-style experts, whatever their storage.
+
+    Decided by the config (``num_local_experts``) or an ``mlp.experts`` module, never by the parameters' shape:
+    Unsloth keeps a released checkpoint's experts packed as 4-D uint8 MXFP4 blocks, and a shape test ("3-D
+    gate_up_proj") then said "not MoE", so LoRA went on attention only and the experts-required LoRA update check
+    was switched off with it (H200 smoke run, 2026-11-28: trainable 2,654,208, experts 0, phase "OK").
+    """
+    if getattr(getattr(model, "config", None), "num_local_experts", 0):
+        return True
+    return any(name.endswith("mlp.experts") for name, _ in model.named_modules())
 
 
 def hf_lora_config(r: int, *, lora_alpha: int | None = None, lora_dropout: float = 0.0, experts: bool = True):
@@ -211,14 +219,15 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
         extra: dict[str, Any] = {}
         mxfp4 = not load_in_4bit and is_mxfp4_checkpoint(name_or_path)
         if mxfp4:
-            # Left to itself, Unsloth keeps a released (MXFP4) checkpoint's experts packed and trains its own expert
-            # LoRA on them, and the adapter it then saves holds no expert tensor: on the H200 (2026-11-28,
-            # docs/BENCHMARKS.md "GPU smoke") the phase's expert-LoRA check passed, the saved adapter had attention
-            # LoRA only, and merge's fingerprint re-check failed (0.601 vs 0.1). Dequantized to bf16 at load the
-            # experts are the plain 3-D parameters whose Unsloth adapters PEFT loads with the same logits. The
-            # hf/fast backends load MXFP4 the same way (pipeline_lib.modeling.load_causal_lm).
+            # Left to itself, Unsloth keeps a released (MXFP4) checkpoint's experts packed (uint8 blocks decoded per
+            # layer, unsloth_zoo's keep_mxfp4_experts_packed). Dequantized to bf16 at load instead, the experts are
+            # the plain 3-D parameters whose Unsloth-trained adapters PEFT loads with the same logits (checked at
+            # the real shape on the H200, 2026-11-28), and the hf/fast backends load MXFP4 the same way
+            # (pipeline_lib.modeling.load_causal_lm); scripts/gpu_smoke.sh checks both loads' saved adapters.
+            # Costs memory: the 20B's 19.1e9 expert weights take 38 GB in bf16 against ~10 GB packed (4.25 bits).
             from transformers import Mxfp4Config
 
+            os.environ.setdefault("UNSLOTH_MXFP4_KEEP_PACKED", "0")
             extra["quantization_config"] = Mxfp4Config(dequantize=True)
         model, _ = FastLanguageModel.from_pretrained(
             model_name=str(name_or_path),
