@@ -497,6 +497,12 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     trainer.save_model(str(final))  # saves on rank 0 only (TrainingArguments.should_save)
     fingerprint: dict[str, Any] = {}
     if writer:
+        from pipeline_lib.fingerprint import AdapterSaveMismatch, saved_adapter_problems
+
+        problems = saved_adapter_problems(final, trainer.model)
+        if problems:
+            raise AdapterSaveMismatch(f"[{phase}] the saved adapter is not what was trained ({model_info['backend']} "
+                                      f"backend): " + "; ".join(problems) + ". Rerun with --backend hf or fast.")
         final.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(final))
         trainer.state.save_to_json(str(final / "trainer_state.json"))

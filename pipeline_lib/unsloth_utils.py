@@ -94,8 +94,16 @@ def import_unsloth_first(argv: list[str]) -> bool:
 
 
 def is_moe(model: Any) -> bool:
-    """True when the model has GPT-OSS-style experts: 3-D ``experts.gate_up_proj`` parameters."""
-    return any(name.endswith("experts.gate_up_proj") and param.ndim == 3 for name, param in model.named_parameters())
+    """True when the model has GPT-OSS-style experts, whatever their storage.
+
+    Decided by the config (``num_local_experts``) or an ``mlp.experts`` module, never by the parameters' shape:
+    Unsloth keeps a released checkpoint's experts packed as 4-D uint8 MXFP4 blocks, and a shape test ("3-D
+    gate_up_proj") then said "not MoE", so LoRA went on attention only and the experts-required LoRA update check
+    was switched off with it (H200 smoke run, 2026-11-28: trainable 2,654,208, experts 0, phase "OK").
+    """
+    if getattr(getattr(model, "config", None), "num_local_experts", 0):
+        return True
+    return any(name.endswith("mlp.experts") for name, _ in model.named_modules())
 
 
 def hf_lora_config(r: int, *, lora_alpha: int | None = None, lora_dropout: float = 0.0, experts: bool = True):
@@ -181,6 +189,15 @@ def load_training_tokenizer(name_or_path: str | os.PathLike | None) -> Any:
     return load_gpt_oss_tokenizer(Path(name_or_path) if local else None)
 
 
+def is_mxfp4_checkpoint(name_or_path: str | os.PathLike) -> bool:
+    """True when the model's config.json declares MXFP4 quantization (the released gpt-oss checkpoints)."""
+    from pipeline_lib.modeling import load_config
+
+    quant = getattr(load_config(name_or_path), "quantization_config", None) or {}
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    return str(getattr(method, "value", method)).lower() == "mxfp4"
+
+
 def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "auto", max_seq_length: int = 4096,
                             load_in_4bit: bool = False, precision: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) ready for ``apply_lora_config``.
@@ -199,13 +216,31 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
+        extra: dict[str, Any] = {}
+        mxfp4 = not load_in_4bit and is_mxfp4_checkpoint(name_or_path)
+        if mxfp4:
+            # Left to itself, Unsloth keeps a released (MXFP4) checkpoint's experts packed (uint8 blocks decoded per
+            # layer, unsloth_zoo's keep_mxfp4_experts_packed). Dequantized to bf16 at load instead, the experts are
+            # the plain 3-D parameters whose Unsloth-trained adapters PEFT loads with the same logits (checked at
+            # the real shape on the H200, 2026-11-28), and the hf/fast backends load MXFP4 the same way
+            # (pipeline_lib.modeling.load_causal_lm); scripts/gpu_smoke.sh checks both loads' saved adapters.
+            # Costs memory: the 20B's 19.1e9 expert weights take 38 GB in bf16 against ~10 GB packed (4.25 bits).
+            from transformers import Mxfp4Config
+
+            os.environ.setdefault("UNSLOTH_MXFP4_KEEP_PACKED", "0")
+            extra["quantization_config"] = Mxfp4Config(dequantize=True)
         model, _ = FastLanguageModel.from_pretrained(
             model_name=str(name_or_path),
             max_seq_length=max_seq_length,
             dtype=None,
             load_in_4bit=load_in_4bit,
             full_finetuning=False,
+            **extra,
         )
+        if mxfp4:
+            from pipeline_lib.modeling import forget_mxfp4_conversion
+
+            forget_mxfp4_conversion(model)
         return model, tokenizer
     if load_in_4bit:
         raise ValueError("--load_in_4bit needs --backend unsloth (bitsandbytes QLoRA); the hf backend trains 16-bit")

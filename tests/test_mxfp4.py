@@ -166,3 +166,12 @@ def test_a_model_loaded_from_mxfp4_saves_its_experts(released, tmp_path: Path) -
     finally:
         modeling.forget_mxfp4_conversion = original
     assert "model.layers.0.mlp.experts.gate_up_proj" not in broken and {"gate_up_proj$", "down_proj$"} <= broken
+
+
+def test_is_mxfp4_checkpoint_tells_the_released_layout_from_bf16(released, tiny_model_dir: Path) -> None:
+    """The unsloth backend dequantizes exactly the folders this says are MXFP4 (control: the bf16 tiny model)."""
+    from pipeline_lib.unsloth_utils import is_mxfp4_checkpoint
+
+    folder, _, _ = released
+    assert is_mxfp4_checkpoint(folder)
+    assert not is_mxfp4_checkpoint(tiny_model_dir)
