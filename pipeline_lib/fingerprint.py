@@ -114,6 +114,27 @@ def _logits(model: Any, probes: list[list[int]], suffix: list[int] | None = None
     return torch.cat(rows)
 
 
+@contextlib.contextmanager
+def _without_autocast_wrapper(model: Any):
+    """Run ``model`` through its own forward, not the one accelerate installs for bf16/fp16 mixed precision.
+
+    ``Accelerator.prepare_model`` (so every Trainer with bf16=True on a model holding fp32 LoRA) replaces
+    ``model.forward`` with an autocast-wrapped copy and keeps the original as ``model._original_forward``. The
+    training process would then fingerprint its adapter under bf16 autocast (the fp32 LoRA matmuls rounded to
+    bf16) while merge, IPO and export re-check it without: the H200 smoke run (2026-11-28, stock PEFT on both sides)
+    read 0.184 against a tolerance of 0.1 for an adapter that was never changed."""
+    original = model.__dict__.get("_original_forward")
+    patched = model.__dict__.get("forward")
+    if original is None or patched is None:
+        yield
+        return
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = patched
+
+
 def _adapter_disabled(model: Any):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
@@ -125,7 +146,7 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     from pipeline_lib.merge import harmony_probe_ids, logits_agreement
 
     probes = probes or harmony_probe_ids()
-    with _eval_mode(model), _eager_attention(model):
+    with _eval_mode(model), _eager_attention(model), _without_autocast_wrapper(model):
         full = _logits(model, probes)
         shifted = _logits(model, probes, suffix=probes[0])
         with _adapter_disabled(model):

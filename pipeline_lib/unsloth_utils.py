@@ -53,8 +53,20 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_backend(backend: str = "auto") -> str:
+# Hub ids of the released checkpoints, whose experts are MXFP4 (a local folder is judged by its config.json).
+RELEASED_MXFP4 = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
+UNSLOTH_MXFP4_REFUSED = (
+    "Unsloth does not train a released MXFP4 checkpoint into an adapter that plain PEFT reproduces: on the H200 "
+    "(2026-11-28, docs/BENCHMARKS.md 'GPU smoke run') its experts were left out of LoRA when kept packed, and "
+    "with them dequantized the saved adapter's logits through PEFT differed from the training process's by 0.82 "
+    "logit-std (tolerance 0.1), so merge, IPO and export would work on another model. ")
+
+
+def resolve_backend(backend: str = "auto", model: str | os.PathLike | None = None) -> str:
     """'auto' -> 'unsloth' when CUDA and unsloth are both there, else 'hf'. Asking for unsloth without them fails.
+
+    ``model``: on a released (MXFP4) checkpoint 'auto' is 'hf' and 'unsloth' is refused (UNSLOTH_MXFP4_REFUSED);
+    Phase 1 is the only phase that loads one (later phases train on the merged bf16 model).
 
     'fast' (pipeline_lib/fast_path.py) runs anywhere: the hf model and PEFT adapter, expert LoRA computed as split
     grouped GEMMs. It is not the 'auto' choice until a GPU run of scripts/bench_train_step.py shows it wins
@@ -64,6 +76,11 @@ def resolve_backend(backend: str = "auto") -> str:
         raise ValueError(f"--backend must be auto, unsloth, hf or fast, got {backend!r}")
     if backend in ("hf", "fast"):
         return backend
+    if model is not None and is_mxfp4_checkpoint(model):
+        if backend == "unsloth":
+            raise RuntimeError(UNSLOTH_MXFP4_REFUSED + f"{model} is MXFP4: pass --backend hf or fast, or a bf16 "
+                               "copy of it (e.g. unsloth/gpt-oss-20b-BF16)")
+        return "hf"
     have_cuda, have_unsloth = cuda_available(), unsloth_available()
     if backend == "unsloth" and not (have_cuda and have_unsloth):
         missing = " and ".join(m for m, ok in (("a CUDA GPU", have_cuda), ("the unsloth package", have_unsloth))
@@ -78,14 +95,19 @@ def import_unsloth_first(argv: list[str]) -> bool:
 
     Call at the top of a phase script, before anything imports trl. Returns True when unsloth was imported.
     """
-    backend = None
+    values: dict[str, str] = {}
     for i, arg in enumerate(argv):
-        if arg.startswith("--backend="):
-            backend = arg.split("=", 1)[1]
-        elif arg == "--backend" and i + 1 < len(argv):
-            backend = argv[i + 1]
+        for flag in ("--backend", "--model_name_or_path", "--base_model"):
+            if arg.startswith(flag + "="):
+                values[flag] = arg.split("=", 1)[1]
+            elif arg == flag and i + 1 < len(argv):
+                values[flag] = argv[i + 1]
+    backend = values.get("--backend")
     if backend in ("hf", "fast"):
         return False
+    model = values.get("--model_name_or_path") or values.get("--base_model")
+    if backend in (None, "auto") and model and is_mxfp4_checkpoint(model):
+        return False  # resolve_backend picks hf there; Unsloth's import-time patches would change the hf path
     if not (unsloth_available() and cuda_available()):
         return False
     import unsloth  # noqa: F401
@@ -190,12 +212,17 @@ def load_training_tokenizer(name_or_path: str | os.PathLike | None) -> Any:
 
 
 def is_mxfp4_checkpoint(name_or_path: str | os.PathLike) -> bool:
-    """True when the model's config.json declares MXFP4 quantization (the released gpt-oss checkpoints)."""
-    from pipeline_lib.modeling import load_config
+    """True when a local folder's config.json declares MXFP4 quantization, or for the released hub ids.
 
-    quant = getattr(load_config(name_or_path), "quantization_config", None) or {}
-    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
-    return str(getattr(method, "value", method)).lower() == "mxfp4"
+    Reads the JSON itself: phase scripts ask before anything imports transformers (import_unsloth_first)."""
+    import json
+    from pathlib import Path
+
+    config = Path(name_or_path) / "config.json"
+    if config.is_file():
+        quant = json.loads(config.read_text()).get("quantization_config") or {}
+        return str(quant.get("quant_method", "")).lower() == "mxfp4"
+    return str(name_or_path).rstrip("/").lower() in RELEASED_MXFP4
 
 
 def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "auto", max_seq_length: int = 4096,

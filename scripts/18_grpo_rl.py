@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None, precision: Precision | None = None
     precision = precision or detect_precision()
     machine = {**precision.trainer_kwargs(), "gradient_checkpointing": precision.device == "cuda"}
     return parse_args_with_default_config((grpo.GRPOScriptArguments, grpo.GRPOPhaseConfig), DEFAULT_CONFIG, argv,
-                                          defaults=machine)
+                                          defaults=machine, description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -208,6 +208,31 @@ def test_cli_on_the_tiny_model(tmp_path, tiny_model_dir, repo_root):
     assert proc.stdout.strip().splitlines()[-1].startswith("eval base: pass_at_1 ")
 
 
+def test_cli_missing_tool_calling_data_is_one_clear_line(tmp_path, repo_root, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_cli", repo_root / "scripts" / "eval_coding_agent.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    tasks = tmp_path / "heldout.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in clamp_tasks()))
+    argv = ["--config", str(repo_root / "configs" / "rust_eval.yaml"), "--task-file", str(tasks),
+            "--tool-calling-data", str(tmp_path / "nothing"), "--adapter", str(tmp_path / "adapter")]
+    with pytest.raises(SystemExit) as exit_info:  # each bad flag is named in turn: first the adapter
+        cli.main(argv)
+    assert exit_info.value.code == 2 and "error: --adapter " in capsys.readouterr().err
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    argv[-2:] = ["--adapter", "", "--model", str(model)]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eval_coding_agent.py: error: --tool_calling_data ") and "--skip_tool_calls" in err
+    assert "Traceback" not in err
+
+
 def test_evaluate_stages_runs_each_stage_once_and_records_a_soft_gate(tmp_path):
     import os
     import time

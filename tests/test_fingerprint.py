@@ -148,3 +148,26 @@ def test_saved_adapter_holds_what_was_trained_with_controls(tiny_model_dir: Path
 
     missing = tmp_path / "nowhere" / ADAPTER_FILE
     assert saved_adapter_problems(missing.parent, model) == [f"{missing} was not written"]
+
+
+def test_fingerprint_ignores_accelerates_autocast_wrapper(tiny_model_dir: Path, adapter: Path) -> None:
+    """A Trainer with bf16=True wraps model.forward in autocast (Accelerator.prepare_model); the fingerprint is
+    taken through the model's own forward, so a plain PEFT reload matches it at fp32 tolerance. Control: the
+    wrapped forward itself gives different logits (the mismatch the training process would have recorded)."""
+    import torch
+    from accelerate import Accelerator
+
+    from pipeline_lib.fingerprint import _logits, measure
+    from pipeline_lib.merge import harmony_probe_ids
+
+    model = _load(tiny_model_dir, adapter)
+    plain = _logits(model, harmony_probe_ids()[:1])
+    Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    assert "_original_forward" in model.__dict__, "accelerate no longer wraps forward: the test is moot"
+    wrapped = _logits(model, harmony_probe_ids()[:1])
+    assert (wrapped - plain).abs().max().item() > 1e-3  # the control: autocast changes the logits
+
+    measured = measure(model)
+    reference = measure(_load(tiny_model_dir, adapter))
+    assert torch.equal(measured["tensors"]["adapter"], reference["tensors"]["adapter"])
+    assert model.forward.__func__ is not model._original_forward.__func__  # the wrapper is put back
