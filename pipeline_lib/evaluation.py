@@ -467,14 +467,9 @@ def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[
 
 def pipeline_runs(workdir: str | os.PathLike, model: str) -> list[StageRun]:
     """The base model, then every trained stage of the pipeline in ``workdir`` whose final/ adapter exists."""
-    from pipeline_lib.orchestrate import TRAINED_PHASES, PipelinePaths, model_slug
-
-    paths = PipelinePaths(Path(workdir), model_slug(model))
     runs = [StageRun(BASE_STAGE, model, None)]
-    for phase in TRAINED_PHASES:
-        final = paths.run_dir(phase) / "final"
-        if (final / "adapter_config.json").is_file():
-            runs.append(StageRun(phase, None, str(final)))
+    for phase, final in phases.final_adapters(Path(workdir), phases.model_slug(model)):
+        runs.append(StageRun(phase.name, None, str(final)))
     return runs
 
 
