@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib import phases
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs" / "gpt-oss-20b"
 BACKENDS = ("hf", "unsloth", "fast", "hf_ce")
@@ -84,10 +86,10 @@ DEFAULT_WORKLOADS = ("phase1_r64_4k", "phase2_r128_32k_packed", "ipo_2x8192", "t
 # rejected row (2 x batch rows of up to seq tokens). GRPO: the orchestrator passes no length to 18_grpo_rl.py (its
 # rows are a prompt + <= 2,048 completion tokens), so the profile's seq is an upper bound, measured as such.
 PROFILE_PHASES = {
-    "tool_calling_sft": {"lora_r": 64},
-    "agent_sft": {"lora_r": 128, "doc_tokens": 3000},
-    "ipo": {"lora_r": 128, "kind": "ipo", "prompt_fraction": 0.25},
-    "grpo": {"lora_r": 128, "prompt_fraction": 0.5},
+    phases.TOOL_CALLING.name: {"lora_r": 64},
+    phases.AGENT_SFT.name: {"lora_r": 128, "doc_tokens": 3000},
+    phases.IPO.name: {"lora_r": 128, "kind": "ipo", "prompt_fraction": 0.25},
+    phases.GRPO.name: {"lora_r": 128, "prompt_fraction": 0.5},
 }
 # Measured in this order: the default first; conservative last (its one new shape, 4 x 8192 tool calling, is
 # smaller than balanced's 8 x 8192, so it fits whenever that does).
