@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,33 @@ def clip_tool_output(text: str, limit: int = MAX_TOOL_OUTPUT_CHARS, head: int = 
     return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-tail:]}"
 
 
+# Run-to-run noise in test output, removed so that regenerating tasks and trajectories from the same corpus is
+# byte-stable: libtest's thread ids ("thread 'm::tests::t' (34) panicked", Rust >= 1.88; they follow thread creation
+# order), the runners' timings ("finished in 0.01s", "Ran 4 tests in 0.002s": set to 0.00s / 0.000s, a value the
+# runners print themselves for these sub-10 ms suites) and the sandbox's temp run folder in tracebacks
+# ("/tmp/pipeline-sandbox-p2ut05fg/work/test_x.py" -> "test_x.py", the path relative to the task dir, which is the
+# command's cwd). The ORDER of Rust failures is fixed at the source: the corpus runs libtest single-threaded.
+TEST_OUTPUT_NOISE = (
+    (re.compile(r"(thread '[^'\n]*') \(\d+\)"), r"\1"),
+    (re.compile(r"(finished in )\d+(?:\.\d+)?s\b"), r"\g<1>0.00s"),
+    (re.compile(r"(Ran \d+ tests? in )\d+(?:\.\d+)?s\b"), r"\g<1>0.000s"),
+    (re.compile(r"[^\s\"'(]*pipeline-sandbox-[^/\s\"']+/work/"), ""),
+)
+
+
+def normalise_test_output(text: str) -> str:
+    """``text`` with TEST_OUTPUT_NOISE removed (task failure excerpts and every run_tests result)."""
+    for pattern, replacement in TEST_OUTPUT_NOISE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def format_test_run(command: list[str], returncode: int | None, stdout: str, stderr: str,
                     timed_out: bool = False) -> str:
-    """What the run_tests tool returns: the command, its output (stdout then stderr) and how it ended."""
-    body = "".join(part if part.endswith("\n") or not part else part + "\n" for part in (stdout, stderr))
+    """What the run_tests tool returns: the command, its output (stdout then stderr, normalised by
+    ``normalise_test_output``) and how it ended."""
+    body = "".join(part if part.endswith("\n") or not part else part + "\n"
+                   for part in (normalise_test_output(stdout), normalise_test_output(stderr)))
     end = "timed out" if timed_out else f"exit status {returncode}"
     return clip_tool_output(f"$ {' '.join(command)}\n{body}[{end}]")
 

@@ -11,6 +11,9 @@ come from a process that never imported it, and an OOM or crash of one backend c
 - ``unsloth``: ``FastLanguageModel`` + ``get_peft_model`` through pipeline_lib.unsloth_utils (the phases' path);
   it needs the weights on disk, so the random model is saved to a temporary folder that is deleted afterwards.
 - ``fast``: pipeline_lib.fast_path (split expert LoRA over grouped GEMMs, chunked CE), same model build as hf.
+- ``hf_ce``: stock PEFT experts with the fast path's chunked CE — what the phases' stock path is inside TRL, whose
+  chunked LM head also never builds the full logits (``hf``'s full [32K, 201,088] fp32 logits alone are 26 GB and
+  OOM'd a packed 32K row under the 80 GB cap on 2026-11-28); fast ÷ hf_ce isolates the expert-path gain.
 
 Every step is forward + backward + AdamW step on the LoRA parameters; tokens/s is the median over ``--steps``
 synchronized steps after ``--warmup`` steps (the first compiles). Peak GB is ``torch.cuda.max_memory_allocated``
@@ -46,7 +49,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs" / "gpt-oss-20b"
-BACKENDS = ("hf", "unsloth", "fast")
+BACKENDS = ("hf", "unsloth", "fast", "hf_ce")
+CHUNKED_LOSS_BACKENDS = ("fast", "hf_ce")  # loss through fast_path's chunked cross-entropy (no full logits)
 PEAK_BF16_FLOPS = 989.4e12  # H100/H200 SXM dense bf16 datasheet figure (the measured GEMM ceiling is ~790e12)
 IPO_BETA = 0.1
 
@@ -61,6 +65,7 @@ class Workload:
     kind: str = "sft"  # "sft" | "ipo" (rows = chosen/rejected pairs, IPO loss on completion log-probs)
     load_in_4bit: bool = False
     prompt_fraction: float = 0.0  # leading tokens of each row (or conversation) with label -100
+    fit_only: bool = False  # item 3 (batch profiles): one step after the optimizer state exists; fits / OOM / peak GB
 
 
 WORKLOADS = {w.name: w for w in (
@@ -73,6 +78,67 @@ WORKLOADS = {w.name: w for w in (
     Workload("toolcall_8x8192", 64, 8192, batch=8),
 )}
 DEFAULT_WORKLOADS = ("phase1_r64_4k", "phase2_r128_32k_packed", "ipo_2x8192", "toolcall_8x8192", "qlora_r64_4k")
+
+# Batch profiles (configs/batch_profiles.yaml) as one-step "fit" workloads on the real shape. Per phase: the LoRA rank
+# it trains and how its micro-batch becomes rows. IPO: TRL's DPOTrainer counts pairs, and each pair is a chosen and a
+# rejected row (2 x batch rows of up to seq tokens). GRPO: the orchestrator passes no length to 18_grpo_rl.py (its
+# rows are a prompt + <= 2,048 completion tokens), so the profile's seq is an upper bound, measured as such.
+PROFILE_PHASES = {
+    "tool_calling_sft": {"lora_r": 64},
+    "agent_sft": {"lora_r": 128, "doc_tokens": 3000},
+    "ipo": {"lora_r": 128, "kind": "ipo", "prompt_fraction": 0.25},
+    "grpo": {"lora_r": 128, "prompt_fraction": 0.5},
+}
+# Measured in this order: the default first; conservative last (its one new shape, 4 x 8192 tool calling, is
+# smaller than balanced's 8 x 8192, so it fits whenever that does).
+FIT_PROFILES = ("balanced", "aggressive", "conservative")
+PROFILE_FITS = "profile_fits"  # --workloads alias: every distinct shape of FIT_PROFILES
+PROFILE_FITS_REST = "profile_fits_rest"  # the same without the shapes a default timed workload already measures
+
+
+def profile_fit_plan(path: Path | None = None) -> tuple[dict[str, Workload], list[dict[str, Any]]]:
+    """({workload name: Workload} for each distinct micro-batch shape, [{profile, phase, batch, accum, seq, rows,
+    workload}]) for the real-sized profiles; profiles sharing a shape share one measurement."""
+    from pipeline_lib.profiles import PROFILES_PATH, load_profiles
+
+    data = load_profiles(path or PROFILES_PATH)
+    shapes: dict[str, Workload] = {}
+    table: list[dict[str, Any]] = []
+    for profile in FIT_PROFILES:
+        for phase, entry in data["profiles"][profile].items():
+            spec = PROFILE_PHASES[phase]
+            rows = entry["batch"] * (2 if spec.get("kind") == "ipo" else 1)
+            name = f"fit_{phase}_r{spec['lora_r']}_{rows}x{entry['seq']}"
+            shapes.setdefault(name, Workload(name, seq=entry["seq"], batch=rows, fit_only=True, **spec))
+            table.append({"profile": profile, "phase": phase, "batch": entry["batch"], "accum": entry["accum"],
+                          "seq": entry["seq"], "rows": rows, "workload": name})
+    return shapes, table
+
+
+PROFILE_FITS_ERROR: list[str] = []
+
+
+def timed_equivalent(fit: Workload) -> str | None:
+    """The default timed workload with the same micro-batch (rank, rows, length, kind, packing), if any: its peak
+    (measured after the optimizer state exists, like a fit's) answers the fit question too."""
+    for name in DEFAULT_WORKLOADS:
+        w = WORKLOADS[name]
+        if (w.lora_r, w.batch, w.seq, w.kind, w.doc_tokens, w.load_in_4bit) == (
+                fit.lora_r, fit.batch, fit.seq, fit.kind, fit.doc_tokens, fit.load_in_4bit):
+            return name
+    return None
+
+
+def _register_profile_fits() -> None:
+    try:
+        shapes, _ = profile_fit_plan()
+    except Exception as err:  # a broken YAML must not break the other workloads; --workloads profile_fits says why
+        PROFILE_FITS_ERROR.append(f"{type(err).__name__}: {err}")
+        return
+    WORKLOADS.update(shapes)
+
+
+_register_profile_fits()
 
 
 def scaled(workload: Workload, factor: float) -> Workload:
@@ -89,6 +155,8 @@ def skip_reason(backend: str, workload: Workload, device: str) -> str | None:
                 "through Unsloth + bitsandbytes only)")
     if backend == "unsloth" and workload.kind == "ipo":
         return "unsloth: its IPO path is TRL's DPOTrainer with Unsloth patches; this bench times no trainer"
+    if workload.fit_only and backend != "fast":
+        return f"{backend}: the batch-profile fits are measured on the fast path (the phases' path on CUDA)"
     return None
 
 
@@ -247,7 +315,7 @@ def loss_fn(backend: str, workload: Workload) -> Any:
     kw = ("position_ids",)
     if workload.kind == "ipo":
         def ipo(model: Any, batch: dict[str, Any], ref: Any) -> Any:
-            if backend == "fast":
+            if backend in CHUNKED_LOSS_BACKENDS:
                 logps = fast_path.chunked_sequence_logps(model, batch["input_ids"], batch["labels"],
                                                          position_ids=batch.get("position_ids"))
             else:
@@ -256,7 +324,7 @@ def loss_fn(backend: str, workload: Workload) -> Any:
         return ipo
 
     def sft(model: Any, batch: dict[str, Any], ref: Any = None) -> Any:
-        if backend == "fast":
+        if backend in CHUNKED_LOSS_BACKENDS:
             return fast_path.chunked_lm_loss(model, batch["input_ids"], batch["labels"],
                                              position_ids=batch.get("position_ids"))
         return model(input_ids=batch["input_ids"], labels=batch["labels"],
@@ -452,13 +520,15 @@ def kernel_category(name: str) -> str:
 
 
 def profile_step(model: Any, loss: Any, batch: dict[str, Any], opt: Any, ref: Any, *, device: str,
-                 top: int = 25) -> dict[str, Any]:
+                 top: int = 25, autocast: bool = True) -> dict[str, Any]:
     """One more step under torch.profiler: time per component and the top kernels (CUDA) or ops (CPU), in ms."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device == "cuda"
     with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
-        loss(model, batch, ref).backward()
+        with step_context(device, autocast):
+            value = loss(model, batch, ref)
+        value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
@@ -481,18 +551,62 @@ def profile_step(model: Any, loss: Any, batch: dict[str, Any], opt: Any, ref: An
             "top_kernels": [{"name": n[:160], "ms": round(ms, 3), "calls": c} for n, ms, c in kernels[:top]]}
 
 
+def init_optimizer_state(opt: Any, params: list[Any]) -> None:
+    """AdamW's state (2 fp32 tensors per LoRA parameter: 12 GB at r128 on the 20B) allocated before the first step,
+    so step 1's peak memory is the steady state's (without this, one step under-reports by the state's size)."""
+    import torch
+
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    lrs = [g["lr"] for g in opt.param_groups]
+    for g in opt.param_groups:
+        g["lr"] = 0.0
+    opt.step()
+    for g, lr in zip(opt.param_groups, lrs, strict=True):
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+
+
+def step_context(device: str, enabled: bool = True) -> Any:
+    """bf16 autocast on CUDA, as TRL's trainers run every phase (bf16=True: accelerate wraps model.forward in
+    torch.autocast). Without it PEFT casts each attention LoRA input to the fp32 adapter dtype: fp32 GEMMs and
+    copies the phases never run (the 2026-11-28 profile: ~20 ms of sm80 fp32 GEMMs per step at phase1_r64_4k)."""
+    import contextlib
+
+    import torch
+
+    if device == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, warmup: int, steps: int,
                ref: Any = None, profile: bool = False) -> dict[str, Any]:
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6, fused=device == "cuda")
+    init_optimizer_state(opt, params)
     times, losses = [], []
+    autocast, autocast_error = device == "cuda", None
     for i in range(warmup + steps):
         _sync(device)
         t0 = time.perf_counter()
-        value = loss(model, batch, ref)
-        value.backward()
+        try:
+            with step_context(device, autocast):
+                value = loss(model, batch, ref)
+            value.backward()
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:  # first CUDA run of a backend under autocast: measure without it, say why
+            if i > 0 or not autocast:
+                raise
+            autocast, autocast_error = False, f"{type(err).__name__}: {err}"[:500]
+            print(f"    autocast step failed ({autocast_error[:200]}); timing without autocast", flush=True)
+            opt.zero_grad(set_to_none=True)
+            with step_context(device, autocast):
+                value = loss(model, batch, ref)
+            value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
@@ -500,13 +614,14 @@ def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, war
         losses.append(float(value.detach()))
         if i == 0:
             print(f"    first step {times[0]:.1f}s loss {losses[0]:.4f}", flush=True)
-    timed = times[warmup:]
-    out = {"first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
+    timed = times[warmup:] or times
+    out = {"autocast_bf16": autocast, "autocast_error": autocast_error,
+           "first_step_s": round(times[0], 3), "step_s_median": statistics.median(timed),
            "step_s_all": [round(t, 4) for t in times], "losses": [round(x, 5) for x in losses],
            "loss_finite": all(math.isfinite(x) for x in losses)}
     if profile:
         try:
-            out["profile"] = profile_step(model, loss, batch, opt, ref, device=device)
+            out["profile"] = profile_step(model, loss, batch, opt, ref, device=device, autocast=autocast)
         except Exception as err:  # the timing above stands; say why there is no breakdown
             out["profile"] = {"error": f"{type(err).__name__}: {err}"[:500]}
     return out
@@ -524,7 +639,7 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
         record["note"] = "unpacked as shipped: one conversation per row (Unsloth drops position_ids for gpt_oss)"
     record.update(seq=workload.seq, batch=workload.batch, packed=workload.doc_tokens is not None,
                   doc_tokens=workload.doc_tokens)
-    if backend == "fast" and not args.no_check:
+    if backend == "fast" and not args.no_check and not workload.fit_only:
         t0 = time.perf_counter()
         check = check_fast_numerics(args, workload, device, check_tokens=args.check_tokens,
                                     layers=args.check_layers if device == "cuda" else None)
@@ -561,15 +676,23 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
     if workload.kind == "ipo":
         ref = torch.zeros(workload.batch, device=device)  # IPO's reference log-probs are precomputed constants
     loss = loss_fn(backend, workload)
-    timing = time_steps(model, loss, batch, device=device, warmup=args.warmup, steps=args.steps, ref=ref,
-                        profile=args.profile)
+    if workload.fit_only:  # one step (compile included: a memory measurement, not a speed one)
+        timing = time_steps(model, loss, batch, device=device, warmup=0, steps=1, ref=ref)
+    else:
+        timing = time_steps(model, loss, batch, device=device, warmup=args.warmup, steps=args.steps, ref=ref,
+                            profile=args.profile)
+    if backend == "fast":
+        from pipeline_lib.fast_path import fast_path_report
+
+        record["path"] = fast_path_report(model)  # after the steps: says whether the fused kernels compiled
     tokens = workload.batch * workload.seq
     tps = tokens / timing["step_s_median"]
     fpt = flops_per_token(config, workload)
     record.update(timing)
-    record.update(tokens_per_step=tokens, tokens_per_second=round(tps, 1),
-                  flops_per_token=fpt, model_tflops=round(tps * fpt / 1e12, 1),
-                  mfu=round(tps * fpt / PEAK_BF16_FLOPS, 4))
+    record.update(tokens_per_step=tokens, tokens_per_second=None if workload.fit_only else round(tps, 1),
+                  flops_per_token=fpt, model_tflops=None if workload.fit_only else round(tps * fpt / 1e12, 1),
+                  mfu=None if workload.fit_only else round(tps * fpt / PEAK_BF16_FLOPS, 4),
+                  fit_only=workload.fit_only)
     if device == "cuda":
         record["peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
         record["peak_reserved_gb"] = round(torch.cuda.max_memory_reserved() / 1e9, 2)
@@ -671,7 +794,9 @@ def environment(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
     env = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
            "command": " ".join([Path(sys.argv[0]).name, *argv]), "git_sha": git_sha(), "versions": library_versions(),
-           "device": args.device, "layers": args.layers, "memory_cap_gb": args.memory_cap_gb}
+           "device": args.device, "layers": args.layers, "memory_cap_gb": args.memory_cap_gb,
+           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "warmup": args.warmup,
+           "steps": args.steps}
     if args.device == "cuda":
         import torch
 
@@ -681,17 +806,19 @@ def environment(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 
 def add_ratios(records: list[dict[str, Any]]) -> None:
-    by = {(r["backend"], r["workload"]): r for r in records if r.get("status") == "ok"}
+    by = {(r["backend"], r["workload"]): r for r in records
+          if r.get("status") == "ok" and r.get("tokens_per_second")}
     for r in records:
-        if r.get("status") != "ok":
+        if r.get("status") != "ok" or not r.get("tokens_per_second"):
             continue
-        for other, key in (("unsloth", "ratio_to_unsloth"), ("hf", "ratio_to_hf")):
+        for other, key in (("unsloth", "ratio_to_unsloth"), ("hf", "ratio_to_hf"), ("hf_ce", "ratio_to_hf_ce")):
             o = by.get((other, r["workload"]))
             r[key] = round(r["tokens_per_second"] / o["tokens_per_second"], 3) if o else None
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
-    head = (f"{'backend':8} {'workload':24} {'status':8} {'tok/s':>9} {'x unsloth':>9} {'x hf':>6} {'peak GB':>8} "
+    head = (f"{'backend':8} {'workload':24} {'status':8} {'tok/s':>9} {'x unsloth':>9} {'x hf':>6} {'x hf_ce':>7} "
+            f"{'peak GB':>8} "
             f"{'TFLOP/s':>8} {'MFU':>6} {'1st s':>6} check")
     print(head)
     for r in records:
@@ -700,7 +827,8 @@ def print_table(records: list[dict[str, Any]]) -> None:
             return "-" if v is None else format(v, fmt)
         check = r.get("numerics_check", {}).get("passed", "-")
         print(f"{r['backend']:8} {r['workload']:24} {r.get('status', '?'):8} {f('tokens_per_second', ',.0f'):>9} "
-              f"{f('ratio_to_unsloth', '.2f'):>9} {f('ratio_to_hf', '.2f'):>6} {f('peak_gb'):>8} "
+              f"{f('ratio_to_unsloth', '.2f'):>9} {f('ratio_to_hf', '.2f'):>6} {f('ratio_to_hf_ce', '.2f'):>7} "
+              f"{f('peak_gb'):>8} "
               f"{f('model_tflops'):>8} {f('mfu', '.3f'):>6} {f('first_step_s', '.0f'):>6} {check}")
         if r.get("status") in ("skipped", "oom", "error"):
             print(f"{'':8} {r.get('reason') or r.get('error', '')}"[:300])
@@ -730,21 +858,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="with --time-budget-s: a backend still running this long after the budget is killed")
     p.add_argument("--time-budget-s", type=float, default=None,
                    help="start no workload after this many seconds (the rest are recorded as skipped)")
+    p.add_argument("--budget-margin-s", type=float, default=0.0,
+                   help="subtracted from --time-budget-s (the GPU script passes its part's whole limit and a margin)")
     p.add_argument("--workdir", default=None, help="temporary files (Unsloth's model copy); deleted at the end")
     p.add_argument("--json", default=None, help="write the list of result objects here (after every backend)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--results", default=None, help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.workloads = expand_workloads(args.workloads)
     for name in args.workloads.split(","):
         if name not in WORKLOADS:
-            p.error(f"--workloads: unknown workload {name!r}; choose from {list(WORKLOADS)}")
+            p.error(f"--workloads: unknown workload {name!r}; choose from "
+                    f"{[*WORKLOADS, PROFILE_FITS, PROFILE_FITS_REST]}")
     for name in args.backends.split(","):
         if name not in BACKENDS:
             p.error(f"--backends: unknown backend {name!r}; choose from {list(BACKENDS)}")
     args.plan = {}
     for item in args.only:
         backend, _, names = item.partition("=")
+        names = expand_workloads(names)
         if backend not in BACKENDS or not names:
             p.error(f"--only {item!r}: expected BACKEND=W1,W2 with BACKEND in {list(BACKENDS)}")
         unknown = [n for n in names.split(",") if n not in WORKLOADS]
@@ -757,8 +890,121 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def expand_workloads(names: str) -> str:
+    """A comma list with the alias ``profile_fits`` replaced by every batch-profile fit workload (deduplicated)."""
+    out: list[str] = []
+    if {PROFILE_FITS, PROFILE_FITS_REST} & set(names.split(",")) and PROFILE_FITS_ERROR:
+        raise SystemExit(f"--workloads {PROFILE_FITS}: configs/batch_profiles.yaml unusable: {PROFILE_FITS_ERROR[0]}")
+    fits = [w for w in WORKLOADS if w.startswith("fit_")]
+    aliases = {PROFILE_FITS: fits, PROFILE_FITS_REST: [w for w in fits if timed_equivalent(WORKLOADS[w]) is None]}
+    for name in filter(None, names.split(",")):
+        for n in aliases.get(name, [name]):
+            if n not in out:
+                out.append(n)
+    return ",".join(out)
+
+
+def profile_fit_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Item 3: per (profile, phase) the fast path's one-step result for its micro-batch shape under the cap."""
+    _, table = profile_fit_plan()
+    by = {r["workload"]: r for r in records if r.get("backend") == "fast"}
+    out = []
+    for row in table:
+        r = by.get(row["workload"])
+        same = timed_equivalent(WORKLOADS[row["workload"]])
+        if r is None and same in by:
+            r = by[same]
+            row = {**row, "measured_as": same}
+        r = r or {}
+        status = r.get("status", "not run")
+        fits = {"ok": True, "oom": False}.get(status)
+        out.append({**row, "status": status, "fits": fits, "peak_gb": r.get("peak_gb"),
+                    "peak_reserved_gb": r.get("peak_reserved_gb"), "step_s": r.get("first_step_s"),
+                    "memory_cap_gb": r.get("memory_cap_gb"), "detail": (r.get("error") or r.get("reason"))})
+    return out
+
+
+def suggest_profile_changes(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Item 3: for each (profile, phase) whose micro-batch did not fit, the same effective batch through accumulation:
+    the largest micro-batch that divides batch x accum, is smaller than the old one and is at most a micro-batch of
+    the same phase and length measured to fit (memory grows with the micro-batch). ``new_batch`` None: no measured
+    fit to stand on (measure a smaller micro-batch first)."""
+    out = []
+    for row in table:
+        if row["fits"] is not False:
+            continue
+        same = [r for r in table if (r["phase"], r["seq"]) == (row["phase"], row["seq"])]
+        fitting = [r["batch"] for r in same if r["fits"]]
+        effective = row["batch"] * row["accum"]
+        ceiling = min(max(fitting, default=0), row["batch"] - 1)
+        new = max((b for b in range(1, ceiling + 1) if effective % b == 0), default=None)
+        out.append({"profile": row["profile"], "phase": row["phase"], "seq": row["seq"], "batch": row["batch"],
+                    "accum": row["accum"], "new_batch": new, "new_accum": effective // new if new else None,
+                    "because": (f"{row['batch']} x {row['seq']} {row['status']} at {row.get('memory_cap_gb')} GB; "
+                                f"{max(fitting)} fits" if fitting else "no micro-batch of this phase and length "
+                                "was measured to fit")})
+    return out
+
+
+def merge_results(paths: list[str], out: str | None) -> list[dict[str, Any]]:
+    """Several --json files (the GPU script's parts) -> one list with ratios across them; the batch-profile table and
+    any extra result objects ride along as records of backend "summary" / their own."""
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        if not Path(path).is_file():
+            print(f"merge: {path} missing (that part wrote nothing)", flush=True)
+            continue
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            print(f"merge: {path} unreadable ({err})", flush=True)
+            continue
+        for r in data if isinstance(data, list) else [data]:
+            if "workload" not in r:  # a phase-script result (scripts/bench_gpu_sft.py): named after its part
+                r = {**r, "phase_backend": r.get("backend"), "backend": "phase_script",
+                     "workload": Path(path).stem, "status": r.get("status", "ok" if r.get("returncode") == 0
+                                                                     else "error")}
+            records.append(r)
+    bench = [r for r in records if r.get("backend") in BACKENDS]
+    add_ratios(bench)
+    if any(r.get("workload", "").startswith("fit_") for r in bench):
+        table = profile_fit_table(bench)
+        records.append({"backend": "summary", "workload": "batch_profiles_fit", "status": "ok", "profiles": table,
+                        "suggested_changes": suggest_profile_changes(table)})
+    if out:
+        Path(out).write_text(json.dumps(records, indent=1) + "\n")
+    print_table(bench)
+    for r in records:
+        if r.get("workload") == "batch_profiles_fit":
+            print(f"{'profile':13} {'phase':17} {'rows x seq':>12} {'status':8} {'peak GB':>8} measured as")
+            for row in r["profiles"]:
+                print(f"{row['profile']:13} {row['phase']:17} {str(row['rows']) + ' x ' + str(row['seq']):>12} "
+                      f"{row['status']:8} {row['peak_gb'] if row['peak_gb'] is not None else '-':>8} "
+                      f"{row.get('measured_as', row['workload'])}")
+            for c in r["suggested_changes"]:
+                print(f"suggest {c['profile']}.{c['phase']}: batch {c['batch']} x accum {c['accum']} -> "
+                      f"{c['new_batch']} x {c['new_accum']} ({c['because']})")
+    return records
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--merge":
+        rest = argv[1:]
+        out = None
+        if "--json" in rest:
+            i = rest.index("--json")
+            out, rest = rest[i + 1], rest[:i] + rest[i + 2:]
+        merge_results(rest, out)
+        return 0
     args = parse_args(argv)
     if args.device is None:
         import torch
@@ -766,11 +1012,18 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.worker:
         return worker(args)
-    deadline = time.time() + args.time_budget_s if args.time_budget_s else None
+    deadline = time.time() + max(1.0, args.time_budget_s - args.budget_margin_s) if args.time_budget_s else None
     env = environment(args, argv)
     print(json.dumps(env), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_train_step_", dir=args.workdir))
     records: list[dict[str, Any]] = []
+    # `timeout` (the GPU script's per-part limit) sends SIGTERM: finish as an exception so the running worker is
+    # killed (subprocess.run kills its child on any exception), the finished workloads reach --json and the
+    # workdir (Unsloth's 39 GB model copy) is deleted.
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    current: tuple[str, Path, str] | None = None
     try:
         for backend in args.backends.split(","):
             results = workdir / f"{backend}.jsonl"
@@ -784,27 +1037,48 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== backend {backend}: {names}", flush=True)
             t0 = time.perf_counter()
             child_env = worker_env()
+            current = (backend, results, names)
             try:
                 rc: int | str = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env, timeout=timeout).returncode
             except subprocess.TimeoutExpired:
                 rc = f"killed after {timeout:.0f}s (--time-budget-s + --grace-s)"
-            got = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
-            done = {r["workload"] for r in got}
-            for name in names.split(","):
-                if name not in done:
-                    got.append({"backend": backend, "workload": name, "status": "error",
-                                "error": f"worker ended ({rc}) before this workload finished"})
-            for r in got:
-                r.update(env)
-            records.extend(got)
+            current = None
+            records.extend(collect_worker(backend, results, names, rc, env))
             print(f"== backend {backend} done in {time.perf_counter() - t0:.0f}s (rc {rc})", flush=True)
             add_ratios(records)
             if args.json:
                 Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+    except _Terminated as err:
+        print(f"== terminated ({err}): writing what finished", flush=True)
+        if current is not None:
+            records.extend(collect_worker(*current, f"terminated ({err}) by the caller's time limit", env))
+        add_ratios(records)
+        if args.json:
+            Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(records)
     return 0
+
+
+def collect_worker(backend: str, results: Path, names: str, rc: int | str, env: dict[str, Any]
+                   ) -> list[dict[str, Any]]:
+    """The worker's JSON lines, plus an error record for each workload it did not finish."""
+    got = []
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            try:
+                got.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+    done = {r["workload"] for r in got}
+    for name in names.split(","):
+        if name not in done:
+            got.append({"backend": backend, "workload": name, "status": "error",
+                        "error": f"worker ended ({rc}) before this workload finished"})
+    for r in got:
+        r.update(env)
+    return got
 
 
 SECRET_ENV_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")

@@ -23,13 +23,17 @@ def default_config(phase_name: str) -> Path:
 
 def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_config: str | os.PathLike,
                                    argv: Sequence[str] | None = None,
-                                   defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
+                                   defaults: dict[str, Any] | None = None,
+                                   description: str | None = None) -> tuple[Any, ...]:
     """TrlParser over ``dataclass_types``. Precedence: dataclass < ``defaults`` < YAML < CLI.
 
     Without ``--config`` the phase's YAML in configs/ is loaded, so a bare call runs with the same settings as
     ``--config configs/<phase>.yaml``. A ``--hub_token`` moves to the process's HF_TOKEN
-    (provenance.detach_hub_token): never into training_args.bin.
+    (provenance.detach_hub_token): never into training_args.bin. ``description`` (the script's docstring) heads
+    ``--help`` with its line breaks kept.
     """
+    import argparse
+
     from trl import TrlParser
 
     from pipeline_lib.provenance import detach_hub_token
@@ -37,7 +41,13 @@ def parse_args_with_default_config(dataclass_types: tuple[type, ...], default_co
     args = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in args and Path(default_config).is_file():
         args = ["--config", str(default_config), *args]
-    parser = TrlParser(dataclass_types)
+    if description is None:
+        parser = TrlParser(dataclass_types)
+    else:
+        class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+            """Defaults after each flag (HfArgumentParser's formatter) and the description as written."""
+
+        parser = TrlParser(dataclass_types, description=description, formatter_class=HelpFormatter)
     if defaults:
         parser.set_defaults(**defaults)
     return tuple(detach_hub_token(parsed) for parsed in parser.parse_args_and_config(args))

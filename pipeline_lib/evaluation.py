@@ -465,11 +465,20 @@ def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[
     return lines
 
 
-def pipeline_runs(workdir: str | os.PathLike, model: str) -> list[StageRun]:
-    """The base model, then every trained stage of the pipeline in ``workdir`` whose final/ adapter exists."""
-    from pipeline_lib.orchestrate import TRAINED_PHASES, PipelinePaths, model_slug
+def pipeline_paths(workdir: str | os.PathLike, model: str, language: str = "python", *, quick_test: bool = False):
+    """The orchestrator's ``PipelinePaths`` for this run: with ``quick_test`` its data, checkpoints and logs are
+    under ``<workdir>/quick-test/`` (what ``run_tui_pipeline.sh --quick-test`` trains into), else the workdir's."""
+    from pipeline_lib.orchestrate import PipelinePaths, model_slug
 
-    paths = PipelinePaths(Path(workdir), model_slug(model))
+    return PipelinePaths(Path(workdir), model_slug(model), language, quick_test)
+
+
+def pipeline_runs(workdir: str | os.PathLike, model: str, *, quick_test: bool = False) -> list[StageRun]:
+    """The base model, then every trained stage of the pipeline in ``workdir`` (``<workdir>/quick-test`` with
+    ``quick_test``) whose final/ adapter exists."""
+    from pipeline_lib.orchestrate import TRAINED_PHASES
+
+    paths = pipeline_paths(workdir, model, quick_test=quick_test)
     runs = [StageRun(BASE_STAGE, model, None)]
     for phase in TRAINED_PHASES:
         final = paths.run_dir(phase) / "final"
@@ -479,16 +488,21 @@ def pipeline_runs(workdir: str | os.PathLike, model: str) -> list[StageRun]:
 
 
 def pipeline_settings(config_file: str | os.PathLike, workdir: str | os.PathLike, language: str, *,
-                      quick: bool) -> tuple[dict[str, Any], list[str]]:
-    """EvalConfig fields for the orchestrator: the language's YAML limits, the workdir's held-out data, QUICK_SETTINGS
-    with ``quick``; a part whose data is missing is skipped (the notes say which)."""
+                      quick: bool, quick_test: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """EvalConfig fields for the orchestrator: the language's YAML limits, the run's held-out data, QUICK_SETTINGS
+    with ``quick``; a part whose data is missing is skipped (the notes say which).
+
+    The held-out tasks are the workdir's ``data/<language>/grpo/heldout.jsonl`` (the task files are shared by a
+    quick test and a production run, as GRPO's are); the tool-calling rows are the run's own data prep output
+    (``<workdir>/quick-test/data/...`` with ``quick_test``)."""
     import yaml
 
     settings = {k: v for k, v in (yaml.safe_load(Path(config_file).read_text()) or {}).items()
                 if k not in ("model", "adapter", "stage", "output_dir")}
+    paths = pipeline_paths(workdir, "", language, quick_test=quick_test)
     task_file = Path(workdir) / phases.GRPO_HELDOUT_FILE.format(language=language)
     settings.update(language=language, task_file=str(task_file),
-                    tool_calling_data=str(phases.DATA_PREP.run_dir(Path(workdir), "") / "tool_calling" / "heldout"))
+                    tool_calling_data=str(paths.data / "tool_calling" / "heldout"))
     if quick:
         settings.update(QUICK_SETTINGS)
     notes = []
@@ -501,9 +515,31 @@ def pipeline_settings(config_file: str | os.PathLike, workdir: str | os.PathLike
     return settings, notes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline_lib.evaluation pipeline --workdir W --model M --language L [--quick]``: the orchestrator's
-    evaluation step (base once + every trained stage, SOFT gate in quality_gates.json)."""
+def refresh_export_card(paths: Any, log: Callable[[str], None] = print) -> Path | None:
+    """Rewrite the export's model card now that the evaluation reports exist; None when there is no passed export.
+
+    The export (Phase 5) writes ``<export>/hf/README.md`` before this step runs, so on a first run its evaluation
+    section said "No evaluation results yet". This rewrites the card (and the Modelfile) through the export's own
+    writer, from its manifest and what is on disk now: the gates and ``logs/eval/*.json`` of the same run."""
+    from pipeline_lib.gguf_export import write_ready_to_use_files
+
+    export_dir = paths.run_dir(phases.EXPORT.name)
+    try:
+        manifest = json.loads((export_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("passed") is not True or not (export_dir / "hf").is_dir():
+        return None
+    written = write_ready_to_use_files(manifest, paths.checkpoints, export_dir)
+    log(f"eval: model card rewritten with the evaluation table: {written['model_card']}")
+    return Path(written["model_card"])
+
+
+def main(argv: Sequence[str] | None = None,
+         load: Callable[[str | None, str | None], Generate] | None = None) -> int:
+    """``python -m pipeline_lib.evaluation pipeline --workdir W --model M --language L [--quick] [--quick-test]``:
+    the orchestrator's evaluation step (base once + every trained stage, SOFT gate in quality_gates.json, the
+    export's model card rewritten with the table). ``load`` replaces HFGenerator.load (tests)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -514,25 +550,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipe.add_argument("--language", default="python")
     pipe.add_argument("--config", type=Path, help="default configs/<language>_eval.yaml")
     pipe.add_argument("--quick", action="store_true", help=f"tiny demo limits {QUICK_SETTINGS}")
+    pipe.add_argument("--quick-test", action="store_true",
+                      help="the run's state is under <workdir>/quick-test/ (run_tui_pipeline.sh --quick-test)")
     args = parser.parse_args(argv)
     config_file = args.config or Path(__file__).resolve().parents[1] / "configs" / f"{args.language}_eval.yaml"
     if not config_file.is_file():
         parser.error(f"--config {config_file}: no such file")
-    settings, notes = pipeline_settings(config_file, args.workdir, args.language, quick=args.quick)
+    paths = pipeline_paths(args.workdir, args.model, args.language, quick_test=args.quick_test)
+    settings, notes = pipeline_settings(config_file, args.workdir, args.language, quick=args.quick,
+                                        quick_test=args.quick_test)
     for note in notes:
         print(f"eval: {note}")
-    gates_file = args.workdir / "logs" / "quality_gates.json"
     if settings.get("skip_tasks") and settings.get("skip_tool_calls"):
         from pipeline_lib.gates import record_gate
 
-        record_gate(gates_file, EVAL_GATE_KEY, {"status": "skipped_no_data", "type": "SOFT"})
+        record_gate(paths.gates_file, EVAL_GATE_KEY, {"status": "skipped_no_data", "type": "SOFT"})
         print("eval: nothing to evaluate (no held-out data); recorded as skipped")
         return 0
-    results = evaluate_stages(pipeline_runs(args.workdir, args.model), settings, args.workdir / "logs" / "eval")
-    warnings = record_eval_gate(gates_file, results)
+    results = evaluate_stages(pipeline_runs(args.workdir, args.model, quick_test=args.quick_test), settings,
+                              paths.logs / "eval", load=load)
+    warnings = record_eval_gate(paths.gates_file, results)
     print(stage_table(results, BASE_STAGE))
     for warning in warnings:
         print(f"WARN (soft gate evaluation): {warning}")
+    refresh_export_card(paths)
     return 0
 
 

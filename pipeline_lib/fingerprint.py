@@ -114,6 +114,27 @@ def _logits(model: Any, probes: list[list[int]], suffix: list[int] | None = None
     return torch.cat(rows)
 
 
+@contextlib.contextmanager
+def _without_autocast_wrapper(model: Any):
+    """Run ``model`` through its own forward, not the one accelerate installs for bf16/fp16 mixed precision.
+
+    ``Accelerator.prepare_model`` (so every Trainer with bf16=True on a model holding fp32 LoRA) replaces
+    ``model.forward`` with an autocast-wrapped copy and keeps the original as ``model._original_forward``. The
+    training process would then fingerprint its adapter under bf16 autocast (the fp32 LoRA matmuls rounded to
+    bf16) while merge, IPO and export re-check it without: the H200 smoke run (2026-11-28, stock PEFT on both sides)
+    read 0.184 against a tolerance of 0.1 for an adapter that was never changed."""
+    original = model.__dict__.get("_original_forward")
+    patched = model.__dict__.get("forward")
+    if original is None or patched is None:
+        yield
+        return
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = patched
+
+
 def _adapter_disabled(model: Any):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
@@ -125,7 +146,7 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     from pipeline_lib.merge import harmony_probe_ids, logits_agreement
 
     probes = probes or harmony_probe_ids()
-    with _eval_mode(model), _eager_attention(model):
+    with _eval_mode(model), _eager_attention(model), _without_autocast_wrapper(model):
         full = _logits(model, probes)
         shifted = _logits(model, probes, suffix=probes[0])
         with _adapter_disabled(model):
@@ -226,3 +247,47 @@ def describe(check: dict[str, Any]) -> str:
     return (f"{'ok' if check['passed'] else 'FAILED'} rel_p90 {check['value']:.3g} "
             f"{'<=' if check['passed'] else '>'} {check['threshold']:.3g} ({check['compute_dtype']}; adapter effect "
             f"{check['adapter_effect_rel']:.3g}, {'' if check['discriminative'] else 'NOT '}discriminative)")
+
+
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+class AdapterSaveMismatch(RuntimeError):
+    """The adapter written to disk does not hold the LoRA tensors the training process trained."""
+
+
+def saved_adapter_problems(adapter_dir: str | os.PathLike, model: Any) -> list[str]:
+    """What the saved adapter lacks against the model that trained it; [] when it holds every trained LoRA value.
+
+    Counts elements from the safetensors header (no tensor is read): the trained LoRA parameters of ``model``
+    (requires_grad, ``lora_`` in the name) against the tensors in ``adapter_model.safetensors``, and the expert
+    part of each (``experts`` in the name). A stack that trains LoRA it does not save (seen on the H200: Unsloth
+    on a model loaded with packed MXFP4 experts saved attention LoRA only) fails here, in the phase that trained,
+    instead of one phase later in the fingerprint re-check.
+    """
+    from safetensors import safe_open
+
+    path = Path(adapter_dir) / ADAPTER_FILE
+    if not path.is_file():
+        return [f"{path} was not written"]
+    saved = {"all": 0, "experts": 0}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            n = 1
+            for dim in f.get_slice(key).get_shape():
+                n *= int(dim)
+            saved["all"] += n
+            saved["experts"] += n if "experts" in key else 0
+    trained = {"all": 0, "experts": 0}
+    for name, param in model.named_parameters():
+        if param.requires_grad and "lora_" in name:
+            trained["all"] += param.numel()
+            trained["experts"] += param.numel() if "experts" in name else 0
+    problems = []
+    if trained["experts"] and not saved["experts"]:
+        problems.append(f"{path} holds no expert LoRA tensor, but {trained['experts']:,} expert LoRA values were "
+                        "trained: the experts' adapter was not saved")
+    if saved["all"] != trained["all"]:
+        problems.append(f"{path} holds {saved['all']:,} LoRA values, the trained model {trained['all']:,} "
+                        f"(experts: saved {saved['experts']:,}, trained {trained['experts']:,})")
+    return problems

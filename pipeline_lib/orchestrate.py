@@ -46,6 +46,7 @@ from pipeline_lib.gates import DTYPE_BYTES, GATE_KEYS, export_problems, read_gat
 from pipeline_lib.merge import merge_manifest_passed
 from pipeline_lib.metrics import latest_trainer_state, loss_history
 from pipeline_lib.phases import model_slug
+from pipeline_lib.profiles import FIXED_PROFILES
 from pipeline_lib.provenance import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -513,10 +514,12 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
     elif phase is phases.GRPO:
         cmd += ["--checkpoint", str(grpo_policy(paths)), "--base_model", str(paths.merged_hf), "--task_source",
                 str(paths.grpo_tasks), "--language", ctx.grpo_language]
-        if ctx.tiny:
-            # The one exception to "paths and batch values only", kept from the GRPO phase's demo wiring: the random
-            # tiny model earns reward 0 on every completion, so with equal rewards GRPO's advantage is 0 and TRL's
-            # entropy bonus is what moves the adapter; 16-token completions keep CPU generation cheap.
+        if ctx.tiny or ctx.batch_profile in FIXED_PROFILES:
+            # The one exception to "paths and batch values only", kept from the GRPO phase's demo wiring: a random-
+            # weight model (the tiny demo, and the smoke profile's 2-layer GPU model) earns reward 0 on every
+            # completion, so with equal rewards GRPO's advantage is 0 and TRL's entropy bonus is what moves the
+            # adapter; 16-token completions keep generation cheap (the smoke run on CPU: 307 s per GRPO step at
+            # grpo.yaml's 2,048 tokens).
             cmd += ["--max_completion_length", "16", "--entropy_coef", "0.01"]
     accum = batch.accum
     if ctx.gpus > 1 and phase in DATA_PARALLEL:

@@ -393,7 +393,11 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
     """Base model (+ an adapter merged in first, Phase 2's --lang_adapter) + LoRA; returns (model, info)."""
     from pipeline_lib import unsloth_utils as lora
 
-    backend = lora.resolve_backend(script_args.backend)
+    backend = lora.resolve_backend(script_args.backend, model=model_path)
+    if backend == "hf" and script_args.backend == "auto" and lora.is_mxfp4_checkpoint(model_path):
+        print(f"[backend] hf: {model_path} is a released MXFP4 checkpoint, which Unsloth does not train into a "
+              "PEFT-reproducible adapter (docs/BENCHMARKS.md 'GPU smoke run'); later phases train the merged bf16 "
+              "model", flush=True)
     model, _ = lora.load_model_for_training(model_path, backend=backend, max_seq_length=training_args.max_seq_length,
                                        load_in_4bit=script_args.load_in_4bit)
     if merge_adapter:
@@ -500,6 +504,12 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     # 0's copy of the adapter is every rank's and it runs alone.
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
     if writer:
+        from pipeline_lib.fingerprint import AdapterSaveMismatch, saved_adapter_problems
+
+        problems = saved_adapter_problems(final, trainer.model)
+        if problems:
+            raise AdapterSaveMismatch(f"[{phase}] the saved adapter is not what was trained ({model_info['backend']} "
+                                      f"backend): " + "; ".join(problems) + ". Rerun with --backend hf or fast.")
         final.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(final))
         trainer.state.save_to_json(str(final / "trainer_state.json"))

@@ -53,8 +53,20 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_backend(backend: str = "auto") -> str:
+# Hub ids of the released checkpoints, whose experts are MXFP4 (a local folder is judged by its config.json).
+RELEASED_MXFP4 = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
+UNSLOTH_MXFP4_REFUSED = (
+    "Unsloth does not train a released MXFP4 checkpoint into an adapter that plain PEFT reproduces: on the H200 "
+    "(2026-11-28, docs/BENCHMARKS.md 'GPU smoke run') its experts were left out of LoRA when kept packed, and "
+    "with them dequantized the saved adapter's logits through PEFT differed from the training process's by 0.82 "
+    "logit-std (tolerance 0.1), so merge, IPO and export would work on another model. ")
+
+
+def resolve_backend(backend: str = "auto", model: str | os.PathLike | None = None) -> str:
     """'auto' -> 'unsloth' when CUDA and unsloth are both there, else 'hf'. Asking for unsloth without them fails.
+
+    ``model``: on a released (MXFP4) checkpoint 'auto' is 'hf' and 'unsloth' is refused (UNSLOTH_MXFP4_REFUSED);
+    Phase 1 is the only phase that loads one (later phases train on the merged bf16 model).
 
     'fast' (pipeline_lib/fast_path.py) runs anywhere: the hf model and PEFT adapter, expert LoRA computed as split
     grouped GEMMs. It is not the 'auto' choice until a GPU run of scripts/bench_train_step.py shows it wins
@@ -64,6 +76,11 @@ def resolve_backend(backend: str = "auto") -> str:
         raise ValueError(f"--backend must be auto, unsloth, hf or fast, got {backend!r}")
     if backend in ("hf", "fast"):
         return backend
+    if model is not None and is_mxfp4_checkpoint(model):
+        if backend == "unsloth":
+            raise RuntimeError(UNSLOTH_MXFP4_REFUSED + f"{model} is MXFP4: pass --backend hf or fast, or a bf16 "
+                               "copy of it (e.g. unsloth/gpt-oss-20b-BF16)")
+        return "hf"
     have_cuda, have_unsloth = cuda_available(), unsloth_available()
     if backend == "unsloth" and not (have_cuda and have_unsloth):
         missing = " and ".join(m for m, ok in (("a CUDA GPU", have_cuda), ("the unsloth package", have_unsloth))
@@ -78,14 +95,19 @@ def import_unsloth_first(argv: list[str]) -> bool:
 
     Call at the top of a phase script, before anything imports trl. Returns True when unsloth was imported.
     """
-    backend = None
+    values: dict[str, str] = {}
     for i, arg in enumerate(argv):
-        if arg.startswith("--backend="):
-            backend = arg.split("=", 1)[1]
-        elif arg == "--backend" and i + 1 < len(argv):
-            backend = argv[i + 1]
+        for flag in ("--backend", "--model_name_or_path", "--base_model"):
+            if arg.startswith(flag + "="):
+                values[flag] = arg.split("=", 1)[1]
+            elif arg == flag and i + 1 < len(argv):
+                values[flag] = argv[i + 1]
+    backend = values.get("--backend")
     if backend in ("hf", "fast"):
         return False
+    model = values.get("--model_name_or_path") or values.get("--base_model")
+    if backend in (None, "auto") and model and is_mxfp4_checkpoint(model):
+        return False  # resolve_backend picks hf there; Unsloth's import-time patches would change the hf path
     if not (unsloth_available() and cuda_available()):
         return False
     import unsloth  # noqa: F401
@@ -94,8 +116,16 @@ def import_unsloth_first(argv: list[str]) -> bool:
 
 
 def is_moe(model: Any) -> bool:
-    """True when the model has GPT-OSS-style experts: 3-D ``experts.gate_up_proj`` parameters."""
-    return any(name.endswith("experts.gate_up_proj") and param.ndim == 3 for name, param in model.named_parameters())
+    """True when the model has GPT-OSS-style experts, whatever their storage.
+
+    Decided by the config (``num_local_experts``) or an ``mlp.experts`` module, never by the parameters' shape:
+    Unsloth keeps a released checkpoint's experts packed as 4-D uint8 MXFP4 blocks, and a shape test ("3-D
+    gate_up_proj") then said "not MoE", so LoRA went on attention only and the experts-required LoRA update check
+    was switched off with it (H200 smoke run, 2026-11-28: trainable 2,654,208, experts 0, phase "OK").
+    """
+    if getattr(getattr(model, "config", None), "num_local_experts", 0):
+        return True
+    return any(name.endswith("mlp.experts") for name, _ in model.named_modules())
 
 
 def hf_lora_config(r: int, *, lora_alpha: int | None = None, lora_dropout: float = 0.0, experts: bool = True):
@@ -181,6 +211,20 @@ def load_training_tokenizer(name_or_path: str | os.PathLike | None) -> Any:
     return load_gpt_oss_tokenizer(Path(name_or_path) if local else None)
 
 
+def is_mxfp4_checkpoint(name_or_path: str | os.PathLike) -> bool:
+    """True when a local folder's config.json declares MXFP4 quantization, or for the released hub ids.
+
+    Reads the JSON itself: phase scripts ask before anything imports transformers (import_unsloth_first)."""
+    import json
+    from pathlib import Path
+
+    config = Path(name_or_path) / "config.json"
+    if config.is_file():
+        quant = json.loads(config.read_text()).get("quantization_config") or {}
+        return str(quant.get("quant_method", "")).lower() == "mxfp4"
+    return str(name_or_path).rstrip("/").lower() in RELEASED_MXFP4
+
+
 def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "auto", max_seq_length: int = 4096,
                             load_in_4bit: bool = False, precision: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) ready for ``apply_lora_config``.
@@ -199,13 +243,31 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
+        extra: dict[str, Any] = {}
+        mxfp4 = not load_in_4bit and is_mxfp4_checkpoint(name_or_path)
+        if mxfp4:
+            # Left to itself, Unsloth keeps a released (MXFP4) checkpoint's experts packed (uint8 blocks decoded per
+            # layer, unsloth_zoo's keep_mxfp4_experts_packed). Dequantized to bf16 at load instead, the experts are
+            # the plain 3-D parameters whose Unsloth-trained adapters PEFT loads with the same logits (checked at
+            # the real shape on the H200, 2026-11-28), and the hf/fast backends load MXFP4 the same way
+            # (pipeline_lib.modeling.load_causal_lm); scripts/gpu_smoke.sh checks both loads' saved adapters.
+            # Costs memory: the 20B's 19.1e9 expert weights take 38 GB in bf16 against ~10 GB packed (4.25 bits).
+            from transformers import Mxfp4Config
+
+            os.environ.setdefault("UNSLOTH_MXFP4_KEEP_PACKED", "0")
+            extra["quantization_config"] = Mxfp4Config(dequantize=True)
         model, _ = FastLanguageModel.from_pretrained(
             model_name=str(name_or_path),
             max_seq_length=max_seq_length,
             dtype=None,
             load_in_4bit=load_in_4bit,
             full_finetuning=False,
+            **extra,
         )
+        if mxfp4:
+            from pipeline_lib.modeling import forget_mxfp4_conversion
+
+            forget_mxfp4_conversion(model)
         return model, tokenizer
     if load_in_4bit:
         raise ValueError("--load_in_4bit needs --backend unsloth (bitsandbytes QLoRA); the hf backend trains 16-bit")

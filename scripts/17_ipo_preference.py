@@ -36,7 +36,13 @@ require_modules()  # before any import that needs them: names this interpreter a
 from pipeline_lib import ipo
 from pipeline_lib.checkpoints import resolve_resume_checkpoint
 from pipeline_lib.config import default_config, parse_args_with_default_config
-from pipeline_lib.fingerprint import describe, record_fingerprint, verify_fingerprint
+from pipeline_lib.fingerprint import (
+    AdapterSaveMismatch,
+    describe,
+    record_fingerprint,
+    saved_adapter_problems,
+    verify_fingerprint,
+)
 from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     final_dir = Path(args.output_dir) / "final"
     trainer.save_model(str(final_dir))
+    problems = saved_adapter_problems(final_dir, trainer.model)
+    if problems:
+        raise AdapterSaveMismatch("IPO: the saved adapter is not what was trained: " + "; ".join(problems))
     tokenizer.save_pretrained(str(final_dir))
     trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
     record_fingerprint(trainer.model, final_dir, backend=script_args.backend, phase=PHASE)

@@ -44,6 +44,7 @@ require_modules()  # before any import that needs them: names this interpreter a
 from pipeline_lib import grpo, phases
 from pipeline_lib.checkpoints import resolve_resume_checkpoint
 from pipeline_lib.config import parse_args_with_default_config
+from pipeline_lib.fingerprint import AdapterSaveMismatch, record_fingerprint, saved_adapter_problems
 from pipeline_lib.ipo import load_adapter_policy, resolve_base_model
 from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None = None, precision: Precision | None = None
     precision = precision or detect_precision()
     machine = {**precision.trainer_kwargs(), "gradient_checkpointing": precision.device == "cuda"}
     return parse_args_with_default_config((grpo.GRPOScriptArguments, grpo.GRPOPhaseConfig), DEFAULT_CONFIG, argv,
-                                          defaults=machine)
+                                          defaults=machine, description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,8 +106,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     final_dir = Path(args.output_dir) / "final"
     trainer.save_model(str(final_dir))
+    problems = saved_adapter_problems(final_dir, trainer.model)
+    if problems:
+        raise AdapterSaveMismatch("GRPO: the saved adapter is not what was trained: " + "; ".join(problems))
     tokenizer.save_pretrained(str(final_dir))
     trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+    # What this process's adapter gives on the fixed probes: the export re-checks it through plain PEFT.
+    record_fingerprint(trainer.model, final_dir, backend="hf", phase=phases.GRPO.name)
     metrics = grpo.grpo_phase_metrics(
         trainer.state.log_history, global_step=trainer.state.global_step, max_steps=trainer.state.max_steps,
         lora_check=lora_check, resumed_from=resume, entropy_coef=args.entropy_coef, beta=args.beta,

@@ -29,7 +29,11 @@ from pipeline_lib.evaluation import EvalConfig, HFGenerator, metrics_of, run_eva
 def main(argv: list[str] | None = None) -> dict:
     from trl import TrlParser
 
-    (config,) = TrlParser([EvalConfig]).parse_args_and_config(argv)
+    try:
+        (config,) = TrlParser([EvalConfig]).parse_args_and_config(argv)
+    except (FileNotFoundError, ValueError) as exc:  # EvalConfig's checks name the flag and the file
+        print(f"eval_coding_agent.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     start = time.monotonic()
     generate = HFGenerator.load(config.model, config.adapter)
     result = run_evaluation(config, generate)

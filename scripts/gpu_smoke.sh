@@ -4,6 +4,7 @@
 #
 #   bash scripts/gpu_smoke.sh [--workdir DIR] [--layers 2] [--layout mxfp4|bf16] [--wheelhouse DIR]
 #                             [--budget SECONDS] [--kill-phase agent_sft|ipo|tool_calling_sft|none] [--cpu]
+#                             [--continue]
 #
 # 1. (--wheelhouse DIR, default .wheelhouse when it holds site.tar.gz and unsloth is not importable) unpacks
 #    scripts/build_wheelhouse.sh's site.tar.gz onto PYTHONPATH: Unsloth, TRL, datasets, openai-harmony, the
@@ -21,6 +22,9 @@
 #    the logs to $OUT (the device tool's return folder) or <workdir>/out.
 # Every step is bounded by --budget (default 560 s): past it the pipeline is stopped and the report says what did
 # not run. Exit 0 only when the pipeline finished and every check passed.
+# --continue: the same --workdir again (e.g. a second device call when the first ran out of its 10 minutes):
+#    reuses the unpacked packages, model, data, tasks and checks, skips the killed first run, and runs the pipeline
+#    command once more (it resumes where the last call stopped), then the report over both calls.
 # --cpu: the same steps with the tiny GPT-OSS on CPU and the local venv (no wheelhouse): 36 min on the shared
 # 2-core CPU box (load ~12, 2026-11-28).
 set -euo pipefail
@@ -34,6 +38,7 @@ WHEELHOUSE=""
 BUDGET=""
 KILL_PHASE=agent_sft
 CPU=0
+CONTINUE=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --workdir) WORKDIR=$2; shift ;;
@@ -43,6 +48,7 @@ while [[ $# -gt 0 ]]; do
         --budget) BUDGET=$2; shift ;;
         --kill-phase) KILL_PHASE=$2; shift ;;
         --cpu) CPU=1 ;;
+        --continue) CONTINUE=1 ;;
         -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "gpu_smoke.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -63,7 +69,7 @@ WORKDIR=$(realpath "$WORKDIR")
 OUT_DIR=${OUT:-$WORKDIR/out}
 mkdir -p "$OUT_DIR"
 EVENTS=$WORKDIR/smoke_events.jsonl
-: >"$EVENTS"
+((CONTINUE)) || : >"$EVENTS"
 log() { printf '[smoke %s +%ds] %s\n' "$(date '+%H:%M:%S')" $((SECONDS - T0)) "$*" >&2; }
 left() { echo $((BUDGET - (SECONDS - T0))); }
 event() { # event STEP STATUS SECONDS NOTE
@@ -97,7 +103,9 @@ fi
 if [[ -z $WHEELHOUSE && -f $REPO_ROOT/.wheelhouse/site.tar.gz ]] && ! "$PYTHON" -c "import unsloth" 2>/dev/null; then
     WHEELHOUSE=$REPO_ROOT/.wheelhouse
 fi
-if ((!CPU)) && [[ -n $WHEELHOUSE ]]; then
+if ((!CPU)) && [[ -n $WHEELHOUSE ]] && ((CONTINUE)) && [[ -d $WORKDIR/site/unsloth ]]; then
+    export PYTHONPATH=$WORKDIR/site${PYTHONPATH:+:$PYTHONPATH}
+elif ((!CPU)) && [[ -n $WHEELHOUSE ]]; then
     t=$SECONDS
     rm -rf "$WORKDIR/site" && mkdir -p "$WORKDIR/site"
     tar -xzf "$WHEELHOUSE/site.tar.gz" -C "$WORKDIR/site"
@@ -135,20 +143,29 @@ EOF
 event environment ok 0 "$versions"
 
 # ---------------------------------------------------------------- 2. model + data
+# reuse STEP: with --continue, a step whose output is there is not redone.
+reuse() { ((CONTINUE)) && [[ -e $2 ]] && event "$1" "reused (--continue)" 0 "$2"; }
 if ((CPU)); then
     MODEL=$WORKDIR/tiny-gpt-oss-$LAYOUT
-    timed build_model "$PYTHON" "$REPO_ROOT/scripts/make_random_gpt_oss.py" --output_dir "$MODEL" --tiny \
-        --layout "$LAYOUT"
+    BUILD=(--tiny)
 else
     MODEL=$WORKDIR/gpt-oss-${LAYERS}l-$LAYOUT
-    timed build_model "$PYTHON" "$REPO_ROOT/scripts/make_random_gpt_oss.py" --output_dir "$MODEL" \
-        --layers "$LAYERS" --layout "$LAYOUT"
+    BUILD=(--layers "$LAYERS")
 fi
+reuse build_model "$MODEL/config.json" ||
+    timed build_model "$PYTHON" "$REPO_ROOT/scripts/make_random_gpt_oss.py" --output_dir "$MODEL" "${BUILD[@]}" \
+        --layout "$LAYOUT"
 PIPE_DIR=$WORKDIR/run
-timed data_prep "$PYTHON" "$REPO_ROOT/scripts/tui_data_prep.py" --source local \
-    --local-dir "$REPO_ROOT/data/samples" --quick-test --output-dir "$PIPE_DIR/data/coding_tui" || true
-
-eval "$(cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.orchestrate paths --workdir "$PIPE_DIR" --model "$MODEL")"
+# DATA_DIR TOOL_DIR KILL_DIR GRPO_TASKS GRPO_LANGUAGE LOG_DIR STATE_DIR of the --quick-test run below
+eval "$(cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke paths --workdir "$PIPE_DIR" --model "$MODEL" \
+    --kill-phase "$KILL_PHASE")"
+reuse data_prep "$DATA_DIR/prep_report.json" ||
+    timed data_prep "$PYTHON" "$REPO_ROOT/scripts/tui_data_prep.py" --source local \
+        --local-dir "$REPO_ROOT/data/samples" --quick-test --output-dir "$DATA_DIR" || true
+# Phase 4's tasks: a few real mutants of the bundled Python corpus, their tests run in the sandbox (as --tiny does).
+reuse grpo_tasks "$GRPO_TASKS" ||
+    timed grpo_tasks "$PYTHON" "$REPO_ROOT/scripts/16_generate_mutations.py" --language "$GRPO_LANGUAGE" \
+        --programs 5 --max-per-program 2 --output-dir "$(dirname "$GRPO_TASKS")" || true
 
 GPU_CSV=""
 if ((!CPU)) && command -v nvidia-smi >/dev/null; then
@@ -160,13 +177,11 @@ fi
 
 # ---------------------------------------------------------------- 3. the pipeline, killed once
 PIPELINE=(bash "$REPO_ROOT/scripts/run_tui_pipeline.sh" --model "$MODEL" --workdir "$PIPE_DIR" --skip-data
-    --quick-test --batch-profile smoke --save-steps 2 --gates-config "$REPO_ROOT/configs/gates_random_weights.yaml")
+    --quick-test --batch-profile smoke --save-steps 2 --grpo-language "$GRPO_LANGUAGE"
+    --gates-config "$REPO_ROOT/configs/gates_random_weights.yaml")
 export PYTHON
 run1_rc=0
-if [[ $KILL_PHASE != none ]]; then
-    KILL_DIR=$(cd "$REPO_ROOT" && "$PYTHON" -c "import sys; from pathlib import Path; from pipeline_lib.orchestrate \
-import PipelinePaths, model_slug; print(PipelinePaths(Path(sys.argv[1]), model_slug(sys.argv[2])).run_dir(sys.argv[3]))" \
-        "$PIPE_DIR" "$MODEL" "$KILL_PHASE") || KILL_DIR=/nonexistent # no kill; the report says so
+if [[ $KILL_PHASE != none ]] && ((!CONTINUE)); then
     t=$SECONDS
     setsid "${PIPELINE[@]}" >"$WORKDIR/run1.out" 2>&1 &
     RUN1=$!
@@ -194,7 +209,11 @@ fi
 
 # ---------------------------------------------------------------- 4. checks the tiny model cannot make
 checks_rc=0
-if [[ -f $TOOL_DIR/final/adapter_config.json ]]; then
+if ((CONTINUE)) && [[ -f $WORKDIR/checks.json ]]; then
+    event checks "reused (--continue)" 0 "$WORKDIR/checks.json"
+    "$PYTHON" -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["passed"] else 1)' \
+        "$WORKDIR/checks.json" || checks_rc=1
+elif [[ -f $TOOL_DIR/final/adapter_config.json ]]; then
     timed checks env PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pipeline_lib.smoke checks --model "$MODEL" --adapter "$TOOL_DIR/final" \
         --out "$WORKDIR/checks.json" || checks_rc=$?
 else
@@ -223,20 +242,43 @@ else
 fi
 tail -n 25 "$WORKDIR/run2.out"
 
+# ---------------------------------------------------------------- 4b. Unsloth on the MXFP4 folder, if time is left
+# Unsloth left to itself (experts kept packed) saved an adapter without its experts on the H200; the phases load
+# MXFP4 dequantized. Both loads, saved at once: the packed one must fail the saved-adapter check, ours must pass.
+unsloth_rc=0
+if ((CONTINUE)) && [[ -f $WORKDIR/unsloth_mxfp4.json ]]; then
+    event unsloth_mxfp4 "reused (--continue)" 0 "$WORKDIR/unsloth_mxfp4.json"
+    "$PYTHON" -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["passed"] else 1)' \
+        "$WORKDIR/unsloth_mxfp4.json" || unsloth_rc=1
+elif ((!CPU)) && [[ $LAYOUT == mxfp4 ]] && (($(left) > 150)) && "$PYTHON" -c "import unsloth" >/dev/null 2>&1; then
+    timed unsloth_mxfp4 env PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pipeline_lib.smoke \
+        unsloth-mxfp4 --model "$MODEL" --out "$WORKDIR/unsloth_mxfp4.json" >"$WORKDIR/unsloth_mxfp4.out" 2>&1 ||
+        unsloth_rc=$?
+    tail -n 30 "$WORKDIR/unsloth_mxfp4.out"
+else
+    event unsloth_mxfp4 "not run" 0 "needs CUDA + unsloth, --layout mxfp4 and 150 s of budget"
+fi
+
 # ---------------------------------------------------------------- 5. report
 report=(--workdir "$PIPE_DIR" --model "$MODEL" --smoke-log "$EVENTS" --out "$OUT_DIR/gpu_smoke_report"
     --kill-phase "$KILL_PHASE")
 [[ -z $GPU_CSV ]] || report+=(--gpu-csv "$GPU_CSV")
 [[ ! -f $WORKDIR/checks.json ]] || report+=(--checks "$WORKDIR/checks.json")
+[[ ! -f $WORKDIR/unsloth_mxfp4.json ]] || report+=(--unsloth-check "$WORKDIR/unsloth_mxfp4.json")
 (cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke report "${report[@]}") || log "report failed"
+# Logs and small JSON only (the device tool returns a few MB): no weights, no tokenizer copies (27 MB each).
+STATE_REL=${STATE_DIR#"$WORKDIR"/}
 tar -czf "$OUT_DIR/gpu_smoke_logs.tar.gz" -C "$WORKDIR" --exclude='*.safetensors' --exclude='*.gguf' \
-    --exclude='*.pt' --exclude='*.pth' --exclude='*.arrow' run/logs run/checkpoints smoke_events.jsonl run1.out \
-    run2.out $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) $( [[ -n $GPU_CSV ]] && echo gpu_memory.csv) \
-    2>/dev/null || true
-if ((run2_rc == 0 && checks_rc == 0)); then
+    --exclude='*.pt' --exclude='*.pth' --exclude='*.bin' --exclude='*.arrow' --exclude='tokenizer*.json' \
+    --exclude='*.parquet' --exclude='*.jsonl.gz' \
+    "$STATE_REL/logs" "$STATE_REL/checkpoints" smoke_events.jsonl run1.out run2.out \
+    $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) $( [[ -f $WORKDIR/unsloth_mxfp4.out ]] && echo unsloth_mxfp4.out) \
+    $( [[ -n $GPU_CSV ]] && echo gpu_memory.csv) 2>/dev/null || true
+if ((run2_rc == 0 && checks_rc == 0 && unsloth_rc == 0)); then
     log "GPU SMOKE PASSED in $((SECONDS - T0)) s: report $OUT_DIR/gpu_smoke_report.md"
     exit 0
 fi
-log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc) after $((SECONDS - T0)) s:" \
+log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc, unsloth_mxfp4 rc=$unsloth_rc) after" \
+    "$((SECONDS - T0)) s:" \
     "report $OUT_DIR/gpu_smoke_report.md"
 exit 1

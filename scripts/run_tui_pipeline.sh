@@ -465,6 +465,7 @@ evaluate_stages() {
     local args=(pipeline --workdir "$WORKDIR" --model "$MODEL" --language "$GRPO_LANGUAGE") rc=0
     # --tiny and --batch-profile smoke: 4 tasks x 48 tokens + 4 tool calls x 24 tokens per stage
     if ((TINY)) || [[ $PROFILE == smoke ]]; then args+=(--quick); fi
+    ((!QUICK_TEST)) || args+=(--quick-test) # the run's state is under <workdir>/quick-test/
     log "START evaluation"
     local t0=$SECONDS phase_log=$LOG_DIR/phase_evaluation.log
     printf '\n===== %s: evaluation =====\n' "$(date '+%Y-%m-%d %H:%M:%S')" >>"$phase_log"

@@ -208,6 +208,31 @@ def test_cli_on_the_tiny_model(tmp_path, tiny_model_dir, repo_root):
     assert proc.stdout.strip().splitlines()[-1].startswith("eval base: pass_at_1 ")
 
 
+def test_cli_missing_tool_calling_data_is_one_clear_line(tmp_path, repo_root, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_cli", repo_root / "scripts" / "eval_coding_agent.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    tasks = tmp_path / "heldout.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in clamp_tasks()))
+    argv = ["--config", str(repo_root / "configs" / "rust_eval.yaml"), "--task-file", str(tasks),
+            "--tool-calling-data", str(tmp_path / "nothing"), "--adapter", str(tmp_path / "adapter")]
+    with pytest.raises(SystemExit) as exit_info:  # each bad flag is named in turn: first the adapter
+        cli.main(argv)
+    assert exit_info.value.code == 2 and "error: --adapter " in capsys.readouterr().err
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    argv[-2:] = ["--adapter", "", "--model", str(model)]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eval_coding_agent.py: error: --tool_calling_data ") and "--skip_tool_calls" in err
+    assert "Traceback" not in err
+
+
 def test_evaluate_stages_runs_each_stage_once_and_records_a_soft_gate(tmp_path):
     import os
     import time
@@ -275,3 +300,73 @@ def test_pipeline_runs_and_settings_follow_the_workdir(tmp_path, repo_root):
     (tmp_path / "data" / "python" / "grpo" / "heldout.jsonl").write_text("{}\n")
     settings, notes = pipeline_settings(config, tmp_path, "python", quick=False)
     assert "skip_tasks" not in settings and settings["max_new_tokens"] == 1024 and len(notes) == 1
+
+
+def _fake_pipeline_workdir(root, quick_test: bool):
+    """A workdir whose run state (tool-calling held-out rows, an agent_sft adapter, a passed export with its
+    first model card) is where run_tui_pipeline.sh puts it: <root>/quick-test/ for --quick-test, else <root>."""
+    base_model = root / "tiny-gpt-oss"
+    base_model.mkdir(parents=True)
+    (base_model / "config.json").write_text("{}")
+    state = root / "quick-test" if quick_test else root
+    write_heldout(state / "data" / "coding_tui")
+    adapter = state / "checkpoints" / "agent_sft" / "final"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    export = state / "checkpoints" / "tiny-gpt-oss-coding-tui-export"
+    (export / "hf").mkdir(parents=True)
+    manifest = {"passed": True, "base_model": str(base_model), "hf": {"path": str(export / "hf"), "passed": True},
+                "source_adapter": {"phase": "agent_sft", "path": str(adapter)},
+                "gguf": {"status": "disabled (--no-gguf)", "passed": None}}
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    return base_model, state, export
+
+
+def _right_caller(model, adapter_dir):  # every held-out row answered with its own expected call
+    return lambda prompts, n: [' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"i": '
+                               + p.split("Weather ")[1].split("?")[0] + "}<|call|>" for p in prompts]
+
+
+def test_pipeline_step_under_quick_test_uses_the_quick_test_state(tmp_path):
+    """run_tui_pipeline.sh --quick-test trains into <workdir>/quick-test/; its evaluation step reads the adapters and
+    held-out rows there and writes its reports and gate there, never into the production logs/."""
+    from pipeline_lib.evaluation import main
+    from pipeline_lib.gates import read_gates
+
+    base_model, state, _ = _fake_pipeline_workdir(tmp_path, quick_test=True)
+    argv = ["pipeline", "--workdir", str(tmp_path), "--model", str(base_model), "--language", "python"]
+    # control: without --quick-test the step looks at the production state, where nothing was trained
+    assert main(argv, load=_right_caller) == 0
+    assert not (state / "logs").exists() and read_gates(tmp_path / "logs" / "quality_gates.json")["evaluation"][
+        "status"] == "skipped_no_data"
+    assert main([*argv, "--quick-test"], load=_right_caller) == 0
+    reports = sorted(p.name for p in (state / "logs" / "eval").glob("*.json"))
+    assert reports == ["agent_sft.json", "base.json"]
+    assert json.loads((state / "logs" / "eval" / "agent_sft.json").read_text())["metrics"]["tool_call_accuracy"] == 1
+    assert read_gates(state / "logs" / "quality_gates.json")["evaluation"]["stages"] == "base, agent_sft"
+    assert not (tmp_path / "logs" / "eval").exists()
+
+
+def test_pipeline_step_rewrites_the_export_card_with_the_evaluation_table(tmp_path):
+    """The export writes hf/README.md before the evaluation step runs; the step rewrites it with the table."""
+    from pipeline_lib.evaluation import main
+    from pipeline_lib.gguf_export import write_ready_to_use_files
+
+    base_model, state, export = _fake_pipeline_workdir(tmp_path, quick_test=False)
+    manifest = json.loads((export / "manifest.json").read_text())
+    write_ready_to_use_files(manifest, state / "checkpoints", export)  # what Phase 5 wrote on a first run
+    card = export / "hf" / "README.md"
+    assert "No evaluation results" in card.read_text() and "| agent_sft |" not in card.read_text()
+    argv = ["pipeline", "--workdir", str(tmp_path), "--model", str(base_model), "--language", "python"]
+    assert main(argv, load=_right_caller) == 0
+    text = card.read_text()
+    evaluation = text.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
+    assert "No evaluation results" not in evaluation
+    assert "| base | " in evaluation and "| agent_sft | " in evaluation and "tool_call_accuracy" in evaluation
+    # an export that failed its checks keeps its card as it is (nothing to advertise)
+    manifest["passed"] = False
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    card.write_text("old card\n")
+    (tmp_path / "logs" / "eval" / "agent_sft.json").unlink()
+    assert main(argv, load=_right_caller) == 0
+    assert card.read_text() == "old card\n"

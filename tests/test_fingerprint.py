@@ -117,3 +117,57 @@ def test_probes_run_eager_and_flex_is_restored(tiny_model_dir: Path) -> None:
     m = measure(model, harmony_probe_ids()[:1])  # no adapter: base == adapter, effect 0
     assert m["adapter_effect_rel"] == 0.0 and m["tensors"]["adapter"].shape == (m["positions"], 512)
     assert model.config._attn_implementation == "flex_attention"
+
+
+def test_saved_adapter_holds_what_was_trained_with_controls(tiny_model_dir: Path, adapter: Path,
+                                                            tmp_path: Path) -> None:
+    """The saved-adapter check passes on a complete PEFT save and fails when the expert tensors are missing
+    (what Unsloth wrote from a packed-MXFP4 model) or when any trained LoRA value is missing."""
+    from safetensors.torch import load_file, save_file
+
+    from pipeline_lib.fingerprint import ADAPTER_FILE, saved_adapter_problems
+
+    model = _load(tiny_model_dir, adapter)
+    for name, param in model.named_parameters():  # as in training: LoRA trainable, base frozen
+        param.requires_grad_("lora_" in name)
+    assert saved_adapter_problems(adapter, model) == []
+
+    weights = load_file(str(adapter / ADAPTER_FILE))
+    no_experts = tmp_path / "no_experts"
+    no_experts.mkdir()
+    save_file({k: v for k, v in weights.items() if "experts" not in k}, str(no_experts / ADAPTER_FILE))
+    problems = saved_adapter_problems(no_experts, model)
+    assert len(problems) == 2 and "holds no expert LoRA tensor" in problems[0], problems
+
+    one_missing = tmp_path / "one_missing"
+    one_missing.mkdir()
+    dropped = next(k for k in sorted(weights) if "q_proj" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(one_missing / ADAPTER_FILE))
+    problems = saved_adapter_problems(one_missing, model)
+    assert len(problems) == 1 and "LoRA values" in problems[0], problems
+
+    missing = tmp_path / "nowhere" / ADAPTER_FILE
+    assert saved_adapter_problems(missing.parent, model) == [f"{missing} was not written"]
+
+
+def test_fingerprint_ignores_accelerates_autocast_wrapper(tiny_model_dir: Path, adapter: Path) -> None:
+    """A Trainer with bf16=True wraps model.forward in autocast (Accelerator.prepare_model); the fingerprint is
+    taken through the model's own forward, so a plain PEFT reload matches it at fp32 tolerance. Control: the
+    wrapped forward itself gives different logits (the mismatch the training process would have recorded)."""
+    import torch
+    from accelerate import Accelerator
+
+    from pipeline_lib.fingerprint import _logits, measure
+    from pipeline_lib.merge import harmony_probe_ids
+
+    model = _load(tiny_model_dir, adapter)
+    plain = _logits(model, harmony_probe_ids()[:1])
+    Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    assert "_original_forward" in model.__dict__, "accelerate no longer wraps forward: the test is moot"
+    wrapped = _logits(model, harmony_probe_ids()[:1])
+    assert (wrapped - plain).abs().max().item() > 1e-3  # the control: autocast changes the logits
+
+    measured = measure(model)
+    reference = measure(_load(tiny_model_dir, adapter))
+    assert torch.equal(measured["tensors"]["adapter"], reference["tensors"]["adapter"])
+    assert model.forward.__func__ is not model._original_forward.__func__  # the wrapper is put back

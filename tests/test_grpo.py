@@ -139,6 +139,10 @@ def test_bad_flags_fail_clearly(repo_root, adapter_stub, task_file, tmp_path, ca
                  "--task_source", "--output_dir", "--language", "--num_generations", "--developer_prompt",
                  "--reward_tests"):
         assert flag in help_text, flag
+    # the script's own account of Phase 4 heads --help, line breaks kept (TrlParser alone printed only the flags)
+    assert "Phase 4: GRPO of the coding-agent LoRA policy with execution rewards" in help_text
+    assert "\n    python3 scripts/18_grpo_rl.py --config configs/grpo.yaml --language rust\n" in help_text
+    assert "(default: 0.6)" in help_text  # the flags still show their defaults (configs/grpo.yaml's reward_tests)
 
 
 # ----------------------------------------------------------------------------------------------- tasks

@@ -106,3 +106,23 @@ def test_changed_base_weight_fails_the_check(tiny_model_dir):
     for before in (exact, fingerprint):
         check = verify_lora_updates(before, model)
         assert not check["passed"] and len(check["base_changed"]) == 1 and "gate_up_proj" in check["base_changed"][0]
+
+
+def test_is_moe_sees_packed_experts_and_not_dense_models() -> None:
+    """A GPT-OSS whose experts are stored as 4-D uint8 MXFP4 blocks (as Unsloth keeps a released checkpoint) is
+    still MoE: the old shape test ("3-D gate_up_proj") said no, so LoRA went on attention only with the experts
+    check switched off. Control: a dense Llama is not MoE."""
+    from transformers import GptOssConfig, GptOssForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    small = dict(hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=32, vocab_size=128)
+    with torch.device("meta"):
+        moe = GptOssForCausalLM(GptOssConfig(**small, num_local_experts=4, num_experts_per_tok=2))
+        dense = LlamaForCausalLM(LlamaConfig(**small))
+    experts = moe.model.layers[0].mlp.experts
+    experts.gate_up_proj = torch.nn.Parameter(torch.zeros(4, 128, 2, 16, dtype=torch.uint8, device="meta"),
+                                              requires_grad=False)
+    assert experts.gate_up_proj.ndim == 4 and is_moe(moe)
+    moe.config.num_local_experts = 0  # the module name alone still tells
+    assert is_moe(moe)
+    assert not is_moe(dense)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -391,11 +392,49 @@ def test_rust_tasks_fail_and_their_fix_passes():
     result = generate("rust", programs, runner=RUNNER, heldout_fraction=0.0, max_per_program=2)
     assert len(result.train) == 2
     for row in result.train:
-        assert row["test_command"] == ["cargo", "test", "--offline", "-q"]
+        assert row["test_command"] == ["cargo", "test", "--offline", "-q", "--", "--test-threads=1"]
         assert set(row["files"]) == {"Cargo.toml", "src/lib.rs", "src/clamp.rs"}
         assert "panicked" in row["failure"]
         fixed = RUNNER({**row["files"], row["buggy_file"]: row["reference_fix"]}, row["test_command"], 120)
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+@pytest.mark.slow
+def test_rust_regeneration_is_byte_stable():
+    """The same corpus gives the same task rows: no thread ids, timings or failure order that change per run."""
+    programs = [p for p in load_corpus("rust", default_source("rust")) if p.name == "base_convert"]
+    runs = [generate("rust", programs, runner=RUNNER, heldout_fraction=0.0, max_per_program=2) for _ in range(2)]
+    first, second = ([json.dumps(row, sort_keys=True) for row in result.train] for result in runs)
+    assert first == second and len(first) == 2
+    failures = [row["failure"] for row in runs[0].train]
+    # the case that used to differ: several failing tests, whose blocks came in the order their threads finished
+    assert max(f.count("\n---- ") for f in failures) >= 2, failures
+    assert all(re.search(r"thread '[^']*' panicked at src/base_convert.rs", f) for f in failures)
+    assert not any(re.search(r"thread '[^']*' \(\d+\)|finished in 0\.0[1-9]", f) for f in failures)
+
+
+def test_normalised_test_output_drops_only_run_to_run_noise():
+    from pipeline_lib.agent_tasks import format_test_run, normalise_test_output
+
+    def rust(thread_id: int, seconds: str, right: str) -> str:
+        return (f"---- m::tests::t stdout ----\n\nthread 'm::tests::t' ({thread_id}) panicked at src/m.rs:9:5:\n"
+                f"assertion `left == right` failed\n  left: 1\n right: {right}\n\ntest result: FAILED. 0 passed; "
+                f"1 failed; 0 ignored; 0 measured; 0 filtered out; finished in {seconds}s\n")
+
+    def python(folder: str, seconds: str) -> str:
+        return (f'  File "/tmp/pipeline-sandbox-{folder}/work/test_m.py", line 3, in test_t\n'
+                f"AssertionError: 1 != 2\n\n---\nRan 4 tests in {seconds}s\n\nFAILED (failures=1)\n")
+
+    assert normalise_test_output(rust(34, "0.01", "2")) == normalise_test_output(rust(36, "0.00", "2"))
+    assert "thread 'm::tests::t' panicked at src/m.rs:9:5" in normalise_test_output(rust(34, "0.01", "2"))
+    assert normalise_test_output(python("p2ut05fg", "0.001")) == normalise_test_output(python("bpln7afa", "0.013"))
+    assert 'File "test_m.py", line 3' in normalise_test_output(python("p2ut05fg", "0.001"))
+    # controls: what the test really reported still differs, and so does a path that is not the sandbox's
+    assert normalise_test_output(rust(34, "0.01", "2")) != normalise_test_output(rust(34, "0.01", "3"))
+    assert normalise_test_output('File "/usr/lib/python3.12/unittest/case.py"') == \
+        'File "/usr/lib/python3.12/unittest/case.py"'
+    assert format_test_run(["cargo", "test"], 101, rust(34, "0.01", "2"), "") == \
+        format_test_run(["cargo", "test"], 101, rust(35, "0.02", "2"), "")
 
 
 def test_no_sandbox_means_exit_2_not_an_unsandboxed_run(user_corpus: Path, tmp_path: Path, monkeypatch, capsys):

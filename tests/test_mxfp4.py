@@ -166,3 +166,26 @@ def test_a_model_loaded_from_mxfp4_saves_its_experts(released, tmp_path: Path) -
     finally:
         modeling.forget_mxfp4_conversion = original
     assert "model.layers.0.mlp.experts.gate_up_proj" not in broken and {"gate_up_proj$", "down_proj$"} <= broken
+
+
+def test_is_mxfp4_checkpoint_tells_the_released_layout_from_bf16(released, tiny_model_dir: Path) -> None:
+    """The unsloth backend dequantizes exactly the folders this says are MXFP4 (control: the bf16 tiny model)."""
+    from pipeline_lib.unsloth_utils import is_mxfp4_checkpoint
+
+    folder, _, _ = released
+    assert is_mxfp4_checkpoint(folder)
+    assert not is_mxfp4_checkpoint(tiny_model_dir)
+
+
+def test_backend_on_a_released_checkpoint_is_hf_and_unsloth_is_refused(released, tiny_model_dir: Path) -> None:
+    """auto picks hf on MXFP4 (Unsloth's adapter from it did not reproduce through PEFT on the H200) and an explicit
+    unsloth is refused with the reason; a bf16 folder is untouched (control: auto resolves as before)."""
+    from pipeline_lib.unsloth_utils import resolve_backend
+
+    folder, _, _ = released
+    assert resolve_backend("auto", model=folder) == "hf"
+    assert resolve_backend("auto", model="openai/gpt-oss-20b") == "hf"
+    with pytest.raises(RuntimeError, match="MXFP4: pass --backend hf or fast"):
+        resolve_backend("unsloth", model=folder)
+    assert resolve_backend("fast", model=folder) == "fast"
+    assert resolve_backend("auto", model=tiny_model_dir) == resolve_backend("auto")

@@ -431,6 +431,9 @@ def test_tiny_run_completes_with_gates_and_exports(tiny_run):
         assert report["tool_calls"]["n"] > 0 and report["tasks"]["n"] > 0, stage
     export = work / "checkpoints" / "tiny-gpt-oss-coding-tui-export"
     assert (export / "hf" / "config.json").is_file() and list((export / "gguf_q4").glob("*.gguf"))
+    # the card, written by the export before the evaluation ran, was rewritten with the evaluation table
+    card_evaluation = (export / "hf" / "README.md").read_text().split("## Evaluation", 1)[1].split("\n## ", 1)[0]
+    assert "| base | " in card_evaluation and "| grpo | " in card_evaluation, card_evaluation
     summary = (work / "logs" / "summary.md").read_text()
     for phase in ("data_prep", "tool_calling_sft", "merge", "agent_sft", "ipo", "grpo", "export"):
         assert f"| {phase} |" in summary

@@ -18,6 +18,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED_CORPUS = REPO_ROOT / "data" / "seed_corpus"
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+# libtest single-threaded: the tests of one module take milliseconds, and one thread makes the order of the
+# failure blocks in the output fixed (with the default thread pool it follows which test finished first, so the
+# same mutant gave different task rows and trajectories on every run).
+RUST_TEST_COMMAND = ["cargo", "test", "--offline", "-q", "--", "--test-threads=1"]
 CORPUS_LAYOUT = {
     "python": "<DIR>/<name>.py with <DIR>/test_<name>.py beside it (stdlib unittest; run as "
               "'python -m unittest test_<name>' in a folder holding just those two files)",
@@ -129,5 +133,5 @@ def load_rust_corpus(root: Path) -> list[SeedProgram]:
         if "#[cfg(test)]" not in text:
             raise CorpusError(f"{path}: no '#[cfg(test)]' tests module ({CORPUS_LAYOUT['rust']})")
         files = {"Cargo.toml": cargo_text, "src/lib.rs": f"pub mod {name};\n", f"src/{name}.rs": text}
-        programs.append(SeedProgram(name, files, f"src/{name}.rs", ["cargo", "test", "--offline", "-q"], str(path)))
+        programs.append(SeedProgram(name, files, f"src/{name}.rs", RUST_TEST_COMMAND, str(path)))
     return programs

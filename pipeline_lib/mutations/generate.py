@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import sandbox
+from pipeline_lib.agent_tasks import normalise_test_output
 from pipeline_lib.mutations.common import Mutant
 from pipeline_lib.mutations.corpus import SeedProgram
 from pipeline_lib.mutations.python_ops import python_mutants
@@ -90,8 +91,9 @@ def default_runner() -> tuple[Runner, str]:
 
 
 def failure_excerpt(run: SuiteRun, files: Iterable[str], limit: int = EXCERPT_CHARS) -> str:
-    """The informative part of a failing run's output, temp-dir paths removed, at most ``limit`` characters."""
-    text = (run.stdout + "\n" + run.stderr).strip()
+    """The informative part of a failing run's output, temp-dir paths, thread ids and timings removed
+    (``agent_tasks.normalise_test_output``: regenerating gives the same bytes), at most ``limit`` characters."""
+    text = normalise_test_output(run.stdout + "\n" + run.stderr).strip()
     for name in files:
         text = re.sub(r"[^\s\"'(]*/(?=" + re.escape(name) + r"\b)", "", text)
     starts = [i for marker in ("\n=====", "\nfailures:", "\nerror", "\n---- ") if (i := text.find(marker)) >= 0]
