@@ -165,15 +165,20 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     }
 
 
-def record_fingerprint(model: Any, out_dir: str | os.PathLike, **info: Any) -> dict[str, Any]:
-    """Write FINGERPRINT_FILE (+ FINGERPRINT_JSON) into ``out_dir``; returns the JSON summary."""
+def record_fingerprint(model: Any, out_dir: str | os.PathLike, *, write: bool = True, **info: Any) -> dict[str, Any]:
+    """Write FINGERPRINT_FILE (+ FINGERPRINT_JSON) into ``out_dir``; returns the JSON summary.
+
+    ``write=False``: measure only. Under FSDP2 every rank must run the forward (each layer's weights are
+    all-gathered from all ranks), and rank 0 alone writes."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     m = measure(model)
-    save_file(m.pop("tensors"), str(out / FINGERPRINT_FILE))
+    tensors = m.pop("tensors")
     summary = {**m, "device": str(next(model.parameters()).device), **info}
-    (out / FINGERPRINT_JSON).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if write:
+        save_file(tensors, str(out / FINGERPRINT_FILE))
+        (out / FINGERPRINT_JSON).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

@@ -197,6 +197,9 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     writer = trainer.is_world_process_zero()
     trainer.save_model(str(final))  # saves on rank 0 only (TrainingArguments.should_save)
     fingerprint: dict[str, Any] = {}
+    # FSDP2: the fingerprint's forward all-gathers every layer, so all ranks run it (rank 0 writes); under DDP rank
+    # 0's copy of the adapter is every rank's and it runs alone.
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
     if writer:
         from pipeline_lib.fingerprint import AdapterSaveMismatch, saved_adapter_problems
 
@@ -207,12 +210,13 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         final.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(final))
         trainer.state.save_to_json(str(final / "trainer_state.json"))
+    if writer or sharded:
         # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
-        # Rank 0's copy of the adapter is every rank's (data parallel).
         from pipeline_lib.fingerprint import record_fingerprint
 
         try:
-            fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
+            fingerprint = record_fingerprint(trainer.model, final, write=writer, backend=model_info["backend"],
+                                             phase=phase)
         except Exception as exc:  # the adapter itself is saved: later loaders then report "not recorded"
             fingerprint = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             print(f"[{phase}] WARNING: could not record the adapter's logits fingerprint: {fingerprint['error']}",
