@@ -85,7 +85,7 @@ DEFAULT_WORKLOADS = ("phase1_r64_4k", "phase2_r128_32k_packed", "ipo_2x8192", "t
 # it trains and how its micro-batch becomes rows. IPO: TRL's DPOTrainer counts pairs, and each pair is a chosen and a
 # rejected row (2 x batch rows of up to seq tokens). GRPO: the orchestrator passes no length to 18_grpo_rl.py (its
 # rows are a prompt + <= 2,048 completion tokens), so the profile's seq is an upper bound, measured as such.
-PROFILE_PHASES = {  # names from the phase table (pipeline_lib/phases.py)
+PROFILE_PHASES = {
     phases.TOOL_CALLING.name: {"lora_r": 64},
     phases.AGENT_SFT.name: {"lora_r": 128, "doc_tokens": 3000},
     phases.IPO.name: {"lora_r": 128, "kind": "ipo", "prompt_fraction": 0.25},

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import phases
-from pipeline_lib.merge import MergeSettings, check, harmony_probe_ids, logits_agreement, merge_adapter
+from pipeline_lib.merge import MergeSettings, check, merge_adapter
+from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
 from pipeline_lib.provenance import REPO_ROOT, git_sha, provenance, write_json_atomic
 from pipeline_lib.vocab import sha256_of
 
@@ -50,7 +51,7 @@ class GgufSettings:
 
     quants: list[str] = field(default_factory=lambda: ["Q4_K_M", "MXFP4_MOE"])
     keep_bf16: bool = False  # the BF16 GGUF is the tight reference; ~39 GB on the 20B, so dropped unless asked
-    # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.merge.logits_agreement: per-position max|d| / std(HF), 90th
+    # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.probes.logits_agreement: per-position max|d| / std(HF), 90th
     # percentile; the max alone trips on one router near-tie flip). Measured on tiny merged models with bf16 weights
     # and the merge probes: p90 0.017, median 0.014 (max 0.017-2.06: routing flips).
     # Mapping bugs: sinks zeroed p90 1.0 / median 0.21 (here), gate/up swapped 0.65, sinks off 0.54, no sliding
@@ -371,7 +372,6 @@ def hf_reference_logits(hf_dir: Path) -> dict[str, Any]:
     """HF logits on the Harmony probes, the reference every GGUF is compared with (fp32 on CPU, bf16 on CUDA)."""
     import torch
 
-    from pipeline_lib.merge import probe_logits
     from pipeline_lib.modeling import detect_precision, load_causal_lm
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 

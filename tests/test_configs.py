@@ -53,7 +53,7 @@ def validate_data_prep(path: Path) -> None:
 
 def _validate_sft(script_cls_name: str, config_cls_name: str):
     def validate(path: Path) -> None:
-        from pipeline_lib import sft
+        from pipeline_lib import sft_config as sft
 
         script_args, training_args = sft.parse_phase_args(getattr(sft, script_cls_name),
                                                           getattr(sft, config_cls_name), path, argv=[])
