@@ -41,25 +41,42 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 SMOKE_PROMPT = "Write a Python function that reverses a string."
 
 
+SAVE_DTYPES = ("bfloat16", "float16", "float32")
+
+
 @dataclass
 class MergeSettings:
-    """Thresholds of the merge checks (configs/merge.yaml holds the same values with their reasons)."""
+    """The merge checks' thresholds and the saved layout. Each field is a ``19_merge_adapter.py`` flag and a
+    configs/merge.yaml key (the YAML holds the same values with their reasons); the merge (Phase 1.5) and the HF half
+    of the export (Phase 5) both take it."""
 
-    save_dtype: str = "bfloat16"
+    save_dtype: str = field(default="bfloat16", metadata={"help": f"Saved weights' dtype: one of {SAVE_DTYPES}"})
+    max_shard_size: str = field(default="5GB", metadata={"help": "safetensors shard size"})
     # rel_p90 of merged vs base+adapter (logits_agreement). fp32 measured 2e-6..7e-6 on the tiny model. bf16 (CUDA,
     # where fp32 would need ~84 GB for the 20B) carries its own rounding noise: a correct bf16 merge of the tiny
     # model measured 0.037 whatever the adapter's size (CPU bf16, 2026-11-25), over the 3e-2 first guessed here.
-    logits_rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 0.1})
+    logits_rel_tol_float32: float = field(default=1e-4, metadata={"help": "merged==adapter rel_p90 tolerance, fp32"})
+    logits_rel_tol_bfloat16: float = field(default=0.1, metadata={"help": "merged==adapter rel_p90 tolerance, bf16"})
     # bf16 only: the merged model must also reproduce the adapter's effect on the logits to within this fraction of
     # it (tolerance = max(absolute, fraction x adapter effect)). Measured on the tiny model in bf16: correct merge
     # 0.037; expert deltas dropped 1.99 (effect 2.63) and 0.17 (effect 0.24, a 10x smaller adapter).
-    bf16_effect_fraction: float = 0.25
+    logits_bf16_effect_fraction: float = field(default=0.25, metadata={
+        "help": "bf16: tolerance >= this fraction of the adapter's own effect on the logits"})
     # bf16 only: tolerance >= noise_factor x the layout noise measured in the same call (probe_logits with a suffix).
-    noise_factor: float = 2.0
-    min_size_fraction: float = 0.9
-    smoke_new_tokens: int = 48
-    smoke_min_unique_chars: int = 10
-    max_shard_size: str = "5GB"
+    logits_bf16_noise_factor: float = field(default=2.0, metadata={
+        "help": "bf16: tolerance >= this multiple of the layout noise measured in the same call"})
+    min_size_fraction: float = field(default=0.9, metadata={"help": "Size floor: fraction of params x dtype bytes"})
+    smoke_new_tokens: int = field(default=48, metadata={"help": "Smoke test: greedy tokens generated"})
+    smoke_min_unique_chars: int = field(default=10, metadata={"help": "Smoke test: distinct characters required"})
+
+    def __post_init__(self) -> None:
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"--save_dtype {self.save_dtype}: expected one of {', '.join(SAVE_DTYPES)}")
+        if not 0 < self.min_size_fraction <= 1:
+            raise ValueError(f"--min_size_fraction {self.min_size_fraction}: expected a fraction in (0, 1]")
+
+    def logits_rel_tol(self, compute_dtype: str) -> float:
+        return {"float32": self.logits_rel_tol_float32, "bfloat16": self.logits_rel_tol_bfloat16}[compute_dtype]
 
 
 def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect: float, noise: float) -> float:
@@ -67,9 +84,10 @@ def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect:
     adapter's own effect and a multiple of the noise measured in the same call. bf16 noise depends on the model:
     0.037 on the tiny one, ~1.5 on a random-weight 20B whose top-k routing is chaotic (H100, 2026-11-25), where a
     12-layer merge measured 1.47 against an adapter effect of 4.03; a fixed number would fail correct merges."""
-    tol = settings.logits_rel_tol[compute_dtype]
+    tol = settings.logits_rel_tol(compute_dtype)
     if compute_dtype == "bfloat16":
-        tol = max(tol, settings.bf16_effect_fraction * adapter_effect, settings.noise_factor * noise)
+        tol = max(tol, settings.logits_bf16_effect_fraction * adapter_effect,
+                  settings.logits_bf16_noise_factor * noise)
     return tol
 
 
@@ -213,9 +231,10 @@ def merge_and_check_logits(peft_model, probes: list[list[int]], compute_dtype: s
     agreement = logits_agreement(adapter_logits, merged_logits)
     effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
     tol = merge_tolerance(settings, compute_dtype, effect, noise)
-    parts = {"rel_tol": settings.logits_rel_tol[compute_dtype]}
+    parts = {"rel_tol": settings.logits_rel_tol(compute_dtype)}
     if compute_dtype == "bfloat16":
-        parts.update(effect_term=settings.bf16_effect_fraction * effect, noise_term=settings.noise_factor * noise)
+        parts.update(effect_term=settings.logits_bf16_effect_fraction * effect,
+                     noise_term=settings.logits_bf16_noise_factor * noise)
     return merged, check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
                          rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
                          argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
