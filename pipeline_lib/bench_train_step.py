@@ -444,20 +444,25 @@ def check_fast_numerics(args: argparse.Namespace, workload: Workload, device: st
 
 
 FP32_TOL = 1e-4
-# bf16 kernel check (1 layer, identical routing): fast vs stock bf16 differ by rounding only. Set from the CPU run of
-# tests/test_fast_path.py (tiny model: worst slice ~1e-2); the dropped-expert control sits at 1.0.
+# bf16 kernel check (1 layer): the fast path's bf16 error against the same model in exact (fp32) arithmetic may be at
+# most BF16_ERR_FACTOR x stock PEFT's bf16 error against it (floor BF16_KERNEL_TOL). Until run 3a (H200, 2026-11-28
+# 15:05) the check compared fast bf16 with stock bf16 directly against a fixed 0.1 set on the CPU tiny model: the
+# fused kernels (fp32 inside) then measured 0.166 on one expert's lora_A slice while the fp32 check passed (4.5e-6) —
+# two roundings compared with each other, neither known to be the better one. The control (one expert's LoRA B
+# dropped) sits at 1.0 either way.
 BF16_KERNEL_TOL = 0.1
+BF16_ERR_FACTOR = 1.5
 
 
 def check_bf16_kernel(args: argparse.Namespace, workload: Workload, device: str, *, check_tokens: int
                       ) -> dict[str, Any]:
-    """The fast path as it trains (bf16, the grouped-GEMM kernel on CUDA) vs stock PEFT in bf16, on ONE layer.
+    """The fast path as it trains (bf16, the grouped-GEMM and fused kernels on CUDA) against stock PEFT in bf16, both
+    measured against the same one-layer model in fp32 (TF32 off; eager experts on CUDA).
 
-    With one layer both paths route every token identically (the router sees the same embeddings), so the only
-    difference is bf16 rounding of W + s·AB vs x·W + s·(x·A)·B — unlike deeper models, where a rounding difference
-    flips routing downstream and drowns any comparison (the fp32 check above is the verdict on the maths). Passes
-    when the worst per-expert LoRA-gradient error is <= ``BF16_KERNEL_TOL`` and the loss agrees to 1%, and the
-    dropped-expert control fails.
+    With one layer the bf16 paths route every token identically (same bf16 router), so their errors against fp32 are
+    rounding. Passes when the fast path's worst per-expert LoRA-gradient error against fp32 is at most
+    max(``BF16_KERNEL_TOL``, ``BF16_ERR_FACTOR`` x stock's), its loss error at most max(1% of the loss, 1.5 x
+    stock's), and the dropped-expert control exceeds the gradient tolerance.
     """
     import torch
 
@@ -481,19 +486,32 @@ def check_bf16_kernel(args: argparse.Namespace, workload: Workload, device: str,
         fast_path.set_drop_expert_lora_b(peft_model, None)
         return float(loss.detach()), lora_grads(peft_model)
 
-    ref_loss, ref = run("hf")
+    stock_loss, stock = run("hf")
     fast_loss, fast = run("fast")
     ctl_loss, ctl = run("fast", drop=1)
-    fast_err, fast_where = grad_error(ref, fast, n_experts)
-    ctl_err, _ = grad_error(ref, ctl, n_experts)
-    loss_ok = abs(fast_loss - ref_loss) <= 1e-2 * abs(ref_loss)
-    fast_ok = fast_err <= BF16_KERNEL_TOL and loss_ok
-    ctl_caught = ctl_err > BF16_KERNEL_TOL
+    peft_model.float()  # the same weights (bf16 values are exact in fp32), exact arithmetic
+    if device == "cuda":
+        model.config._experts_implementation = "eager"
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        exact_loss, exact = run("hf")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    stock_err, _ = grad_error(exact, stock, n_experts)
+    fast_err, fast_where = grad_error(exact, fast, n_experts)
+    ctl_err, _ = grad_error(exact, ctl, n_experts)
+    tol = max(BF16_KERNEL_TOL, BF16_ERR_FACTOR * stock_err)
+    loss_tol = max(1e-2 * abs(exact_loss), 1.5 * abs(stock_loss - exact_loss))
+    fast_ok = fast_err <= tol and abs(fast_loss - exact_loss) <= loss_tol
+    ctl_caught = ctl_err > tol
     return {"passed": bool(fast_ok and ctl_caught), "fast_matches": bool(fast_ok), "control_caught": bool(ctl_caught),
             "layers": 1, "kernel": "grouped_mm" if device == "cuda" else "per-expert loop (CPU)",
-            "loss": {"stock_bf16": ref_loss, "fast_bf16": fast_loss, "control": ctl_loss},
-            "grad_rel_err": {"fast": fast_err, "control": ctl_err, "tolerance": BF16_KERNEL_TOL,
-                             "worst_fast": fast_where}}
+            "verdict": "bf16 errors against the same model in fp32: fast <= max(floor, 1.5 x stock)",
+            "loss": {"fp32": exact_loss, "stock_bf16": stock_loss, "fast_bf16": fast_loss, "control": ctl_loss,
+                     "tolerance": loss_tol},
+            "grad_rel_err": {"fast": fast_err, "stock": stock_err, "control": ctl_err, "tolerance": tol,
+                             "fast_vs_stock": grad_error(stock, fast, n_experts)[0], "worst_fast": fast_where}}
 
 
 # ---------------------------------------------------------------------------------------------------------- timing

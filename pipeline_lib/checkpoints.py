@@ -1,6 +1,7 @@
 """Which checkpoint a phase resumes from and whether a finished adapter is usable: one rule, used by the
 orchestrator (skip / resume / fresh), by every phase script's ``--resume_from_checkpoint auto`` and by the export's
-adapter choice."""
+adapter choice. Also how every training phase resumes (train_to_max_steps) and the check that a resume trained
+something (resume_problems)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from pipeline_lib.gates import safetensors_problem
 
@@ -94,3 +96,32 @@ def final_adapter_problem(final: Path) -> str | None:
         if problem:
             return problem
     return None
+
+
+def train_to_max_steps(trainer: Any, resume: str | None) -> None:
+    """``trainer.train(resume_from_checkpoint=resume)``, except when that checkpoint already reached max_steps.
+
+    transformers 5.17 checks max_steps only after an optimizer step: resuming a checkpoint at global_step ==
+    max_steps mid-epoch (agent SFT: checkpoint-30 of a max_steps 30 run, 30 steps not a whole number of epochs)
+    trained a 31st step. Then the checkpoint's weights and trainer state are loaded as they are (Trainer's own
+    ``_load_from_checkpoint``, what ``train(resume_from_checkpoint=...)`` calls) and nothing is trained.
+    """
+    if resume:
+        from transformers import TrainerState
+
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        if 0 < trainer.args.max_steps <= state.global_step:
+            trainer._load_from_checkpoint(resume)
+            trainer.state = state
+            print(f"{Path(resume).name} is at global_step {state.global_step} >= max_steps "
+                  f"{trainer.args.max_steps}: nothing left to train, final/ is written from it")
+            return
+    trainer.train(resume_from_checkpoint=resume)
+
+
+def resume_problems(metrics: dict[str, Any]) -> list[str]:
+    """A resume that trained nothing (global_step never passed the resumed step): the rule every phase checks."""
+    resumed = metrics.get("resumed_from_step")
+    if resumed is not None and resumed < metrics["max_steps"] and metrics["global_step"] <= resumed:
+        return [f"resume trained nothing: global_step stayed at {resumed}"]
+    return []

@@ -468,22 +468,18 @@ def summary_section(eval_dir: str | os.PathLike, stages: Sequence[str]) -> list[
 def pipeline_paths(workdir: str | os.PathLike, model: str, language: str = "python", *, quick_test: bool = False):
     """The orchestrator's ``PipelinePaths`` for this run: with ``quick_test`` its data, checkpoints and logs are
     under ``<workdir>/quick-test/`` (what ``run_tui_pipeline.sh --quick-test`` trains into), else the workdir's."""
-    from pipeline_lib.orchestrate import PipelinePaths, model_slug
+    from pipeline_lib.paths import PipelinePaths
 
-    return PipelinePaths(Path(workdir), model_slug(model), language, quick_test)
+    return PipelinePaths(Path(workdir), phases.model_slug(model), language, quick_test)
 
 
 def pipeline_runs(workdir: str | os.PathLike, model: str, *, quick_test: bool = False) -> list[StageRun]:
     """The base model, then every trained stage of the pipeline in ``workdir`` (``<workdir>/quick-test`` with
     ``quick_test``) whose final/ adapter exists."""
-    from pipeline_lib.orchestrate import TRAINED_PHASES
-
     paths = pipeline_paths(workdir, model, quick_test=quick_test)
     runs = [StageRun(BASE_STAGE, model, None)]
-    for phase in TRAINED_PHASES:
-        final = paths.run_dir(phase) / "final"
-        if (final / "adapter_config.json").is_file():
-            runs.append(StageRun(phase, None, str(final)))
+    for phase, final in paths.final_adapters():
+        runs.append(StageRun(phase.name, None, str(final)))
     return runs
 
 

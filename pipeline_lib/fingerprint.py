@@ -7,13 +7,13 @@ A training phase may run on another stack than the phases that load its adapter:
 kernels, an adapter config with ``lora_B_layout`` / ``unsloth_fused_expert_lora`` keys that PEFT ignores) trains,
 plain PEFT merges, trains IPO and exports. If the saved adapter does not mean the same thing to PEFT, everything
 after it silently works on another model. So the training process records, in ``final/``, the logits its own model
-gives on fixed Harmony probes (pipeline_lib.merge.PROBE_CONVERSATIONS, < 100 tokens) — a fixed sample of 512
+gives on fixed Harmony probes (pipeline_lib.probes.PROBE_CONVERSATIONS, < 100 tokens) — a fixed sample of 512
 vocabulary columns at every position (a full row is 201,088 floats), the argmax over the whole vocabulary, the same
 columns with the adapter disabled (the adapter's own effect, to say whether the check can see a lost tensor) and the
 layout noise of the model (the probe re-run with a suffix: the same logits in exact arithmetic). The loader
 recomputes them and fails loudly when they differ.
 
-Measure (as pipeline_lib.merge.logits_agreement): rel = max over the sampled columns |d| / std(recorded), per
+Measure (as pipeline_lib.probes.logits_agreement): rel = max over the sampled columns |d| / std(recorded), per
 position, 90th percentile. Tolerance = max(rel_tol[dtype], noise_factor x the larger layout noise of the two
 processes). fp32 (CPU): the same weights through PEFT reproduce the training process to ~1e-6. bf16: 0.1, above
 Unsloth's loader vs PEFT's on the 2-layer real shape (max 0.058 against an adapter effect of 14.2, H200 2026-11-28)
@@ -143,7 +143,7 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     """The fingerprint tensors of ``model`` (a PeftModel with its adapter active) and its layout noise."""
     import torch
 
-    from pipeline_lib.merge import harmony_probe_ids, logits_agreement
+    from pipeline_lib.probes import harmony_probe_ids, logits_agreement
 
     probes = probes or harmony_probe_ids()
     with _eval_mode(model), _eager_attention(model), _without_autocast_wrapper(model):
@@ -165,15 +165,20 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     }
 
 
-def record_fingerprint(model: Any, out_dir: str | os.PathLike, **info: Any) -> dict[str, Any]:
-    """Write FINGERPRINT_FILE (+ FINGERPRINT_JSON) into ``out_dir``; returns the JSON summary."""
+def record_fingerprint(model: Any, out_dir: str | os.PathLike, *, write: bool = True, **info: Any) -> dict[str, Any]:
+    """Write FINGERPRINT_FILE (+ FINGERPRINT_JSON) into ``out_dir``; returns the JSON summary.
+
+    ``write=False``: measure only. Under FSDP2 every rank must run the forward (each layer's weights are
+    all-gathered from all ranks), and rank 0 alone writes."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     m = measure(model)
-    save_file(m.pop("tensors"), str(out / FINGERPRINT_FILE))
+    tensors = m.pop("tensors")
     summary = {**m, "device": str(next(model.parameters()).device), **info}
-    (out / FINGERPRINT_JSON).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if write:
+        save_file(tensors, str(out / FINGERPRINT_FILE))
+        (out / FINGERPRINT_JSON).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
@@ -191,7 +196,7 @@ def verify_fingerprint(model: Any, adapter_dir: str | os.PathLike, *, settings: 
     import torch
     from safetensors.torch import load_file
 
-    from pipeline_lib.merge import logits_agreement
+    from pipeline_lib.probes import logits_agreement
 
     settings = settings or FingerprintSettings()
     folder = Path(adapter_dir)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import phases
-from pipeline_lib.merge import MergeSettings, check, harmony_probe_ids, logits_agreement, merge_adapter
+from pipeline_lib.merge import MergeSettings, check, merge_adapter
+from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
 from pipeline_lib.provenance import REPO_ROOT, git_sha, provenance, write_json_atomic
 from pipeline_lib.vocab import sha256_of
 
@@ -46,26 +47,50 @@ ADAPTER_PRIORITY: list[tuple[str, str]] = [(p.name, p.folder) for p in phases.AD
 
 @dataclass
 class GgufSettings:
-    """Validation thresholds (configs/merge.yaml repeats them with reasons)."""
+    """The GGUF half of the export: which files, where the converter comes from, and the validation thresholds.
+    Each field is a ``19_merge_adapter.py`` flag and a configs/merge.yaml key (the YAML repeats them with reasons)."""
 
-    quants: list[str] = field(default_factory=lambda: ["Q4_K_M", "MXFP4_MOE"])
-    keep_bf16: bool = False  # the BF16 GGUF is the tight reference; ~39 GB on the 20B, so dropped unless asked
-    # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.merge.logits_agreement: per-position max|d| / std(HF), 90th
+    quant: str = field(default="Q4_K_M,MXFP4_MOE", metadata={"help": f"Comma list of {sorted(QUANT_FTYPES)}"})
+    keep_bf16_gguf: bool = field(default=False, metadata={
+        "help": "Keep the BF16 GGUF (the tight reference; ~39 GB on the 20B, so dropped unless asked)"})
+    threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
+    llama_cpp_dir: str | None = field(default=None, metadata={
+        "help": "A llama.cpp checkout whose converter to use (default: the pinned llama-cpp-python sdist)"})
+    llama_cpp_sdist: str | None = field(default=None, metadata={
+        "help": "Path to llama_cpp_python-0.3.36.tar.gz (offline; else pip downloads it once)"})
+    # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.probes.logits_agreement: per-position max|d| / std(HF), 90th
     # percentile; the max alone trips on one router near-tie flip). Measured on tiny merged models with bf16 weights
     # and the merge probes: p90 0.017, median 0.014 (max 0.017-2.06: routing flips).
     # Mapping bugs: sinks zeroed p90 1.0 / median 0.21 (here), gate/up swapped 0.65, sinks off 0.54, no sliding
-    # window 0.109 (FINDINGS, max). 0.05 is ~3x the clean value and ~2x below the smallest tensor-mapping control;
-    # plain RoPE (0.046) is caught by the metadata check instead.
-    bf16_rel_tol: float = 5e-2
+    # window 0.109 (max). 0.05 is ~3x the clean value and ~2x below the smallest tensor-mapping control; plain RoPE
+    # (0.046) is caught by the metadata check instead.
+    gguf_bf16_rel_tol: float = field(default=5e-2, metadata={"help": "BF16 GGUF vs HF logits: max rel_p90"})
     # One top-1 flip in 87 probe tokens on the tiny model's near-tied random logits (std 0.16); sinks zeroed: 0.85.
-    bf16_min_argmax_agreement: float = 0.95
-    # 4-bit files: rel is 2.2-2.7 on the tiny model (FINDINGS: 0.095-0.125 on its probe), correlation 0.986-0.993 and
+    gguf_bf16_min_argmax_agreement: float = field(default=0.95, metadata={"help": "BF16 GGUF: min top-1 agreement"})
+    # 4-bit files: rel is 2.2-2.7 on the tiny model (0.095-0.125 on its probe), correlation 0.986-0.993 and
     # top-1 0.68-0.76, close to the sinks-zeroed BF16 control (0.994, 0.85): on their own they cannot tell a mapping
-    # bug from quantization noise (FINDINGS: "Q4 alone does not"). They are sanity floors against a garbage file;
-    # the tight check is the BF16 one above, run on the file the quants are made from.
-    quant_min_correlation: float = 0.95
-    quant_min_argmax_agreement: float = 0.5
-    n_threads: int = 2
+    # bug from quantization noise. They are sanity floors against a garbage file; the tight check is the BF16 one
+    # above, run on the file the quants are made from.
+    gguf_quant_min_correlation: float = field(default=0.95, metadata={"help": "4-bit GGUF: min logits correlation"})
+    gguf_quant_min_argmax_agreement: float = field(default=0.5, metadata={"help": "4-bit GGUF: min top-1 agreement"})
+
+    def __post_init__(self) -> None:
+        unknown = [q for q in self.quants if q not in QUANT_FTYPES]
+        if unknown:
+            raise ValueError(f"--quant {self.quant}: unknown {unknown}; choose from {sorted(QUANT_FTYPES)}")
+        if self.llama_cpp_dir and not (Path(self.llama_cpp_dir) / "convert_hf_to_gguf.py").is_file():
+            raise ValueError(f"--llama-cpp-dir {self.llama_cpp_dir}: no convert_hf_to_gguf.py in it")
+
+    @property
+    def quants(self) -> list[str]:
+        return [q.strip() for q in self.quant.split(",") if q.strip()]
+
+    @property
+    def n_threads(self) -> int:
+        return self.threads or os.cpu_count() or 2
+
+    def thresholds(self) -> dict[str, float]:
+        return {k: v for k, v in vars(self).items() if k.startswith("gguf_")}
 
 
 @dataclass(frozen=True)
@@ -328,16 +353,16 @@ def metadata_checks(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, d
 def logits_checks(agreement: dict[str, float], quantized: bool, settings: GgufSettings) -> dict[str, dict[str, Any]]:
     if not quantized:
         return {
-            "logits_rel_p90": check(agreement["rel_p90"], settings.bf16_rel_tol,
-                                    agreement["rel_p90"] <= settings.bf16_rel_tol),
-            "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.bf16_min_argmax_agreement,
-                                             agreement["argmax_agreement"] >= settings.bf16_min_argmax_agreement),
+            "logits_rel_p90": check(agreement["rel_p90"], settings.gguf_bf16_rel_tol,
+                                    agreement["rel_p90"] <= settings.gguf_bf16_rel_tol),
+            "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.gguf_bf16_min_argmax_agreement,
+                                             agreement["argmax_agreement"] >= settings.gguf_bf16_min_argmax_agreement),
         }
     return {
-        "logits_correlation": check(agreement["correlation"], settings.quant_min_correlation,
-                                    agreement["correlation"] >= settings.quant_min_correlation),
-        "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.quant_min_argmax_agreement,
-                                         agreement["argmax_agreement"] >= settings.quant_min_argmax_agreement),
+        "logits_correlation": check(agreement["correlation"], settings.gguf_quant_min_correlation,
+                                    agreement["correlation"] >= settings.gguf_quant_min_correlation),
+        "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.gguf_quant_min_argmax_agreement,
+                                         agreement["argmax_agreement"] >= settings.gguf_quant_min_argmax_agreement),
     }
 
 
@@ -371,7 +396,6 @@ def hf_reference_logits(hf_dir: Path) -> dict[str, Any]:
     """HF logits on the Harmony probes, the reference every GGUF is compared with (fp32 on CPU, bf16 on CUDA)."""
     import torch
 
-    from pipeline_lib.merge import probe_logits
     from pipeline_lib.modeling import detect_precision, load_causal_lm
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 
@@ -405,21 +429,20 @@ def export_gguf(hf_dir: Path, gguf_dir: Path, name: str, tools: LlamaCppTools, s
             files[quant] = validate_gguf(out, hf_reference, config, tools, settings, quantized=True)
         except Exception as exc:
             files[quant] = {"passed": False, "checks": {"quantize": check(False, True, False, error=str(exc)[:2000])}}
-    if not settings.keep_bf16:
+    if not settings.keep_bf16_gguf:
         bf16.unlink()
         files["BF16"]["deleted_after_validation"] = True
     return {"status": "ok" if all(f["passed"] for f in files.values()) else "failed_validation",
             "passed": all(f["passed"] for f in files.values()),
             "llama_cpp_commit": tools.commit, "llama_cpp_source": tools.source, "files": files,
-            "thresholds": {k: v for k, v in vars(settings).items() if k not in ("quants", "n_threads")}}
+            "thresholds": settings.thresholds()}
 
 
 # ---------------------------------------------------------------- Phase 5 as a whole
 
 
 def export_model(checkpoints_dir: str | os.PathLike, model: str, merged_model: str | os.PathLike,
-                 output_dir: str | os.PathLike, *, gguf: bool = True, llama_cpp_dir: str | None = None,
-                 llama_cpp_sdist: str | None = None, merge_settings: MergeSettings | None = None,
+                 output_dir: str | os.PathLike, *, gguf: bool = True, merge_settings: MergeSettings | None = None,
                  gguf_settings: GgufSettings | None = None, config: dict[str, Any] | None = None,
                  progress=None) -> dict[str, Any]:
     """Best adapter -> right base -> ``output_dir/hf`` (merge checks) -> ``output_dir/gguf_q4`` (validated GGUF).
@@ -445,7 +468,7 @@ def export_model(checkpoints_dir: str | os.PathLike, model: str, merged_model: s
     if gguf and hf_manifest["passed"]:
         name = output_dir.name.removesuffix("-export")
         try:
-            tools = resolve_llama_cpp(llama_cpp_dir, llama_cpp_sdist)
+            tools = resolve_llama_cpp(gguf_settings.llama_cpp_dir, gguf_settings.llama_cpp_sdist)
             manifest["gguf"] = export_gguf(output_dir / "hf", output_dir / "gguf_q4", name, tools, gguf_settings,
                                            progress=progress)
         except Exception as exc:

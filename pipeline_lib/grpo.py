@@ -275,7 +275,7 @@ def grpo_phase_metrics(log_history: list[dict[str, Any]], *, global_step: int, m
 
 def check_grpo_outcome(metrics: dict[str, Any]) -> list[str]:
     """Raise LoraUpdateError on a run that cannot be trusted; return warnings for one that learned nothing."""
-    from pipeline_lib.sft import resume_problems
+    from pipeline_lib.checkpoints import resume_problems
     from pipeline_lib.unsloth_utils import LoraUpdateError
 
     check = metrics["lora_update_check"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import phases
+from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
 from pipeline_lib.provenance import provenance, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
@@ -37,41 +38,45 @@ EQUIVALENCE_CHECK = "merged_equals_adapter"  # merged logits == base+adapter log
 REQUIRED_CHECKS = (EQUIVALENCE_CHECK, SMOKE_CHECK)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
-# Probe conversations for the logits checks: short (< 100 tokens, llama.cpp ignores YaRN
-# truncate:false, longer prompts would differ for that reason alone) and in Harmony, the format every phase trains on.
-PROBE_CONVERSATIONS: list[list[dict[str, str]]] = [
-    [
-        {"role": "system", "content": "You are a coding agent in a terminal."},
-        {"role": "user", "content": "List the files in src/ and open main.rs."},
-        {"role": "assistant", "content": "I will run ls src/ first, then read main.rs."},
-    ],
-    [
-        {"role": "user", "content": "Why does `cargo build` fail with E0382?"},
-        {"role": "assistant", "content": "E0382 means a value was used after it was moved; clone it or borrow."},
-    ],
-]
 SMOKE_PROMPT = "Write a Python function that reverses a string."
+
+
+SAVE_DTYPES = ("bfloat16", "float16", "float32")
 
 
 @dataclass
 class MergeSettings:
-    """Thresholds of the merge checks (configs/merge.yaml holds the same values with their reasons)."""
+    """The merge checks' thresholds and the saved layout. Each field is a ``19_merge_adapter.py`` flag and a
+    configs/merge.yaml key (the YAML holds the same values with their reasons); the merge (Phase 1.5) and the HF half
+    of the export (Phase 5) both take it."""
 
-    save_dtype: str = "bfloat16"
+    save_dtype: str = field(default="bfloat16", metadata={"help": f"Saved weights' dtype: one of {SAVE_DTYPES}"})
+    max_shard_size: str = field(default="5GB", metadata={"help": "safetensors shard size"})
     # rel_p90 of merged vs base+adapter (logits_agreement). fp32 measured 2e-6..7e-6 on the tiny model. bf16 (CUDA,
     # where fp32 would need ~84 GB for the 20B) carries its own rounding noise: a correct bf16 merge of the tiny
     # model measured 0.037 whatever the adapter's size (CPU bf16, 2026-11-25), over the 3e-2 first guessed here.
-    logits_rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 0.1})
+    logits_rel_tol_float32: float = field(default=1e-4, metadata={"help": "merged==adapter rel_p90 tolerance, fp32"})
+    logits_rel_tol_bfloat16: float = field(default=0.1, metadata={"help": "merged==adapter rel_p90 tolerance, bf16"})
     # bf16 only: the merged model must also reproduce the adapter's effect on the logits to within this fraction of
     # it (tolerance = max(absolute, fraction x adapter effect)). Measured on the tiny model in bf16: correct merge
     # 0.037; expert deltas dropped 1.99 (effect 2.63) and 0.17 (effect 0.24, a 10x smaller adapter).
-    bf16_effect_fraction: float = 0.25
+    logits_bf16_effect_fraction: float = field(default=0.25, metadata={
+        "help": "bf16: tolerance >= this fraction of the adapter's own effect on the logits"})
     # bf16 only: tolerance >= noise_factor x the layout noise measured in the same call (probe_logits with a suffix).
-    noise_factor: float = 2.0
-    min_size_fraction: float = 0.9
-    smoke_new_tokens: int = 48
-    smoke_min_unique_chars: int = 10
-    max_shard_size: str = "5GB"
+    logits_bf16_noise_factor: float = field(default=2.0, metadata={
+        "help": "bf16: tolerance >= this multiple of the layout noise measured in the same call"})
+    min_size_fraction: float = field(default=0.9, metadata={"help": "Size floor: fraction of params x dtype bytes"})
+    smoke_new_tokens: int = field(default=48, metadata={"help": "Smoke test: greedy tokens generated"})
+    smoke_min_unique_chars: int = field(default=10, metadata={"help": "Smoke test: distinct characters required"})
+
+    def __post_init__(self) -> None:
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"--save_dtype {self.save_dtype}: expected one of {', '.join(SAVE_DTYPES)}")
+        if not 0 < self.min_size_fraction <= 1:
+            raise ValueError(f"--min_size_fraction {self.min_size_fraction}: expected a fraction in (0, 1]")
+
+    def logits_rel_tol(self, compute_dtype: str) -> float:
+        return {"float32": self.logits_rel_tol_float32, "bfloat16": self.logits_rel_tol_bfloat16}[compute_dtype]
 
 
 def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect: float, noise: float) -> float:
@@ -79,9 +84,10 @@ def merge_tolerance(settings: MergeSettings, compute_dtype: str, adapter_effect:
     adapter's own effect and a multiple of the noise measured in the same call. bf16 noise depends on the model:
     0.037 on the tiny one, ~1.5 on a random-weight 20B whose top-k routing is chaotic (H100, 2026-11-25), where a
     12-layer merge measured 1.47 against an adapter effect of 4.03; a fixed number would fail correct merges."""
-    tol = settings.logits_rel_tol[compute_dtype]
+    tol = settings.logits_rel_tol(compute_dtype)
     if compute_dtype == "bfloat16":
-        tol = max(tol, settings.bf16_effect_fraction * adapter_effect, settings.noise_factor * noise)
+        tol = max(tol, settings.logits_bf16_effect_fraction * adapter_effect,
+                  settings.logits_bf16_noise_factor * noise)
     return tol
 
 
@@ -115,67 +121,6 @@ def merge_manifest_passed(manifest: dict[str, Any] | str | os.PathLike) -> bool:
         except (OSError, ValueError):  # missing or truncated: not passed
             return False
     return not merge_manifest_problems(manifest)
-
-
-def harmony_probe_ids(conversations: list[list[dict[str, str]]] = PROBE_CONVERSATIONS) -> list[list[int]]:
-    """Token ids of each probe conversation rendered by openai_harmony (the format's reference implementation)."""
-    from pipeline_lib.vocab import configure_offline_harmony
-
-    configure_offline_harmony()
-    from openai_harmony import Conversation, HarmonyEncodingName, Message, Role, load_harmony_encoding
-
-    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    out = []
-    for turns in conversations:
-        messages = []
-        for turn in turns:
-            message = Message.from_role_and_content(Role(turn["role"]), turn["content"])
-            if turn["role"] == "assistant":
-                message = message.with_channel("final")
-            messages.append(message)
-        out.append(list(encoding.render_conversation(Conversation.from_messages(messages))))
-    return out
-
-
-def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None):
-    """fp32 CPU logits of each probe, concatenated over positions: [sum(len), vocab]. With ``suffix``, the probe is
-    run with those tokens appended and only its own positions kept: the same logits in exact arithmetic (causal
-    model), so the difference is the model's numerical noise under a changed layout."""
-    import torch
-
-    device = next(model.parameters()).device
-    rows = []
-    with torch.no_grad():
-        for ids in probes:
-            logits = model(input_ids=torch.tensor([ids + (suffix or [])], device=device)).logits[0, : len(ids)]
-            rows.append(logits.float().cpu())
-    return torch.cat(rows)
-
-
-def logits_agreement(reference, candidate) -> dict[str, float]:
-    """How close two [positions, vocab] logit arrays are. rel = max over the vocab of |d| / std(reference), per
-    position; the checks use its 90th percentile over positions, ``rel_p90``, because top-k
-    expert routing is discontinuous: a router near-tie flips one expert for an isolated token under any rounding
-    change (measured, BF16 GGUF of a tiny merged model: 1 of 87 positions at 2.06, the other 86 <= 0.024), while a
-    real bug moves every position (attention sinks zeroed: median 0.21, p90 1.0; dropped expert deltas: ~1-3).
-    The max, median, top-1 agreement and Pearson correlation are reported beside it."""
-    import torch
-
-    reference = torch.as_tensor(reference, dtype=torch.float64)
-    candidate = torch.as_tensor(candidate, dtype=torch.float64)
-    std = reference.std().clamp_min(1e-30)
-    per_position = (candidate - reference).abs().amax(-1) / std
-    ref_c = reference - reference.mean()
-    cand_c = candidate - candidate.mean()
-    corr = float((ref_c * cand_c).sum() / (ref_c.norm() * cand_c.norm()).clamp_min(1e-30))
-    return {
-        "rel_p90": float(per_position.quantile(0.9)),
-        "rel_median": float(per_position.median()),
-        "rel_max_abs_diff": float(per_position.max()),
-        "max_abs_diff": float(per_position.max() * std),
-        "argmax_agreement": float((reference.argmax(-1) == candidate.argmax(-1)).double().mean()),
-        "correlation": corr,
-    }
 
 
 def smoke_generation(model, tokenizer, settings: MergeSettings) -> dict[str, Any]:
@@ -286,9 +231,10 @@ def merge_and_check_logits(peft_model, probes: list[list[int]], compute_dtype: s
     agreement = logits_agreement(adapter_logits, merged_logits)
     effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
     tol = merge_tolerance(settings, compute_dtype, effect, noise)
-    parts = {"rel_tol": settings.logits_rel_tol[compute_dtype]}
+    parts = {"rel_tol": settings.logits_rel_tol(compute_dtype)}
     if compute_dtype == "bfloat16":
-        parts.update(effect_term=settings.bf16_effect_fraction * effect, noise_term=settings.noise_factor * noise)
+        parts.update(effect_term=settings.logits_bf16_effect_fraction * effect,
+                     noise_term=settings.logits_bf16_noise_factor * noise)
     return merged, check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
                          rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
                          argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,

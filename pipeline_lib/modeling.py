@@ -36,6 +36,19 @@ def detect_precision(attn_implementation: str | None = None) -> Precision:
     return Precision("cpu", False, "float32", attn_implementation or "eager", None)
 
 
+def local_device_index() -> int:
+    """This process's GPU: LOCAL_RANK under accelerate launch / torchrun (DDP: one model copy per GPU), else 0.
+    Every rank loading onto GPU 0 first would put N copies of the weights on one card."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def fsdp_launched() -> bool:
+    """Under ``accelerate launch --config_file configs/accelerate/fsdp2.yaml`` (it exports ACCELERATE_USE_FSDP):
+    the model loads on CPU and accelerate's FSDP2 prepare moves each rank's shard to its GPU, so no rank ever
+    holds the whole bf16 model on a GPU."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+
+
 def is_local_model(name_or_path: str | os.PathLike) -> bool:
     return Path(name_or_path).is_dir()
 
@@ -65,8 +78,8 @@ def load_causal_lm(name_or_path: str | os.PathLike, precision: Precision | None 
         from transformers import Mxfp4Config
 
         load_kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
-    if precision.device == "cuda":
-        load_kwargs["device_map"] = {"": 0}
+    if precision.device == "cuda" and not fsdp_launched():
+        load_kwargs["device_map"] = {"": local_device_index()}
     load_kwargs.update(kwargs)
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **load_kwargs)
     if getattr(config, "quantization_config", None):

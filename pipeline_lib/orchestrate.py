@@ -45,6 +45,15 @@ from pipeline_lib.checkpoints import (  # noqa: F401  (re-exported: the resume r
 from pipeline_lib.gates import DTYPE_BYTES, GATE_KEYS, export_problems, read_gates, read_manifest, safetensors_problem
 from pipeline_lib.merge import merge_manifest_passed
 from pipeline_lib.metrics import latest_trainer_state, loss_history
+from pipeline_lib.paths import (  # noqa: F401  (tests and scripts import them from here too)
+    DECISIONS,
+    QUICK_TEST_DIR,
+    RECORD_FILE,
+    RUN_ESTIMATE,
+    RUN_RECORD,
+    STALE_MARK,
+    PipelinePaths,
+)
 from pipeline_lib.phases import model_slug
 from pipeline_lib.profiles import FIXED_PROFILES
 from pipeline_lib.provenance import write_json_atomic
@@ -57,12 +66,6 @@ DEFAULT_MODEL = "openai/gpt-oss-20b"
 PHASES = phases.NAMES
 TRAINED_PHASES = tuple(p.name for p in phases.TRAINED)
 DATASETS = phases.DATASETS
-RUN_RECORD = ".run_phases.jsonl"
-DECISIONS = ".run_decisions.jsonl"
-RUN_ESTIMATE = ".run_estimate.json"
-RECORD_FILE = "pipeline_inputs.json"
-STALE_MARK = ".stale-"
-QUICK_TEST_DIR = "quick-test"  # --quick-test keeps its data/, checkpoints/ and logs/ under <workdir>/quick-test/
 # Data download estimate (hub source): the eight datasets of writeup §5 as parquet/json plus their Arrow copies
 # in the datasets cache. Quick test downloads the same files (split slicing happens after download).
 DATA_DOWNLOAD_BYTES = 10 * 2**30
@@ -74,70 +77,6 @@ HEADROOM = 1.05  # 5% over the estimate
 
 
 # ---------------------------------------------------------------- paths and run context
-
-
-@dataclass(frozen=True)
-class PipelinePaths:
-    workdir: Path
-    slug: str
-    grpo_language: str = "rust"
-    quick_test: bool = False
-
-    @property
-    def base(self) -> Path:
-        """Where this run's state lives: the workdir, or <workdir>/quick-test for --quick-test (never shared)."""
-        return self.workdir / QUICK_TEST_DIR if self.quick_test else self.workdir
-
-    @property
-    def data(self) -> Path:
-        return self.run_dir(phases.DATA_PREP.name)
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.base / phases.CHECKPOINTS_ROOT
-
-    @property
-    def logs(self) -> Path:
-        return self.base / "logs"
-
-    def run_dir(self, phase: str) -> Path:
-        return phases.get(phase).run_dir(self.base, self.slug)
-
-    @property
-    def merged_hf(self) -> Path:
-        return self.run_dir(phases.MERGE.name) / "hf"
-
-    @property
-    def grpo_tasks(self) -> Path:
-        return self.workdir / phases.GRPO_TASKS_FILE.format(language=self.grpo_language)
-
-    @property
-    def gates_file(self) -> Path:
-        return self.logs / "quality_gates.json"
-
-    @property
-    def lock_file(self) -> Path:
-        """One pipeline per workdir, quick test or not (they share the GPU)."""
-        return self.workdir / "logs" / ".pipeline.lock"
-
-    def train_data(self, phase: phases.Phase) -> Path:
-        return self.data / str(phase.dataset) / "train"
-
-    def final_adapters(self) -> list[tuple[phases.Phase, Path]]:
-        """Trained stages in order with their finished final/ folders (what an evaluation step compares)."""
-        return phases.final_adapters(self.base, self.slug)
-
-    def stale_folders(self) -> list[Path]:
-        return sorted(p for root in (self.base / phases.DATA_ROOT, self.checkpoints) if root.is_dir()
-                      for p in root.iterdir() if STALE_MARK in p.name and p.is_dir())
-
-    def shell(self) -> dict[str, str]:
-        return {"DATA_DIR": str(self.data), "CKPT_DIR": str(self.checkpoints), "LOG_DIR": str(self.logs),
-                "EXPORT_DIR": str(self.run_dir(phases.EXPORT.name)), "GATES_FILE": str(self.gates_file),
-                "LOCK_FILE": str(self.lock_file), "RUN_RECORD": str(self.logs / RUN_RECORD),
-                "DECISIONS_FILE": str(self.logs / DECISIONS), "GRPO_TASKS": str(self.grpo_tasks),
-                "RUN_ESTIMATE": str(self.logs / RUN_ESTIMATE),
-                "PHASE_NAMES": " ".join(phases.NAMES)}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ which Phase 2 picks up automatically (writeup §4); a phase that finds no such f
 How it works — TRL already does each piece, so this module only runs them once and saves the result:
 - Packing is TRL's ``pack_dataset(strategy="bfd")``: Best-Fit-Decreasing bin packing (longest first, each into the
   fullest row it still fits) of the pre-tokenized ``input_ids`` + ``assistant_masks``, whole conversations only
-  (rows are already truncated to max_seq_length by pipeline_lib.sft, so "bfd" never cuts one). It adds
+  (rows are already truncated to max_seq_length by pipeline_lib.sft_data, so "bfd" never cuts one). It adds
   ``seq_lengths`` (the conversation lengths of each row).
 - At train time TRL's ``DataCollatorForLanguageModeling(padding_free=True)`` turns ``seq_lengths`` into
   ``position_ids`` that restart at 0 for every conversation, sends no ``attention_mask``, and sets the label of each
@@ -67,7 +67,7 @@ def pack_tokenized(dataset: Any, max_seq_length: int) -> Any:
     too_long = [i for i, n in enumerate(dataset["input_ids"]) if len(n) > max_seq_length][:5]
     if too_long:
         raise PackingError(f"rows {too_long} are longer than max_seq_length={max_seq_length}; truncate them first "
-                           "(pipeline_lib.sft.tokenize_sft_dataset) so packing never cuts a conversation")
+                           "(pipeline_lib.sft_data.tokenize_sft_dataset) so packing never cuts a conversation")
     columns = [c for c in ("input_ids", "assistant_masks", "labels") if c in dataset.column_names]
     return pack_dataset(dataset.select_columns(columns), max_seq_length, strategy="bfd")
 
@@ -271,6 +271,16 @@ def check_packed_collation(collator: Any, dataset: Any, n_rows: int = 4) -> dict
     return report
 
 
+def packed_train_key(dataset: Any, max_seq_length: int, tokenizer: Any, *, eval_rows: int,
+                     max_train_samples: int | None, seed: int = 0) -> str:
+    """What a packed train split is made from; a pre-packed folder with another key is rebuilt."""
+    from pipeline_lib.sft_data import HarmonyMasker
+
+    return pack_key(source=dataset._fingerprint, rows=len(dataset), max_seq_length=max_seq_length,
+                    vocab=len(tokenizer), role_ids=HarmonyMasker(tokenizer).role_ids, eval_rows=eval_rows,
+                    max_train_samples=max_train_samples, seed=seed if eval_rows else None, mask_rule=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pre-pack a Harmony SFT dataset into <path>_packed_<len>/.")
     parser.add_argument("--train_data_path", required=True, help="datasets save_to_disk folder with a text column")
@@ -280,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="repack even if a matching packed folder exists")
     args = parser.parse_args(argv)
 
-    from pipeline_lib.sft import load_text_dataset, packed_train_key, tokenize_sft_dataset
+    from pipeline_lib.sft_data import load_text_dataset, tokenize_sft_dataset
     from pipeline_lib.unsloth_utils import load_training_tokenizer
 
     tokenizer = load_training_tokenizer(args.tokenizer)

@@ -1,21 +1,11 @@
-"""Supervised fine-tuning on Harmony conversations: configs, assistant-only loss masks, data, trainer, final save.
+"""Supervised fine-tuning on Harmony conversations: data, trainer, final save.
 
 Used by scripts/13_train_lang_adapter.py (Phase 1, tool calling, LoRA r64) and scripts/14_train_core_agent.py
 (Phase 2, agent trajectories, LoRA r128, packing). Each script reads as: parse config -> data -> model + LoRA ->
 trainer -> train (resume) -> save final/ -> metrics; the pieces live here, where tests import them.
 
-Loss mask (the one rule, from token ids): for every ``<|start|>`` (200006) followed by the role token ``assistant``
-(173781) and then a header boundary (``<|channel|>``, ``<|message|>`` or a whitespace-led token such as
-`` to=functions.x``), the trained span is every token after the role up to and including that message's end token
-(``<|end|>`` 200007, ``<|call|>`` 200012 or ``<|return|>`` 200002) — exactly what the model generates after
-``<|start|>assistant``: analysis, tool calls and final answers. System, developer, user and tool-result tokens
-(``<|start|>functions.x to=assistant...``) are never trained. A span also stops before a ``<|start|>`` (a missing end
-token never leaks training into the next message) or at the end of a truncated sequence.
-
-The masks reach TRL 1.15 as the ``assistant_masks`` column of a pre-tokenized dataset: SFTTrainer's
-``_prepare_dataset`` turns it into ``labels`` (-100 where the mask is 0) and DataCollatorForLanguageModeling pads
-labels with -100. We tokenize ourselves rather than use ``assistant_only_loss=True`` because that needs a chat
-template with ``{% generation %}`` markers and our data is already-rendered Harmony text, not messages.
+Where the rest lives: the phases' settings in pipeline_lib/sft_config.py, the Harmony data and assistant-only
+loss masks in pipeline_lib/sft_data.py, packing in pipeline_lib/pack_sft.py, resume in pipeline_lib/checkpoints.py.
 """
 
 from __future__ import annotations
@@ -23,290 +13,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from trl import SFTConfig
-
-from pipeline_lib import phases
-from pipeline_lib.tokenizer import CALL_ID, END_ID, RETURN_ID
-
-START_ID = 200006
-CHANNEL_ID = 200005
-MESSAGE_ID = 200008
-MESSAGE_END_IDS = frozenset({END_ID, CALL_ID, RETURN_ID})
-FIRST_SPECIAL_ID = 199998  # ids >= this are Harmony control tokens
-
-
-# --------------------------------------------------------------------------------------------------------- configs
-@dataclass
-class PhaseSFTConfig(SFTConfig):
-    """SFTConfig with this machine's precision filled in and the writeup's ``--max_seq_length`` flag.
-
-    bf16 / use_cpu come from pipeline_lib.modeling.detect_precision (TRL defaults to bf16, which a CPU rejects);
-    gradient_checkpointing defaults to on only on CUDA (on CPU it only slows the tiny model down).
-    """
-
-    max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per sample/packed row (= max_length)."})
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Recompute activations in backward. Default: on with CUDA, off on CPU."})
-    include_num_input_tokens_seen: str = field(
-        default="non_padding", metadata={"help": "Count trained-on tokens (throughput in phase_metrics.json)."})
-
-    def __post_init__(self) -> None:
-        from pipeline_lib.modeling import detect_precision
-
-        precision = detect_precision()
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = precision.bf16
-        if precision.device == "cpu":
-            self.use_cpu = True
-        if self.gradient_checkpointing is None:
-            self.gradient_checkpointing = precision.device == "cuda"
-        if self.max_seq_length is not None:
-            self.max_length = self.max_seq_length
-        self.max_seq_length = self.max_length
-        if not self.max_seq_length or self.max_seq_length < 16:
-            raise ValueError(f"--max_seq_length must be >= 16, got {self.max_seq_length}")
-        super().__post_init__()
-
-
-@dataclass
-class ToolCallingSFTConfig(PhaseSFTConfig):
-    output_dir: str = field(default=phases.default_run_dir(phases.TOOL_CALLING), metadata={"help": "Run folder."})
-
-
-@dataclass
-class AgentSFTConfig(PhaseSFTConfig):
-    output_dir: str = field(default=phases.default_run_dir(phases.AGENT_SFT), metadata={"help": "Run folder."})
-    packing: bool = field(default=True, metadata={
-        "help": "Pack conversations into max_seq_length rows (pipeline_lib/pack_sft.py). --no-packing turns it off."})
-
-
-@dataclass
-class SFTScriptArguments:
-    """What to train on and how to adapt: the flags that are not TrainingArguments."""
-
-    train_data_path: str = field(default=phases.default_train_data(phases.TOOL_CALLING), metadata={
-        "help": "datasets save_to_disk folder with a Harmony `text` column."})
-    lora_r: int | None = field(default=None, metadata={"help": "LoRA rank (configs/<phase>.yaml sets it)."})
-    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (must be 0 with expert LoRA)."})
-    include_experts: bool = field(default=True, metadata={
-        "help": "LoRA on the MoE experts too (--no-include-experts: attention only)."})
-    backend: Literal["auto", "unsloth", "hf", "fast"] = field(default="auto", metadata={
-        "help": "auto: Unsloth when CUDA + unsloth are importable, else transformers + PEFT (hf). fast: the hf model "
-                "and adapter with pipeline_lib/fast_path.py computing the expert LoRA."})
-    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA (unsloth backend only)."})
-    eval_split_size: float = field(default=0.05, metadata={
-        "help": "Held-out fraction (<1) or row count (>=1) when --eval_strategy is not 'no'."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
-    print_mask_example: bool = field(default=False, metadata={
-        "help": "Print the first training sample with trained tokens highlighted, then continue."})
-
-    def __post_init__(self) -> None:
-        if self.lora_r is None:
-            raise ValueError("lora_r is not set: the phase's configs/*.yaml sets it (or pass --lora_r N)")
-        if self.lora_r < 1:
-            raise ValueError(f"--lora_r must be >= 1, got {self.lora_r}")
-        if self.eval_split_size <= 0:
-            raise ValueError(f"--eval_split_size must be > 0, got {self.eval_split_size}")
-
-
-@dataclass
-class ToolCallingScriptArguments(SFTScriptArguments):
-    model_name_or_path: str = field(default="openai/gpt-oss-20b", metadata={
-        "help": "Base model: hub id or local folder (the tiny model: checkpoints/tiny-gpt-oss)."})
-
-
-@dataclass
-class AgentScriptArguments(SFTScriptArguments):
-    base_model: str = field(default=phases.default_merged_model(), metadata={
-        "help": "Base model: the Phase 1.5 merged model folder."})
-    train_data_path: str = field(default=phases.default_train_data(phases.AGENT_SFT), metadata={
-        "help": "datasets save_to_disk folder with a Harmony `text` column."})
-    lang_adapter: str | None = field(default=None, metadata={
-        "help": "A LoRA adapter to merge into --base_model before training (language pipelines; the TUI pipeline "
-                "has none)."})
-    no_merge_lang_adapter: bool = field(default=False, metadata={
-        "help": "Merge no language adapter (the TUI pipeline's setting; also the default when --lang_adapter is "
-                "not given)."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.lang_adapter and self.no_merge_lang_adapter:
-            raise ValueError("--lang_adapter and --no-merge-lang-adapter contradict each other: drop one")
-
-
-def parse_phase_args(script_cls: type, config_cls: type, default_config: str | os.PathLike,
-                     argv: Sequence[str] | None = None) -> tuple[Any, Any]:
-    """(script args, SFTConfig subclass) through pipeline_lib.config.parse_args_with_default_config."""
-    from pipeline_lib.config import parse_args_with_default_config
-
-    script_args, training_args = parse_args_with_default_config((script_cls, config_cls), default_config, argv)
-    return script_args, training_args
-
-
-# ------------------------------------------------------------------------------------------------------ loss masks
-class HarmonyMasker:
-    """Assistant-only loss masks over token ids (see the module docstring for the rule)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.role_ids = tokenizer("assistant", add_special_tokens=False)["input_ids"]
-        if not self.role_ids:
-            raise ValueError("tokenizer encodes 'assistant' to nothing")
-
-    def _is_header_boundary(self, token_id: int) -> bool:
-        if token_id >= FIRST_SPECIAL_ID:
-            return True
-        text = self.tokenizer.decode([token_id])
-        return bool(text) and text[0].isspace()
-
-    def mask(self, input_ids: Sequence[int]) -> list[int]:
-        ids = list(input_ids)
-        n, k = len(ids), len(self.role_ids)
-        mask = [0] * n
-        i = 0
-        while i < n:
-            role_end = i + 1 + k
-            if (ids[i] == START_ID and ids[i + 1:role_end] == self.role_ids
-                    and (role_end >= n or self._is_header_boundary(ids[role_end]))):
-                j = role_end
-                while j < n and ids[j] != START_ID:
-                    mask[j] = 1
-                    if ids[j] in MESSAGE_END_IDS:
-                        j += 1
-                        break
-                    j += 1
-                i = j
-            else:
-                i += 1
-        return mask
-
-
-@dataclass
-class TokenizeStats:
-    rows_in: int
-    rows_kept: int
-    dropped_no_trained_tokens: int
-    truncated: int
-    tokens: int
-    trained_tokens: int
-    max_seq_length: int
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-
-def tokenize_sft_dataset(dataset: Any, tokenizer: Any, max_seq_length: int, text_field: str = "text",
-                         num_proc: int | None = None) -> tuple[Any, dict[str, int]]:
-    """Harmony text -> ``input_ids`` + ``assistant_masks``, truncated (keep start) to max_seq_length.
-
-    Rows left with no trained token (all-prompt, or truncated before the first assistant token) are dropped and
-    counted: they would add nothing but padding to a batch.
-    """
-    masker = HarmonyMasker(tokenizer)
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        out: dict[str, list] = {"input_ids": [], "assistant_masks": [], "n_trained": [], "truncated": []}
-        for ids in tokenizer(batch[text_field], add_special_tokens=False)["input_ids"]:
-            mask = masker.mask(ids)
-            out["truncated"].append(len(ids) > max_seq_length)
-            ids, mask = ids[:max_seq_length], mask[:max_seq_length]
-            out["input_ids"].append(ids)
-            out["assistant_masks"].append(mask)
-            out["n_trained"].append(sum(mask))
-        return out
-
-    rows_in = len(dataset)
-    encoded = dataset.map(encode, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
-                          desc="Tokenizing + assistant masks")
-    n_trained = encoded["n_trained"]
-    lengths = [len(x) for x in encoded["input_ids"]]
-    truncated = encoded["truncated"]
-    keep = [i for i, n in enumerate(n_trained) if n > 0]
-    kept = encoded.select(keep).remove_columns(["n_trained", "truncated"])
-    stats = TokenizeStats(rows_in=rows_in, rows_kept=len(keep), dropped_no_trained_tokens=rows_in - len(keep),
-                          truncated=int(sum(truncated)), tokens=int(sum(lengths[i] for i in keep)),
-                          trained_tokens=int(sum(n_trained[i] for i in keep)), max_seq_length=max_seq_length)
-    if not len(kept):
-        raise ValueError(f"no row has an assistant token within max_seq_length={max_seq_length} "
-                         f"({rows_in} rows in): check the data is Harmony text with assistant messages")
-    return kept, stats.as_dict()
-
-
-def render_mask(input_ids: Sequence[int], mask: Sequence[int], tokenizer: Any) -> Any:
-    """rich Text of a sample: trained tokens bold green on black, untrained dim; control tokens in cyan/blue."""
-    from rich.text import Text
-
-    text = Text()
-    for token_id, m in zip(input_ids, mask, strict=True):
-        piece = tokenizer.decode([token_id])
-        special = token_id >= FIRST_SPECIAL_ID
-        if m:
-            text.append(piece, style="bold bright_cyan on grey15" if special else "bold green on grey15")
-        else:
-            text.append(piece, style="blue" if special else "dim")
-    return text
-
-
-def print_mask_example(dataset: Any, tokenizer: Any, index: int = 0, console: Any = None) -> None:
-    """Print one tokenized sample with its loss mask (``--print_mask_example``)."""
-    from rich.console import Console
-    from rich.panel import Panel
-
-    console = console or Console(stderr=True)
-    row = dataset[index]
-    mask = row["assistant_masks"]
-    if "seq_lengths" in row:  # a packed row: show its first conversation
-        mask = mask[:row["seq_lengths"][0]]
-    ids = row["input_ids"][:len(mask)]
-    title = f"sample {index}: {sum(mask)}/{len(ids)} tokens trained (green = loss, dim = context)"
-    console.print(Panel(render_mask(ids, mask, tokenizer), title=title))
+from pipeline_lib.checkpoints import resume_problems
+from pipeline_lib.sft_config import PhaseSFTConfig, SFTScriptArguments
+from pipeline_lib.sft_data import load_text_dataset, tokenize_sft_dataset
 
 
 # ------------------------------------------------------------------------------------------------------------ data
-def load_text_dataset(path: str | os.PathLike, text_field: str = "text") -> Any:
-    """load_from_disk with early, specific errors (missing folder, missing column, empty, non-Harmony text)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--train_data_path {folder}: no such folder (run data prep first: "
-                                "scripts/tui_data_prep.py)")
-    dataset = load_from_disk(str(folder))
-    if isinstance(dataset, DatasetDict):
-        if "train" not in dataset:
-            raise ValueError(f"--train_data_path {folder}: DatasetDict without a 'train' split ({list(dataset)})")
-        dataset = dataset["train"]
-    if not isinstance(dataset, Dataset):
-        raise ValueError(f"--train_data_path {folder}: expected a datasets.Dataset, got {type(dataset).__name__}")
-    if text_field not in dataset.column_names:
-        raise ValueError(f"--train_data_path {folder}: no '{text_field}' column (has {dataset.column_names})")
-    if len(dataset) == 0:
-        raise ValueError(f"--train_data_path {folder}: the dataset is empty")
-    first = dataset[0][text_field]
-    if not isinstance(first, str) or "<|start|>" not in first:
-        raise ValueError(f"--train_data_path {folder}: row 0 '{text_field}' is not Harmony text "
-                         f"(no <|start|>): {str(first)[:80]!r}")
-    return dataset
-
-
-def packed_train_key(dataset: Any, max_seq_length: int, tokenizer: Any, *, eval_rows: int,
-                     max_train_samples: int | None, seed: int = 0) -> str:
-    """What a packed train split is made from; a pre-packed folder with another key is rebuilt."""
-    from pipeline_lib.pack_sft import pack_key
-
-    return pack_key(source=dataset._fingerprint, rows=len(dataset), max_seq_length=max_seq_length,
-                    vocab=len(tokenizer), role_ids=HarmonyMasker(tokenizer).role_ids, eval_rows=eval_rows,
-                    max_train_samples=max_train_samples, seed=seed if eval_rows else None, mask_rule=1)
-
-
 @dataclass
 class SFTData:
     train: Any
@@ -349,7 +67,7 @@ def prepare_sft_data(train_data_path: str, tokenizer: Any, **kwargs: Any) -> SFT
 def _prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
                       eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
                       max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
-    from pipeline_lib.pack_sft import load_or_pack, packed_dataset_dir
+    from pipeline_lib.pack_sft import load_or_pack, packed_dataset_dir, packed_train_key
 
     raw = load_text_dataset(train_data_path, text_field)
     if max_train_samples:
@@ -453,27 +171,6 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
     return trainer
 
 
-def train_to_max_steps(trainer: Any, resume: str | None) -> None:
-    """``trainer.train(resume_from_checkpoint=resume)``, except when that checkpoint already reached max_steps.
-
-    transformers 5.17 checks max_steps only after an optimizer step: resuming a checkpoint at global_step ==
-    max_steps mid-epoch (agent SFT: checkpoint-30 of a max_steps 30 run, 30 steps not a whole number of epochs)
-    trained a 31st step. Then the checkpoint's weights and trainer state are loaded as they are (Trainer's own
-    ``_load_from_checkpoint``, what ``train(resume_from_checkpoint=...)`` calls) and nothing is trained.
-    """
-    if resume:
-        from transformers import TrainerState
-
-        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
-        if 0 < trainer.args.max_steps <= state.global_step:
-            trainer._load_from_checkpoint(resume)
-            trainer.state = state
-            print(f"{Path(resume).name} is at global_step {state.global_step} >= max_steps "
-                  f"{trainer.args.max_steps}: nothing left to train, final/ is written from it")
-            return
-    trainer.train(resume_from_checkpoint=resume)
-
-
 def final_evaluate(trainer: Any, data: SFTData) -> None:
     """Evaluate on the held-out rows at the end, unless the last step was just evaluated."""
     if data.eval is None:
@@ -500,6 +197,9 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     writer = trainer.is_world_process_zero()
     trainer.save_model(str(final))  # saves on rank 0 only (TrainingArguments.should_save)
     fingerprint: dict[str, Any] = {}
+    # FSDP2: the fingerprint's forward all-gathers every layer, so all ranks run it (rank 0 writes); under DDP rank
+    # 0's copy of the adapter is every rank's and it runs alone.
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
     if writer:
         from pipeline_lib.fingerprint import AdapterSaveMismatch, saved_adapter_problems
 
@@ -510,12 +210,13 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         final.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(final))
         trainer.state.save_to_json(str(final / "trainer_state.json"))
+    if writer or sharded:
         # The logits this process (whatever backend trained) gives; merge/IPO/export re-check them through PEFT.
-        # Rank 0's copy of the adapter is every rank's (data parallel).
         from pipeline_lib.fingerprint import record_fingerprint
 
         try:
-            fingerprint = record_fingerprint(trainer.model, final, backend=model_info["backend"], phase=phase)
+            fingerprint = record_fingerprint(trainer.model, final, write=writer, backend=model_info["backend"],
+                                             phase=phase)
         except Exception as exc:  # the adapter itself is saved: later loaders then report "not recorded"
             fingerprint = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             print(f"[{phase}] WARNING: could not record the adapter's logits fingerprint: {fingerprint['error']}",
@@ -564,14 +265,6 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         write_phase_metrics(final, metrics)
     trainer.accelerator.wait_for_everyone()
     return metrics
-
-
-def resume_problems(metrics: dict[str, Any]) -> list[str]:
-    """A resume that trained nothing (global_step never passed the resumed step): the rule every phase checks."""
-    resumed = metrics.get("resumed_from_step")
-    if resumed is not None and resumed < metrics["max_steps"] and metrics["global_step"] <= resumed:
-        return [f"resume trained nothing: global_step stayed at {resumed}"]
-    return []
 
 
 def check_phase_outcome(metrics: dict[str, Any]) -> None:

@@ -88,9 +88,10 @@ def run_checks(model_dir: str, adapter_dir: str) -> dict[str, Any]:
     from peft import PeftModel
 
     from pipeline_lib.fingerprint import verify_fingerprint
-    from pipeline_lib.merge import MergeSettings, harmony_probe_ids, merge_and_check_logits
+    from pipeline_lib.merge import MergeSettings, merge_and_check_logits
     from pipeline_lib.modeling import detect_precision, load_causal_lm
     from pipeline_lib.mxfp4 import expert_tensor_names, verify_released_load
+    from pipeline_lib.probes import harmony_probe_ids
 
     precision = detect_precision(attn_implementation="eager")
     out: dict[str, Any] = {"device": precision.device, "compute_dtype": precision.torch_dtype_name}

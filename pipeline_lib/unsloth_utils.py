@@ -346,6 +346,14 @@ def snapshot_parameters(model: Any, *, exact_limit: int = EXACT_SNAPSHOT_LIMIT) 
     return snap
 
 
+def _whole(param: Any) -> Any:
+    """The whole tensor behind a parameter. FSDP2 (configs/accelerate/fsdp2.yaml) leaves each rank a DTensor
+    shard; ``full_tensor()`` all-gathers it, so every rank must call this for the same parameters in the same
+    order (verify_lora_updates runs on every rank)."""
+    gather = getattr(param, "full_tensor", None)
+    return (gather() if gather is not None else param).detach()
+
+
 def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *,
                         require_experts: bool = True) -> dict[str, Any]:
     """Did training change every LoRA tensor (experts included) and no base weight? Returns a JSON-able report.
@@ -363,13 +371,14 @@ def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *,
     for name, param in after_model.named_parameters():
         if name in before.lora:
             group = _group(name)
-            changed = not torch.equal(before.lora[name], param.detach().to("cpu"))
+            changed = not torch.equal(before.lora[name], _whole(param).to("cpu"))
             counts[group][0] += 1
             counts[group][1] += int(changed)
             if not changed:
                 lora_unchanged.append(name)
         elif name in before.base:
-            now = param.detach().to("cpu") if before.base_exact else _fingerprint(param)
+            whole = _whole(param)
+            now = whole.to("cpu") if before.base_exact else _fingerprint(whole)
             if not torch.equal(before.base[name], now):
                 base_changed.append(name)
     n_lora = counts["attention"][0] + counts["experts"][0]

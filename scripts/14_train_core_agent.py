@@ -36,11 +36,9 @@ from pipeline_lib.unsloth_utils import import_unsloth_first  # noqa: E402
 import_unsloth_first(sys.argv[1:])  # before trl/transformers/peft: Unsloth patches them on import
 
 from pipeline_lib import phases  # noqa: E402
-from pipeline_lib.checkpoints import resolve_resume_checkpoint  # noqa: E402
+from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps  # noqa: E402
 from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.sft import (  # noqa: E402
-    AgentScriptArguments,
-    AgentSFTConfig,
     banner,
     build_sft_trainer,
     check_phase_outcome,
@@ -48,12 +46,11 @@ from pipeline_lib.sft import (  # noqa: E402
     final_evaluate,
     finalize_sft_phase,
     load_adapted_model,
-    parse_phase_args,
     prepare_sft_data,
-    print_mask_example,
     summary_line,
-    train_to_max_steps,
 )
+from pipeline_lib.sft_config import AgentScriptArguments, AgentSFTConfig, parse_phase_args  # noqa: E402
+from pipeline_lib.sft_data import print_mask_example  # noqa: E402
 
 PHASE = phases.AGENT_SFT.name
 DEFAULT_CONFIG = default_config(PHASE)

@@ -34,7 +34,7 @@ from pipeline_lib.interpreter import require_modules  # noqa: E402
 require_modules()  # before any import that needs them: names this interpreter and the fix
 
 from pipeline_lib import ipo
-from pipeline_lib.checkpoints import resolve_resume_checkpoint
+from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps
 from pipeline_lib.config import default_config, parse_args_with_default_config
 from pipeline_lib.fingerprint import (
     AdapterSaveMismatch,
@@ -47,7 +47,6 @@ from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
-from pipeline_lib.sft import train_to_max_steps
 from pipeline_lib.throughput import ThroughputCallback
 from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 from pipeline_lib.unsloth_utils import LoraUpdateError, snapshot_parameters, training_path, verify_lora_updates

@@ -42,7 +42,7 @@ from pipeline_lib.interpreter import require_modules  # noqa: E402
 require_modules()  # before any import that needs them: names this interpreter and the fix
 
 from pipeline_lib import grpo, phases
-from pipeline_lib.checkpoints import resolve_resume_checkpoint
+from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps
 from pipeline_lib.config import parse_args_with_default_config
 from pipeline_lib.fingerprint import AdapterSaveMismatch, record_fingerprint, saved_adapter_problems
 from pipeline_lib.ipo import load_adapter_policy, resolve_base_model
@@ -50,7 +50,6 @@ from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
 from pipeline_lib.modeling import Precision, detect_precision
 from pipeline_lib.provenance import write_provenance
-from pipeline_lib.sft import train_to_max_steps
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grpo.yaml"
 

@@ -29,13 +29,17 @@ require_modules()  # before any import that needs them: names this interpreter a
 
 from pipeline_lib import phases  # noqa: E402
 from pipeline_lib.config import default_config  # noqa: E402
-from pipeline_lib.gguf_export import QUANT_FTYPES  # noqa: E402  (light: no torch at import)
+from pipeline_lib.gguf_export import GgufSettings  # noqa: E402  (light: no torch at import)
+from pipeline_lib.merge import MergeSettings  # noqa: E402
 
 DEFAULT_CONFIG = default_config(phases.MERGE.name)
 
 
 @dataclass
-class MergeScriptArguments:
+class MergeAdapterArguments:
+    """Which job and on what: the paths. The thresholds are pipeline_lib.merge.MergeSettings (both jobs) and
+    pipeline_lib.gguf_export.GgufSettings (export), parsed from the same command line and YAML."""
+
     adapter_path: str | None = field(default=None, metadata={"help": "Merge: PEFT adapter folder"})
     base_model: str | None = field(default=None, metadata={"help": "Merge: base model folder or hub id"})
     output_dir: str | None = field(default=None, metadata={"help": "Merge: writes <output_dir>/hf; export: hf/, "
@@ -46,26 +50,6 @@ class MergeScriptArguments:
     merged_model: str | None = field(default=None, metadata={"help": "Export: merged tool-calling model (default: "
                                                                      "the merge phase's hf/ under --checkpoints_dir)"})
     gguf: bool = field(default=True, metadata={"help": "Export: also write GGUF (--no-gguf to skip)"})
-    llama_cpp_dir: str | None = field(default=None, metadata={"help": "A llama.cpp checkout whose converter to use "
-                                                                      "(default: the pinned llama-cpp-python sdist)"})
-    llama_cpp_sdist: str | None = field(default=None, metadata={"help": "Path to llama_cpp_python-0.3.36.tar.gz "
-                                                                        "(offline; else pip downloads it once)"})
-    quant: str = field(default="Q4_K_M,MXFP4_MOE", metadata={"help": f"Comma list of {sorted(QUANT_FTYPES)}"})
-    keep_bf16_gguf: bool = field(default=False, metadata={"help": "Keep the BF16 GGUF used as reference"})
-    threads: int = field(default=0, metadata={"help": "llama.cpp threads (0: all cores)"})
-    save_dtype: str = "bfloat16"
-    max_shard_size: str = "5GB"
-    logits_rel_tol_float32: float = 1e-4
-    logits_rel_tol_bfloat16: float = 0.1
-    logits_bf16_effect_fraction: float = 0.25
-    logits_bf16_noise_factor: float = 2.0
-    min_size_fraction: float = 0.9
-    smoke_new_tokens: int = 48
-    smoke_min_unique_chars: int = 10
-    gguf_bf16_rel_tol: float = 5e-2
-    gguf_bf16_min_argmax_agreement: float = 0.95
-    gguf_quant_min_correlation: float = 0.95
-    gguf_quant_min_argmax_agreement: float = 0.5
 
     def __post_init__(self) -> None:
         if self.export:
@@ -77,11 +61,6 @@ class MergeScriptArguments:
             checkpoints = Path(self.checkpoints_dir)
             self.merged_model = self.merged_model or str(checkpoints / phases.MERGE.folder_name(slug) / "hf")
             self.output_dir = self.output_dir or str(checkpoints / phases.EXPORT.folder_name(slug))
-            unknown = [q for q in self.quant_list if q not in QUANT_FTYPES]
-            if unknown:
-                raise ValueError(f"--quant {self.quant}: unknown {unknown}; choose from {sorted(QUANT_FTYPES)}")
-            if self.llama_cpp_dir and not (Path(self.llama_cpp_dir) / "convert_hf_to_gguf.py").is_file():
-                raise ValueError(f"--llama-cpp-dir {self.llama_cpp_dir}: no convert_hf_to_gguf.py in it")
             return
         if not self.adapter_path or not (Path(self.adapter_path) / "adapter_config.json").is_file():
             raise ValueError(f"--adapter_path {self.adapter_path}: expected a PEFT adapter folder with "
@@ -91,40 +70,30 @@ class MergeScriptArguments:
         if Path(self.base_model).exists() and not (Path(self.base_model) / "config.json").is_file():
             raise ValueError(f"--base_model {self.base_model}: folder has no config.json")
         self.output_dir = self.output_dir or str(phases.MERGE.run_dir(Path("."), phases.model_slug(self.base_model)))
-        if self.save_dtype not in ("bfloat16", "float16", "float32"):
-            raise ValueError(f"--save_dtype {self.save_dtype}: expected bfloat16, float16 or float32")
-
-    @property
-    def quant_list(self) -> list[str]:
-        return [q.strip() for q in self.quant.split(",") if q.strip()]
 
 
-def parse_args(argv: list[str] | None = None) -> MergeScriptArguments:
-    """Dataclass < configs/merge.yaml (or --config FILE) < CLI."""
+ARGUMENT_CLASSES = (MergeAdapterArguments, MergeSettings, GgufSettings)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[MergeAdapterArguments, MergeSettings, GgufSettings]:
+    """Dataclasses < configs/merge.yaml (or --config FILE) < CLI."""
     from pipeline_lib.config import parse_args_with_default_config
 
-    (args,) = parse_args_with_default_config((MergeScriptArguments,), DEFAULT_CONFIG, argv)
-    return args
+    return parse_args_with_default_config(ARGUMENT_CLASSES, DEFAULT_CONFIG, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
     from dataclasses import asdict
 
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from pipeline_lib.gguf_export import GgufSettings, export_model
-    from pipeline_lib.merge import MergeSettings, merge_adapter
+    from pipeline_lib.gguf_export import export_model
+    from pipeline_lib.merge import merge_adapter
 
-    args = parse_args(argv)
+    args, merge_settings, gguf_settings = parse_args(argv)
     console = Console(stderr=True)
-    merge_settings = MergeSettings(
-        save_dtype=args.save_dtype, max_shard_size=args.max_shard_size, min_size_fraction=args.min_size_fraction,
-        logits_rel_tol={"float32": args.logits_rel_tol_float32, "bfloat16": args.logits_rel_tol_bfloat16},
-        bf16_effect_fraction=args.logits_bf16_effect_fraction, noise_factor=args.logits_bf16_noise_factor,
-        smoke_new_tokens=args.smoke_new_tokens, smoke_min_unique_chars=args.smoke_min_unique_chars)
-    config = asdict(args)
+    config = {**asdict(args), **asdict(merge_settings), **(asdict(gguf_settings) if args.export else {})}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(phases.EXPORT.name if args.export else phases.MERGE.name, total=None)
 
@@ -135,15 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             manifest = merge_adapter(args.base_model, args.adapter_path, Path(args.output_dir) / "hf",
                                      settings=merge_settings, progress=step, extra={"config": config})
         else:
-            gguf_settings = GgufSettings(
-                quants=args.quant_list, keep_bf16=args.keep_bf16_gguf, n_threads=args.threads or os.cpu_count() or 2,
-                bf16_rel_tol=args.gguf_bf16_rel_tol, bf16_min_argmax_agreement=args.gguf_bf16_min_argmax_agreement,
-                quant_min_correlation=args.gguf_quant_min_correlation,
-                quant_min_argmax_agreement=args.gguf_quant_min_argmax_agreement)
             manifest = export_model(args.checkpoints_dir, args.model, args.merged_model, args.output_dir,
-                                    gguf=args.gguf, llama_cpp_dir=args.llama_cpp_dir,
-                                    llama_cpp_sdist=args.llama_cpp_sdist, merge_settings=merge_settings,
-                                    gguf_settings=gguf_settings, config=config, progress=step)
+                                    gguf=args.gguf, merge_settings=merge_settings, gguf_settings=gguf_settings,
+                                    config=config, progress=step)
 
     checks = manifest["checks"] if not args.export else manifest["hf"]["checks"]
     for name, entry in checks.items():
@@ -152,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.export:
         size = checks["size"]["size_gib"]
         print(f"merge {'PASSED' if manifest['passed'] else 'FAILED'}: {args.output_dir}/hf, {size} GiB "
-              f"{args.save_dtype}, merged==adapter rel {checks['merged_equals_adapter']['value']:.2e}, "
+              f"{merge_settings.save_dtype}, merged==adapter rel {checks['merged_equals_adapter']['value']:.2e}, "
               f"smoke unique_chars {checks['smoke_test']['value']}")
         return 0 if manifest["passed"] else 1
     gguf = manifest["gguf"]

@@ -53,7 +53,7 @@ def validate_data_prep(path: Path) -> None:
 
 def _validate_sft(script_cls_name: str, config_cls_name: str):
     def validate(path: Path) -> None:
-        from pipeline_lib import sft
+        from pipeline_lib import sft_config as sft
 
         script_args, training_args = sft.parse_phase_args(getattr(sft, script_cls_name),
                                                           getattr(sft, config_cls_name), path, argv=[])
@@ -105,8 +105,9 @@ def validate_grpo(path: Path) -> None:
 
 
 def validate_merge(path: Path) -> None:
-    """Keys are MergeScriptArguments fields (scripts/19_merge_adapter.py; TrlParser would reject others) with the
-    defaults' types; the dataclass itself checks paths in __post_init__, so it is not constructed here."""
+    """Keys are fields of the script's ARGUMENT_CLASSES (scripts/19_merge_adapter.py: its path arguments,
+    merge.MergeSettings, gguf_export.GgufSettings; TrlParser would reject others) with the defaults' types; the path
+    arguments check paths in __post_init__, so nothing is constructed here."""
     import dataclasses
     import importlib.util
 
@@ -114,7 +115,7 @@ def validate_merge(path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
     spec.loader.exec_module(module)
-    fields = {f.name: f for f in dataclasses.fields(module.MergeScriptArguments)}
+    fields = {f.name: f for cls in module.ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
     for key, value in yaml.safe_load(path.read_text()).items():
         if key not in fields:
             raise ValueError(f"{path}: unknown key {key!r}")

@@ -255,14 +255,16 @@ def test_bench_workers_get_no_secrets(monkeypatch):
 
 @pytest.mark.slow
 def test_bench_bf16_kernel_check_passes_and_its_control_fails(tiny_model_dir):
-    """The 1-layer bf16 fast-vs-stock check the GPU bench adds (there through the grouped-GEMM kernel; here the
-    per-expert loop): rounding-level agreement (measured ~1e-2 on the tiny model), control at 1.0."""
+    """The 1-layer bf16 check the GPU bench adds (there through the grouped-GEMM and fused kernels; here the
+    per-expert loop and eager maths): fast and stock bf16 both against the model in fp32, control at 1.0."""
     from pipeline_lib.bench_train_step import BF16_KERNEL_TOL, check_bf16_kernel, parse_args
 
     args = parse_args(["--model", str(tiny_model_dir), "--device", "cpu"])
     report = check_bf16_kernel(args, WORKLOADS["phase1_r64_4k"], "cpu", check_tokens=64)
     assert report["passed"], report
-    assert report["grad_rel_err"]["fast"] < BF16_KERNEL_TOL / 3 < 0.9 < report["grad_rel_err"]["control"]
+    err = report["grad_rel_err"]
+    assert err["fast"] <= err["tolerance"] == max(BF16_KERNEL_TOL, 1.5 * err["stock"]) < 0.9 < err["control"]
+    assert err["stock"] > 0 and err["fast_vs_stock"] > 0  # bf16 really rounded (the reference is another precision)
 
 
 def _reference_swiglu(gate_up, alpha=1.702, limit=7.0):

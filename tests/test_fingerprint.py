@@ -109,8 +109,8 @@ def test_probes_run_eager_and_flex_is_restored(tiny_model_dir: Path) -> None:
     """A CUDA training model uses flex_attention; the probes switch it to eager (flex's eval compile failed on the
     H100) and back. Here the model is marked flex but only ever runs inside the switch (CPU has no flex kernel)."""
     from pipeline_lib.fingerprint import measure
-    from pipeline_lib.merge import harmony_probe_ids
     from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.probes import harmony_probe_ids
 
     model = load_causal_lm(tiny_model_dir)
     model.config._attn_implementation = "flex_attention"

@@ -125,7 +125,7 @@ def test_export_writes_validated_gguf_and_broken_gguf_fails(tiny_model_dir: Path
         assert Path(entry["path"]).is_file() and Path(entry["path"]).parent == out / "gguf_q4", name
         assert entry["metadata"]["general.architecture"] == "gpt-oss", name
         assert entry["checks"]["tokenizer_matches_hf"]["passed"], name
-    assert files["BF16"]["logits"]["rel_p90"] <= GgufSettings().bf16_rel_tol
+    assert files["BF16"]["logits"]["rel_p90"] <= GgufSettings().gguf_bf16_rel_tol
     # Ready to use: a model card in hf/ and an Ollama Modelfile whose FROM is the validated Q4_K_M beside it.
     card = (out / "hf" / "README.md").read_text()
     assert manifest["model_card"] == str(out / "hf" / "README.md") and "`tool_calling_sft` LoRA adapter" in card

@@ -179,12 +179,12 @@ def test_cli_loads_merge_yaml_without_config(repo_root: Path, tmp_path: Path,
     monkeypatch.setattr(script, "DEFAULT_CONFIG", yaml)
     (tmp_path / "ckpt").mkdir()
     export = ["--export", "--model", "m", "--checkpoints_dir", str(tmp_path / "ckpt")]
-    args = script.parse_args(export)
-    assert args.quant_list == ["MXFP4_MOE"] and args.smoke_new_tokens == 7
-    args = script.parse_args([*export, "--smoke_new_tokens", "9"])
-    assert args.smoke_new_tokens == 9 and args.quant_list == ["MXFP4_MOE"]  # CLI wins over the YAML
+    _, merge, gguf = script.parse_args(export)
+    assert gguf.quants == ["MXFP4_MOE"] and merge.smoke_new_tokens == 7
+    _, merge, gguf = script.parse_args([*export, "--smoke_new_tokens", "9"])
+    assert merge.smoke_new_tokens == 9 and gguf.quants == ["MXFP4_MOE"]  # CLI wins over the YAML
     monkeypatch.setattr(script, "DEFAULT_CONFIG", tmp_path / "absent.yaml")
-    assert script.parse_args(export).smoke_new_tokens == 48  # negative control: no YAML, dataclass default
+    assert script.parse_args(export)[1].smoke_new_tokens == 48  # negative control: no YAML, dataclass default
 
 
 def test_bf16_merge_passes_and_dropped_expert_deltas_fail(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
@@ -206,3 +206,66 @@ def test_bf16_merge_passes_and_dropped_expert_deltas_fail(tiny_model_dir: Path, 
     check = dropped["checks"]["merged_equals_adapter"]
     assert not check["passed"] and check["value"] > 2 * check["threshold"], check
     assert not merge_manifest_passed(tmp_path / "dropped")
+
+
+def _merge_script(repo_root: Path, monkeypatch: pytest.MonkeyPatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("merge_script_flags", repo_root / "scripts" / "19_merge_adapter.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # @dataclass looks its module up there
+    spec.loader.exec_module(script)
+    return script
+
+
+def unreached_fields(parsed: tuple, classes: tuple, values: dict[str, str]) -> list[str]:
+    """Fields of ``classes`` whose CLI value (``values``, all passed at once) did not land in the parsed object of
+    that class."""
+    import dataclasses
+
+    by_class = {type(obj): obj for obj in parsed}
+    missed = []
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            got = getattr(by_class[cls], f.name)
+            want = {"true": True, "false": False}.get(values[f.name], values[f.name])
+            if str(got) != str(want) and not (isinstance(got, float) and got == float(want)):
+                missed.append(f"{cls.__name__}.{f.name}")
+    return missed
+
+
+def test_every_settings_field_is_a_cli_flag(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """19_merge_adapter.py hands its parsed dataclasses to merge_adapter / export_model as they are: every field of
+    the path arguments, MergeSettings and GgufSettings is reachable from the command line with a non-default value.
+    Negative control: a parse that rebuilds MergeSettings by hand (the old field copy, one field forgotten) is
+    caught."""
+    import dataclasses
+
+    script = _merge_script(repo_root, monkeypatch)
+    llama = tmp_path / "llama.cpp"
+    llama.mkdir()
+    (llama / "convert_hf_to_gguf.py").write_text("")
+    (tmp_path / "ckpt").mkdir()
+    values = {
+        "adapter_path": "a", "base_model": "b", "output_dir": str(tmp_path / "out"), "export": "true",
+        "checkpoints_dir": str(tmp_path / "ckpt"), "model": "m", "merged_model": "mm", "gguf": "false",
+        "save_dtype": "float16", "max_shard_size": "7GB", "logits_rel_tol_float32": "0.003",
+        "logits_rel_tol_bfloat16": "0.2", "logits_bf16_effect_fraction": "0.3", "logits_bf16_noise_factor": "3.5",
+        "min_size_fraction": "0.8", "smoke_new_tokens": "11", "smoke_min_unique_chars": "4", "quant": "Q8_0",
+        "keep_bf16_gguf": "true", "threads": "3", "llama_cpp_dir": str(llama), "llama_cpp_sdist": "s.tar.gz",
+        "gguf_bf16_rel_tol": "0.07", "gguf_bf16_min_argmax_agreement": "0.9", "gguf_quant_min_correlation": "0.8",
+        "gguf_quant_min_argmax_agreement": "0.4",
+    }
+    fields = {f.name: f for cls in script.ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+    assert set(fields) == set(values), "a new settings field needs a value here"
+    assert all(str(fields[k].default) != v for k, v in values.items() if k != "export")  # every value is new
+    argv = [x for k, v in values.items() for x in (f"--{k}", v)]
+    parsed = script.parse_args(argv)
+    assert unreached_fields(parsed, script.ARGUMENT_CLASSES, values) == []
+
+    args, merge, gguf = parsed
+    by_hand = (args, dataclasses.replace(script.MergeSettings(), **{
+        k: getattr(merge, k) for k in [f.name for f in dataclasses.fields(merge)] if k != "max_shard_size"}), gguf)
+    assert unreached_fields(by_hand, script.ARGUMENT_CLASSES, values) == ["MergeSettings.max_shard_size"]
+    with pytest.raises(SystemExit):  # a flag no dataclass has is refused, not ignored
+        script.parse_args([*argv, "--logits_rel_tol", "0.1"])

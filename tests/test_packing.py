@@ -16,7 +16,7 @@ from pipeline_lib.pack_sft import (
     packed_dataset_dir,
     verify_packed_attention,
 )
-from pipeline_lib.sft import tokenize_sft_dataset
+from pipeline_lib.sft_data import tokenize_sft_dataset
 
 PAD_ID = 199999
 

@@ -35,7 +35,7 @@ def test_hub_token_is_detached_from_training_arguments(tmp_path, monkeypatch):
     """Trainer saves training_args.bin with torch.save(args): the token must be gone from args by then."""
     import torch
 
-    from pipeline_lib.sft import ToolCallingScriptArguments, ToolCallingSFTConfig, parse_phase_args
+    from pipeline_lib.sft_config import ToolCallingScriptArguments, ToolCallingSFTConfig, parse_phase_args
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     argv = ["--output_dir", str(tmp_path), "--hub_token", CANARY]

@@ -13,16 +13,14 @@ from sft_fixtures import SYSTEM, TOOLS, chat_conversation, mixed_texts, tool_con
 
 from pipeline_lib.checkpoints import resolve_resume_checkpoint
 from pipeline_lib.modeling import detect_precision
-from pipeline_lib.sft import (
+from pipeline_lib.sft_config import (
     AgentScriptArguments,
     AgentSFTConfig,
-    HarmonyMasker,
     ToolCallingScriptArguments,
     ToolCallingSFTConfig,
     parse_phase_args,
-    render_mask,
-    tokenize_sft_dataset,
 )
+from pipeline_lib.sft_data import HarmonyMasker, render_mask, tokenize_sft_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 HUB_TOKEN_CANARY = "hf_canaryHUBtoken0123456789"

@@ -83,7 +83,7 @@ def test_bad_tasks_are_dropped_with_reasons(clamp_tasks):
 
 def test_written_datasets_load_in_phase_2_and_3(outcome, tmp_path, gpt_oss_tokenizer):
     from pipeline_lib.ipo import load_preference_dataset
-    from pipeline_lib.sft import load_text_dataset
+    from pipeline_lib.sft_data import load_text_dataset
 
     report = trajectories.write_datasets([outcome], tmp_path, gpt_oss_tokenizer, task_file="tasks.jsonl")
     assert report["categories"]["agent_traj"]["rows"] == 1 and report["categories"]["preference"]["rows"] == 1

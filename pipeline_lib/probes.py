@@ -1,0 +1,80 @@
+"""Fixed Harmony probe prompts and the one measure of how close two sets of logits are: shared by the merge's
+merged == base+adapter check (pipeline_lib.merge), the adapter fingerprint (pipeline_lib.fingerprint) and the
+GGUF validation (pipeline_lib.gguf_export)."""
+
+from __future__ import annotations
+
+# Probe conversations for the logits checks: short (< 100 tokens, llama.cpp ignores YaRN
+# truncate:false, longer prompts would differ for that reason alone) and in Harmony, the format every phase trains on.
+PROBE_CONVERSATIONS: list[list[dict[str, str]]] = [
+    [
+        {"role": "system", "content": "You are a coding agent in a terminal."},
+        {"role": "user", "content": "List the files in src/ and open main.rs."},
+        {"role": "assistant", "content": "I will run ls src/ first, then read main.rs."},
+    ],
+    [
+        {"role": "user", "content": "Why does `cargo build` fail with E0382?"},
+        {"role": "assistant", "content": "E0382 means a value was used after it was moved; clone it or borrow."},
+    ],
+]
+
+
+def harmony_probe_ids(conversations: list[list[dict[str, str]]] = PROBE_CONVERSATIONS) -> list[list[int]]:
+    """Token ids of each probe conversation rendered by openai_harmony (the format's reference implementation)."""
+    from pipeline_lib.vocab import configure_offline_harmony
+
+    configure_offline_harmony()
+    from openai_harmony import Conversation, HarmonyEncodingName, Message, Role, load_harmony_encoding
+
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    out = []
+    for turns in conversations:
+        messages = []
+        for turn in turns:
+            message = Message.from_role_and_content(Role(turn["role"]), turn["content"])
+            if turn["role"] == "assistant":
+                message = message.with_channel("final")
+            messages.append(message)
+        out.append(list(encoding.render_conversation(Conversation.from_messages(messages))))
+    return out
+
+
+def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None):
+    """fp32 CPU logits of each probe, concatenated over positions: [sum(len), vocab]. With ``suffix``, the probe is
+    run with those tokens appended and only its own positions kept: the same logits in exact arithmetic (causal
+    model), so the difference is the model's numerical noise under a changed layout."""
+    import torch
+
+    device = next(model.parameters()).device
+    rows = []
+    with torch.no_grad():
+        for ids in probes:
+            logits = model(input_ids=torch.tensor([ids + (suffix or [])], device=device)).logits[0, : len(ids)]
+            rows.append(logits.float().cpu())
+    return torch.cat(rows)
+
+
+def logits_agreement(reference, candidate) -> dict[str, float]:
+    """How close two [positions, vocab] logit arrays are. rel = max over the vocab of |d| / std(reference), per
+    position; the checks use its 90th percentile over positions, ``rel_p90``, because top-k
+    expert routing is discontinuous: a router near-tie flips one expert for an isolated token under any rounding
+    change (measured, BF16 GGUF of a tiny merged model: 1 of 87 positions at 2.06, the other 86 <= 0.024), while a
+    real bug moves every position (attention sinks zeroed: median 0.21, p90 1.0; dropped expert deltas: ~1-3).
+    The max, median, top-1 agreement and Pearson correlation are reported beside it."""
+    import torch
+
+    reference = torch.as_tensor(reference, dtype=torch.float64)
+    candidate = torch.as_tensor(candidate, dtype=torch.float64)
+    std = reference.std().clamp_min(1e-30)
+    per_position = (candidate - reference).abs().amax(-1) / std
+    ref_c = reference - reference.mean()
+    cand_c = candidate - candidate.mean()
+    corr = float((ref_c * cand_c).sum() / (ref_c.norm() * cand_c.norm()).clamp_min(1e-30))
+    return {
+        "rel_p90": float(per_position.quantile(0.9)),
+        "rel_median": float(per_position.median()),
+        "rel_max_abs_diff": float(per_position.max()),
+        "max_abs_diff": float(per_position.max() * std),
+        "argmax_agreement": float((reference.argmax(-1) == candidate.argmax(-1)).double().mean()),
+        "correlation": corr,
+    }
