@@ -178,29 +178,36 @@ def test_record_keeps_writeup_shape(tmp_path):
     assert read_gates(gates_file)["grpo"]["status"] == "skipped_no_tasks"
 
 
-def _record_many(args: tuple[str, int]) -> None:
-    path, worker = args
+def _record_many(args: tuple[str, int, bool]) -> None:
+    path, worker, locked = args
+    if not locked:  # the negative control: the same read-modify-write without the lock
+        import contextlib
+
+        gates._locked = lambda path: contextlib.nullcontext()
     for i in range(20):
         record_gate(path, f"k{worker}_{i}", {"passed": "true"})
+
+
+def _run_pool(path: str, locked: bool) -> None:
+    """4 spawned workers x 8 jobs, with a deadline. Spawned, not forked: a fork taken while a thread of the test
+    process held a lock once left a child stuck inside record_gate, holding the file lock every other worker then
+    waited on (a full-suite run under load hung there for 15 minutes)."""
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map_async(_record_many, [(path, w, locked) for w in range(8)]).get(timeout=180)
 
 
 def test_concurrent_records_lose_nothing(tmp_path):
     """8 processes x 20 read-modify-write updates: with the lock every key survives."""
     path = str(tmp_path / "quality_gates.json")
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        pool.map(_record_many, [(path, w) for w in range(8)])
+    _run_pool(path, locked=True)
     assert len(read_gates(path)) == 160
     assert not list(tmp_path.glob(".quality_gates.json.tmp*"))
 
 
-def test_unlocked_records_do_lose_updates(tmp_path, monkeypatch):
+def test_unlocked_records_do_lose_updates(tmp_path):
     """Negative control for the test above: without the lock, concurrent read-modify-write drops entries."""
-    import contextlib
-
-    monkeypatch.setattr(gates, "_locked", lambda path: contextlib.nullcontext())
     path = str(tmp_path / "quality_gates.json")
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        pool.map(_record_many, [(path, w) for w in range(8)])
+    _run_pool(path, locked=False)
     assert len(read_gates(path)) < 160
 
 
