@@ -195,8 +195,20 @@ def validate_accelerate(path: Path) -> None:
     assert config.distributed_type == "MULTI_GPU" and config.num_machines == 1
 
 
+def validate_accelerate_fsdp2(path: Path) -> None:
+    """accelerate reads it as an FSDP2 launch config sharding per decoder layer, saving a full (plain PEFT) state."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.distributed_type == "FSDP" and config.num_machines == 1
+    fsdp = config.fsdp_config
+    assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "GptOssDecoderLayer"
+
+
 VALIDATORS = {
     "ddp.yaml": validate_accelerate,
+    "fsdp2.yaml": validate_accelerate_fsdp2,
     "throughput.yaml": validate_throughput,
     "gates_random_weights.yaml": validate_random_weight_gates,
     "core_agent.yaml": validate_core_agent,
