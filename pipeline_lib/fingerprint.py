@@ -291,3 +291,11 @@ def saved_adapter_problems(adapter_dir: str | os.PathLike, model: Any) -> list[s
         problems.append(f"{path} holds {saved['all']:,} LoRA values, the trained model {trained['all']:,} "
                         f"(experts: saved {saved['experts']:,}, trained {trained['experts']:,})")
     return problems
+
+
+def require_saved_adapter(adapter_dir: str | os.PathLike, model: Any, who: str) -> None:
+    """Raise AdapterSaveMismatch (naming ``who``) when saved_adapter_problems finds anything."""
+    problems = saved_adapter_problems(adapter_dir, model)
+    if problems:
+        raise AdapterSaveMismatch(f"{who}: the saved adapter is not what was trained: " + "; ".join(problems)
+                                  + ". Rerun with --backend hf or fast.")

@@ -201,12 +201,9 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
     # 0's copy of the adapter is every rank's and it runs alone.
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
     if writer:
-        from pipeline_lib.fingerprint import AdapterSaveMismatch, saved_adapter_problems
+        from pipeline_lib.fingerprint import require_saved_adapter
 
-        problems = saved_adapter_problems(final, trainer.model)
-        if problems:
-            raise AdapterSaveMismatch(f"[{phase}] the saved adapter is not what was trained ({model_info['backend']} "
-                                      f"backend): " + "; ".join(problems) + ". Rerun with --backend hf or fast.")
+        require_saved_adapter(final, trainer.model, f"[{phase}] ({model_info['backend']} backend)")
         final.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(final))
         trainer.state.save_to_json(str(final / "trainer_state.json"))

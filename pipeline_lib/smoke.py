@@ -127,51 +127,6 @@ def run_checks(model_dir: str, adapter_dir: str) -> dict[str, Any]:
     return out
 
 
-def unsloth_mxfp4_save_check(model_dir: str, r: int = 8) -> dict[str, Any]:
-    """What Unsloth trains and saves on a released (MXFP4) folder, loaded packed and dequantized.
-
-    Each load is wrapped with LoRA on attention + experts and saved at once (element counts are what matter, so no
-    training is needed). ``dequantized`` is the phases' loader (pipeline_lib.unsloth_utils.load_model_for_training:
-    experts in bf16) and must put LoRA on the experts and save all of it; ``packed`` is Unsloth left to itself
-    (experts kept as MXFP4 blocks), reported for the record: the phases do not use it. Run in its own process:
-    importing Unsloth patches transformers and PEFT for everything after it.
-    """
-    import gc
-
-    import torch
-
-    from pipeline_lib.fingerprint import saved_adapter_problems
-    from pipeline_lib.unsloth_utils import apply_lora_config, load_model_for_training, trainable_report
-
-    out: dict[str, Any] = {"model": model_dir, "r": r}
-    for label in ("packed", "dequantized"):
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                if label == "packed":
-                    from unsloth import FastLanguageModel
-
-                    model, _ = FastLanguageModel.from_pretrained(model_name=model_dir, max_seq_length=1024,
-                                                                 dtype=None, load_in_4bit=False,
-                                                                 full_finetuning=False)
-                else:
-                    model, _ = load_model_for_training(model_dir, backend="unsloth", max_seq_length=1024)
-                experts = sorted({f"{type(p).__name__}{tuple(p.shape)} {p.dtype}" for n, p in model.named_parameters()
-                                  if n.endswith("mlp.experts.gate_up_proj") or n.endswith("gate_up_proj_blocks")})
-                model = apply_lora_config(model, r, backend="unsloth", max_seq_length=1024)
-                model.save_pretrained(tmp)
-                out[label] = {"experts_storage": experts[:2], "trainable": trainable_report(model),
-                              "saved_adapter_problems": saved_adapter_problems(tmp, model)}
-            except Exception as exc:  # reported, not raised: the other load still runs
-                out[label] = {"error": f"{type(exc).__name__}: {exc}"[:800]}
-            model = None
-            gc.collect()
-            torch.cuda.empty_cache()
-    ours = out["dequantized"]
-    out["passed"] = ("error" not in ours and ours["trainable"]["lora_experts"] > 0
-                     and not ours["saved_adapter_problems"])
-    return out
-
-
 # ---------------------------------------------------------------- report
 
 
@@ -228,8 +183,7 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 
 
 def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | None = None,
-                 checks_file: Path | None = None, kill_phase: str = KILL_PHASE,
-                 unsloth_file: Path | None = None) -> dict[str, Any]:
+                 checks_file: Path | None = None, kill_phase: str = KILL_PHASE) -> dict[str, Any]:
     """Everything the smoke run showed, from the files it and the pipeline wrote."""
     paths = smoke_paths(workdir, model)
     events = [json.loads(line) for line in smoke_log.read_text().splitlines() if line.strip()]
@@ -274,7 +228,6 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
         pipeline_phases.GRPO.name: None if grpo is None else {
             k: grpo.get(k) for k in ("global_step", "max_steps", "reward_accuracy", "reward", "lora_update_check",
                                      "backend", "training_path")},
-        "unsloth_mxfp4": _read_json(unsloth_file) if unsloth_file else None,
     }
 
 
@@ -319,17 +272,6 @@ def render(report: dict[str, Any]) -> str:
         lora = grpo.get("lora_update_check") or {}
         lines.append(f"- GRPO: step {grpo.get('global_step')}/{grpo.get('max_steps')}, reward_accuracy "
                      f"{_fmt(grpo.get('reward_accuracy'))}, LoRA update check {lora.get('passed')}")
-    unsloth = report.get("unsloth_mxfp4")
-    if unsloth:
-        for label in ("packed", "dequantized"):
-            part = unsloth.get(label) or {}
-            if "error" in part:
-                lines.append(f"- Unsloth on the MXFP4 folder, {label}: ERROR {part['error'][:300]}")
-                continue
-            trainable = part.get("trainable") or {}
-            lines.append(f"- Unsloth on the MXFP4 folder, {label}: experts {part.get('experts_storage')}, LoRA "
-                         f"attention {trainable.get('lora_attention')} / experts {trainable.get('lora_experts')}, "
-                         f"saved adapter problems: {part.get('saved_adapter_problems') or 'none'}")
     checks = report.get("checks") or {}
     if checks:
         layout = checks.get("released_layout_load", {})
@@ -357,9 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", required=True, type=Path)
     p.add_argument("--model", required=True)
     p.add_argument("--kill-phase", default=KILL_PHASE)
-    u = sub.add_parser("unsloth-mxfp4", help="Unsloth's saved adapter on an MXFP4 folder: packed vs dequantized")
-    u.add_argument("--model", required=True)
-    u.add_argument("--out", required=True)
     r = sub.add_parser("report")
     r.add_argument("--workdir", required=True, type=Path)
     r.add_argument("--model", required=True)
@@ -367,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--gpu-csv", type=Path)
     r.add_argument("--checks", type=Path)
     r.add_argument("--kill-phase", default=KILL_PHASE)
-    r.add_argument("--unsloth-check", type=Path)
     r.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     if args.command == "checks":
@@ -378,13 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "paths":
         print(shell_paths(args.workdir, args.model, args.kill_phase))
         return 0
-    if args.command == "unsloth-mxfp4":
-        result = unsloth_mxfp4_save_check(args.model)
-        Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(json.dumps(result, indent=2, default=str))
-        return 0 if result["passed"] else 1
-    report = build_report(args.workdir, args.model, args.smoke_log, args.gpu_csv, args.checks, args.kill_phase,
-                          args.unsloth_check)
+    report = build_report(args.workdir, args.model, args.smoke_log, args.gpu_csv, args.checks, args.kill_phase)
     text = render(report)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     args.out.with_suffix(".md").write_text(text + "\n")

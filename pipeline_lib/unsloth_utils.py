@@ -237,37 +237,20 @@ def load_model_for_training(name_or_path: str | os.PathLike, *, backend: str = "
     """
     from pipeline_lib.modeling import detect_precision, load_causal_lm
 
-    backend = resolve_backend(backend)
+    # QLoRA quantizes the base itself; a 16-bit Unsloth load of an MXFP4 checkpoint is refused (UNSLOTH_MXFP4_REFUSED).
+    backend = resolve_backend(backend, model=None if load_in_4bit else name_or_path)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     tokenizer = load_training_tokenizer(name_or_path)
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
-        extra: dict[str, Any] = {}
-        mxfp4 = not load_in_4bit and is_mxfp4_checkpoint(name_or_path)
-        if mxfp4:
-            # Left to itself, Unsloth keeps a released (MXFP4) checkpoint's experts packed (uint8 blocks decoded per
-            # layer, unsloth_zoo's keep_mxfp4_experts_packed). Dequantized to bf16 at load instead, the experts are
-            # the plain 3-D parameters whose Unsloth-trained adapters PEFT loads with the same logits (checked at
-            # the real shape on the H200, 2026-11-28), and the hf/fast backends load MXFP4 the same way
-            # (pipeline_lib.modeling.load_causal_lm); scripts/gpu_smoke.sh checks both loads' saved adapters.
-            # Costs memory: the 20B's 19.1e9 expert weights take 38 GB in bf16 against ~10 GB packed (4.25 bits).
-            from transformers import Mxfp4Config
-
-            os.environ.setdefault("UNSLOTH_MXFP4_KEEP_PACKED", "0")
-            extra["quantization_config"] = Mxfp4Config(dequantize=True)
         model, _ = FastLanguageModel.from_pretrained(
             model_name=str(name_or_path),
             max_seq_length=max_seq_length,
             dtype=None,
             load_in_4bit=load_in_4bit,
             full_finetuning=False,
-            **extra,
         )
-        if mxfp4:
-            from pipeline_lib.modeling import forget_mxfp4_conversion
-
-            forget_mxfp4_conversion(model)
         return model, tokenizer
     if load_in_4bit:
         raise ValueError("--load_in_4bit needs --backend unsloth (bitsandbytes QLoRA); the hf backend trains 16-bit")

@@ -37,10 +37,9 @@ from pipeline_lib import ipo
 from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps
 from pipeline_lib.config import default_config, parse_args_with_default_config
 from pipeline_lib.fingerprint import (
-    AdapterSaveMismatch,
     describe,
     record_fingerprint,
-    saved_adapter_problems,
+    require_saved_adapter,
     verify_fingerprint,
 )
 from pipeline_lib.live import add_live_metrics, configure_reporting
@@ -116,9 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     final_dir = Path(args.output_dir) / "final"
     trainer.save_model(str(final_dir))
-    problems = saved_adapter_problems(final_dir, trainer.model)
-    if problems:
-        raise AdapterSaveMismatch("IPO: the saved adapter is not what was trained: " + "; ".join(problems))
+    require_saved_adapter(final_dir, trainer.model, "IPO")
     tokenizer.save_pretrained(str(final_dir))
     trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
     record_fingerprint(trainer.model, final_dir, backend=script_args.backend, phase=PHASE)

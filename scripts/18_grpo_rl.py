@@ -44,7 +44,7 @@ require_modules()  # before any import that needs them: names this interpreter a
 from pipeline_lib import grpo, phases
 from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps
 from pipeline_lib.config import parse_args_with_default_config
-from pipeline_lib.fingerprint import AdapterSaveMismatch, record_fingerprint, saved_adapter_problems
+from pipeline_lib.fingerprint import record_fingerprint, require_saved_adapter
 from pipeline_lib.ipo import load_adapter_policy, resolve_base_model
 from pipeline_lib.live import add_live_metrics, configure_reporting
 from pipeline_lib.metrics import write_phase_metrics
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     final_dir = Path(args.output_dir) / "final"
     trainer.save_model(str(final_dir))
-    problems = saved_adapter_problems(final_dir, trainer.model)
-    if problems:
-        raise AdapterSaveMismatch("GRPO: the saved adapter is not what was trained: " + "; ".join(problems))
+    require_saved_adapter(final_dir, trainer.model, "GRPO")
     tokenizer.save_pretrained(str(final_dir))
     trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
     # What this process's adapter gives on the fixed probes: the export re-checks it through plain PEFT.

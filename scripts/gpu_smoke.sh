@@ -242,29 +242,11 @@ else
 fi
 tail -n 25 "$WORKDIR/run2.out"
 
-# ---------------------------------------------------------------- 4b. Unsloth on the MXFP4 folder, if time is left
-# Unsloth left to itself (experts kept packed) saved an adapter without its experts on the H200; the phases load
-# MXFP4 dequantized. Both loads, saved at once: the packed one must fail the saved-adapter check, ours must pass.
-unsloth_rc=0
-if ((CONTINUE)) && [[ -f $WORKDIR/unsloth_mxfp4.json ]]; then
-    event unsloth_mxfp4 "reused (--continue)" 0 "$WORKDIR/unsloth_mxfp4.json"
-    "$PYTHON" -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["passed"] else 1)' \
-        "$WORKDIR/unsloth_mxfp4.json" || unsloth_rc=1
-elif ((!CPU)) && [[ $LAYOUT == mxfp4 ]] && (($(left) > 150)) && "$PYTHON" -c "import unsloth" >/dev/null 2>&1; then
-    timed unsloth_mxfp4 env PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pipeline_lib.smoke \
-        unsloth-mxfp4 --model "$MODEL" --out "$WORKDIR/unsloth_mxfp4.json" >"$WORKDIR/unsloth_mxfp4.out" 2>&1 ||
-        unsloth_rc=$?
-    tail -n 30 "$WORKDIR/unsloth_mxfp4.out"
-else
-    event unsloth_mxfp4 "not run" 0 "needs CUDA + unsloth, --layout mxfp4 and 150 s of budget"
-fi
-
 # ---------------------------------------------------------------- 5. report
 report=(--workdir "$PIPE_DIR" --model "$MODEL" --smoke-log "$EVENTS" --out "$OUT_DIR/gpu_smoke_report"
     --kill-phase "$KILL_PHASE")
 [[ -z $GPU_CSV ]] || report+=(--gpu-csv "$GPU_CSV")
 [[ ! -f $WORKDIR/checks.json ]] || report+=(--checks "$WORKDIR/checks.json")
-[[ ! -f $WORKDIR/unsloth_mxfp4.json ]] || report+=(--unsloth-check "$WORKDIR/unsloth_mxfp4.json")
 (cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke report "${report[@]}") || log "report failed"
 # Logs and small JSON only (the device tool returns a few MB): no weights, no tokenizer copies (27 MB each).
 STATE_REL=${STATE_DIR#"$WORKDIR"/}
@@ -272,13 +254,12 @@ tar -czf "$OUT_DIR/gpu_smoke_logs.tar.gz" -C "$WORKDIR" --exclude='*.safetensors
     --exclude='*.pt' --exclude='*.pth' --exclude='*.bin' --exclude='*.arrow' --exclude='tokenizer*.json' \
     --exclude='*.parquet' --exclude='*.jsonl.gz' \
     "$STATE_REL/logs" "$STATE_REL/checkpoints" smoke_events.jsonl run1.out run2.out \
-    $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) $( [[ -f $WORKDIR/unsloth_mxfp4.out ]] && echo unsloth_mxfp4.out) \
+    $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) \
     $( [[ -n $GPU_CSV ]] && echo gpu_memory.csv) 2>/dev/null || true
-if ((run2_rc == 0 && checks_rc == 0 && unsloth_rc == 0)); then
+if ((run2_rc == 0 && checks_rc == 0)); then
     log "GPU SMOKE PASSED in $((SECONDS - T0)) s: report $OUT_DIR/gpu_smoke_report.md"
     exit 0
 fi
-log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc, unsloth_mxfp4 rc=$unsloth_rc) after" \
-    "$((SECONDS - T0)) s:" \
+log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc) after $((SECONDS - T0)) s:" \
     "report $OUT_DIR/gpu_smoke_report.md"
 exit 1
