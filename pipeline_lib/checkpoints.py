@@ -106,6 +106,9 @@ def train_to_max_steps(trainer: Any, resume: str | None) -> None:
     trained a 31st step. Then the checkpoint's weights and trainer state are loaded as they are (Trainer's own
     ``_load_from_checkpoint``, what ``train(resume_from_checkpoint=...)`` calls) and nothing is trained.
     """
+    injected = os.environ.get("PIPELINE_TEST_FAIL_RANK")  # tests only: tests/test_multiprocess.py
+    if injected is not None and injected == os.environ.get("RANK", "0"):
+        raise RuntimeError(f"injected failure on rank {injected} (PIPELINE_TEST_FAIL_RANK)")
     if resume:
         from transformers import TrainerState
 

@@ -119,6 +119,42 @@ def markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def memory_plan(config: str | Path, *, gpus: int, lora_r: int, seq: int, batch: int = 1,
+                sharded: bool = True) -> dict[str, float]:
+    """GB per GPU by component for LoRA training of a GPT-OSS config (counted on a meta-device model).
+
+    weights: bf16 base, divided by ``gpus`` under FSDP2 (``sharded``), whole under DDP; LoRA params, gradients
+    (both fp32: PEFT keeps adapters in fp32) and AdamW's two fp32 moments, divided under FSDP2. activations:
+    gradient checkpointing keeps each layer's bf16 input (layers x batch x seq x hidden x 2 bytes) plus the
+    fp32 logits of the loss (batch x seq x vocab x 4) - not sharded (each GPU runs its own micro-batch); FSDP2
+    adds two all-gathered bf16 layers (the one running and the one prefetched). An estimate for planning, not a
+    measurement: kernels' workspaces and the allocator's fragmentation come on top.
+    """
+    from pipeline_lib.modeling import build_meta_model, load_config
+    from pipeline_lib.unsloth_utils import count_lora_trainable
+
+    cfg = load_config(config)
+    model = build_meta_model(config)
+    params = sum(p.numel() for p in model.parameters())
+    lora = count_lora_trainable(config, lora_r)
+    share = gpus if sharded else 1
+    layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    gb = 1e9
+    plan = {
+        "weights": params * 2 / share / gb,
+        "lora_params": lora * 4 / share / gb,
+        "gradients": lora * 4 / share / gb,
+        "optimizer": lora * 8 / share / gb,
+        "activations": (cfg.num_hidden_layers * batch * seq * cfg.hidden_size * 2
+                        + batch * seq * cfg.vocab_size * 4 + (2 * layer * 2 if sharded and gpus > 1 else 0)) / gb,
+    }
+    plan = {k: round(v, 1) for k, v in plan.items()}
+    plan["total"] = round(sum(plan.values()), 1)
+    plan["params"] = params
+    plan["lora_trainable"] = lora
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
