@@ -232,6 +232,16 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def config_fingerprint(path: Path) -> str | None:
+    """A phase config as an input: its parsed values (key order, comments and layout do not count, so a comment-only
+    edit redoes nothing); None when the file is missing."""
+    import yaml
+
+    if not path.is_file():
+        return None
+    return sha256_json(yaml.safe_load(path.read_text()))
+
+
 def _stat(path: Path) -> list[Any]:
     """Cheap identity of a large file: name, size, mtime. Hashing 39 GB of merged weights on every rerun is not
     affordable; a retrained or rewritten file changes size or mtime."""
@@ -280,7 +290,7 @@ def output_fingerprint(phase: phases.Phase, ctx: RunContext) -> str | None:
 def phase_inputs(phase: phases.Phase, ctx: RunContext) -> dict[str, Any]:
     """Everything that decides what ``phase`` produces, as it stands now."""
     config = ctx.config_file(phase)
-    inputs: dict[str, Any] = {"config": sha256_file(config) if config.is_file() else None,
+    inputs: dict[str, Any] = {"config": config_fingerprint(config),
                               "quick_test": ctx.quick_test}
     if phases.MODEL in phase.consumes:
         inputs["model"] = model_identity(ctx.model)
@@ -793,7 +803,8 @@ def estimate_lines(ctx: RunContext, *, card: str | None, gpus: int = 1) -> list[
 
 def write_run_estimate(out: Path, ctx: RunContext, *, card: str | None, gpus: int = 1) -> str:
     """Save the estimate the progress lines (pipeline_lib.live) and the summary compare against; return its total."""
-    from pipeline_lib.estimate import estimates_json, fmt_duration
+    from pipeline_lib.estimate import estimates_json
+    from pipeline_lib.progress import fmt_duration
 
     estimates, card, reason = run_estimate(ctx, card=card, gpus=gpus)
     write_json_atomic(out, {"card": card, "card_reason": reason, "profile": ctx.batch_profile,
@@ -958,8 +969,7 @@ def trained_tokens(run_dir: Path) -> int | None:
 def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[str]:
     """Measured tokens, wall time and GPU-hours beside the estimate each phase was given (configs/throughput.yaml
     can be corrected from this table)."""
-    from pipeline_lib.estimate import fmt_duration
-    from pipeline_lib.progress import read_run_estimate
+    from pipeline_lib.progress import fmt_duration, read_run_estimate
 
     est = read_run_estimate(paths.logs / RUN_ESTIMATE) or {}
     gpus = int(est.get("gpus") or 1)
@@ -978,7 +988,7 @@ def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[s
         e = (est.get("phases") or {}).get(phase) or {}
         est_tokens = f"{e['tokens']:,}" if e.get("tokens") else "-"
         est_time = fmt_duration(e.get("seconds")) if e else "-"
-        wall = "-" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+        wall = "-" if seconds is None else fmt_duration(seconds)
         hours = "-" if seconds is None else f"{seconds * gpus / 3600:.3f}"
         rows.append(f"| {phase} | {tokens_cell} | {wall} | {hours} | {rate} | {est_tokens} | {est_time} |")
     return rows

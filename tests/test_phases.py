@@ -236,6 +236,24 @@ def test_edited_config_takes_effect_and_redoes_downstream(fake_ctx):
     assert tool_calls == [64, 8]
 
 
+def test_comment_only_config_edit_redoes_nothing(fake_ctx):
+    """A config is an input by its parsed values: a comment and blank lines added change nothing; a changed value
+    (the control) redoes that phase and what consumes it."""
+    drive(fake_ctx)
+    before = [(d.phase, d.action) for d in decide_all(fake_ctx)]
+    assert {a for _, a in before} == {"skip", "absent"}  # absent: GRPO without a task file
+    path = fake_ctx.configs_dir / "tool_calling_sft.yaml"
+    text = path.read_text()
+    path.write_text("# a note the reader wanted\n\n" + text.replace("lora_r: 64", "lora_r: 64   # the rank\n"))
+    assert path.read_text() != text
+    assert [(d.phase, d.action) for d in decide_all(fake_ctx)] == before
+    path.write_text(text.replace("lora_r: 64", "lora_r: 32"))
+    decisions = {d.phase: d for d in decide_all(fake_ctx)}
+    assert decisions["tool_calling_sft"].action == "redo" and "tool_calling_sft.yaml changed" in \
+        decisions["tool_calling_sft"].reason
+    assert decisions["data_prep"].action == "skip" and decisions["export"].action == "redo"
+
+
 def test_quick_test_and_production_keep_separate_state(fake_ctx):
     quick = RunContext(**{**fake_ctx.__dict__, "quick_test": True})
     drive(quick)
