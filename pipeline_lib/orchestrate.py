@@ -996,6 +996,7 @@ def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[s
 
 def summary(ctx: RunContext) -> str:
     from pipeline_lib.evaluation import BASE_STAGE, summary_section
+    from pipeline_lib.progress import fmt_duration
 
     paths = ctx.paths
     record = read_run_record(paths.logs)
@@ -1015,7 +1016,7 @@ def summary(ctx: RunContext) -> str:
         if result == "FAIL" and gate.get("type") == "SOFT":
             result = "WARN (soft)"
         seconds = entry.get("seconds")
-        duration = "" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+        duration = "" if seconds is None else fmt_duration(seconds)
         rows.append(f"| {phase} | {entry.get('status', 'not reached')} | {why} | {duration} | "
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")

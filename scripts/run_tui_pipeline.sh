@@ -80,7 +80,14 @@ die() { # die MESSAGE [HINT]
     if ((TRAPPED)); then log "ERROR: $1"; else log "ERROR: $1 -- what to do: $FAIL_HINT"; fi
     exit 1
 }
-fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# The format of pipeline_lib.progress.fmt_duration (progress lines, estimates, summary): 12m03s, 9h12m.
+fmt_secs() {
+    if (($1 >= 3600)); then
+        printf '%dh%02dm' $(($1 / 3600)) $(($1 % 3600 / 60))
+    else
+        printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
+    fi
+}
 
 # ---------------------------------------------------------------- interpreter
 
