@@ -580,16 +580,18 @@ def preflight_problems(ctx: RunContext, gates_config: Path, *, dry_run: bool = F
     elif not ctx.tiny and not dry_run and model.is_dir() and not list(model.glob("*.safetensors")):
         problems.append(f"--model {ctx.model}: no *.safetensors weights in the folder (config.json alone is enough "
                         "for --dry-run, not for training)")
-    try:
-        load_gate_specs(ctx.gate_profile, gates_config)
-    except (OSError, ValueError, TypeError) as exc:
-        problems.append(f"--gates-config {gates_config}: {exc}")
-    try:
-        load_profiles(ctx.configs_dir / "batch_profiles.yaml")
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        problems.append(f"batch profiles {ctx.configs_dir / 'batch_profiles.yaml'}: {exc}")
     import yaml
 
+    # A malformed file is a problem to report, whichever way it is malformed (not YAML, or the wrong shape).
+    malformed = (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError)
+    try:
+        load_gate_specs(ctx.gate_profile, gates_config)
+    except malformed as exc:
+        problems.append(f"--gates-config {gates_config}: {exc.__class__.__name__}: {exc}")
+    try:
+        load_profiles(ctx.configs_dir / "batch_profiles.yaml")
+    except malformed as exc:
+        problems.append(f"batch profiles {ctx.configs_dir / 'batch_profiles.yaml'}: {exc.__class__.__name__}: {exc}")
     for phase in phases.PHASES:
         if phase is phases.GRPO and not (ctx.paths.grpo_tasks.is_file() and ctx.script(phase).is_file()):
             continue  # GRPO is skipped (recorded) without tasks or its script
@@ -1088,8 +1090,8 @@ def main(argv: list[str] | None = None) -> int:
         print(shell_assignments(ctx.paths.shell()))
     elif args.command == "preflight":
         problems = preflight_problems(ctx, args.gates_config, dry_run=args.dry_run)
-        for problem in problems:
-            print(problem)
+        for problem in problems:  # one line each (a YAML error spans several): the run's last line quotes one
+            print(" ".join(problem.split()))
         return 1 if problems else 0
     elif args.command == "step":
         values = step(args.phase, ctx)

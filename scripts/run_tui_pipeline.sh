@@ -320,7 +320,11 @@ preflight_inputs() {
     out=$("$PYTHON" -m pipeline_lib.orchestrate preflight "${CTX[@]}" "${args[@]}" 2>&1) || rc=$?
     if ((rc != 0)); then
         printf '%s\n' "$out" | while IFS= read -r line; do log "input problem: $line"; done
-        die "$(printf '%s\n' "$out" | tail -n 1)" "fix the input named above, then run the same command again"
+        local first count
+        first=$(printf '%s\n' "$out" | head -n 1)
+        count=$(printf '%s\n' "$out" | grep -c .)
+        ((count <= 1)) || first+=" (and $((count - 1)) more input problem(s) above)"
+        die "$first" "fix the input named above, then run the same command again"
     fi
 }
 

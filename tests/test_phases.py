@@ -358,6 +358,12 @@ def test_preflight_names_every_bad_input(fake_ctx, tmp_path):
     assert any("has no config.json" in p for p in preflight_problems(bad, gates))
     typo = preflight_problems(fake_ctx, tmp_path / "gatse.yaml")
     assert typo and "--gates-config" in typo[0]
+    not_yaml = tmp_path / "gates_not_yaml.yaml"  # a YAML syntax error is reported, not raised
+    not_yaml.write_text("tiny:\n  tool_calling: {threshold: [unclosed\n")
+    assert any(p.startswith(f"--gates-config {not_yaml}: ParserError") for p in preflight_problems(fake_ctx, not_yaml))
+    wrong_shape = tmp_path / "gates_list.yaml"
+    wrong_shape.write_text("tiny: [1, 2]\n")
+    assert any("--gates-config" in p for p in preflight_problems(fake_ctx, wrong_shape))
     broken = fake_ctx.configs_dir / "merge.yaml"
     broken.write_text("a: [unclosed\n")
     assert any("merge config" in p for p in preflight_problems(fake_ctx, gates))
