@@ -382,3 +382,28 @@ def test_yaml_holds_no_paths_the_table_owns():
     for name in ("tool_calling_sft.yaml", "agent_sft.yaml", "ipo.yaml", "data_prep.yaml"):
         data = yaml.safe_load((REPO / "configs" / name).read_text())
         assert not {"output_dir", "train_data_path", "base_model", "checkpoint"} & set(data), name
+
+
+def test_orchestrator_and_phase_scripts_resume_from_the_same_checkpoint(tmp_path):
+    """One resume rule (pipeline_lib/checkpoints.py): the orchestrator's plan and a phase script's
+    --resume_from_checkpoint auto pass over the same broken checkpoints (the script used to look only for
+    trainer_state.json, so it resumed from a checkpoint whose optimizer file was cut short)."""
+    import torch
+
+    from pipeline_lib.checkpoints import resolve_resume_checkpoint
+    from pipeline_lib.orchestrate import training_state
+
+    run = tmp_path / "run"
+    for step_n in (10, 20):
+        ckpt = run / f"checkpoint-{step_n}"
+        ckpt.mkdir(parents=True)
+        save_file({"w": np.zeros((4, 4), dtype=np.float32)}, str(ckpt / "adapter_model.safetensors"))
+        torch.save({"state": {}}, ckpt / "optimizer.pt")
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step_n, "log_history": []}))
+    newest = run / "checkpoint-20"
+    # Control: both pick the newest when it is whole.
+    assert training_state(run).resume_from == newest and resolve_resume_checkpoint("auto", run) == str(newest)
+    optimizer = newest / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:-64])  # disk full while saving
+    assert training_state(run).resume_from == run / "checkpoint-10"
+    assert resolve_resume_checkpoint("auto", run) == str(run / "checkpoint-10")
