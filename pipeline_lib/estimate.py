@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from pipeline_lib import phases
+from pipeline_lib.progress import fmt_duration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_PATH = REPO_ROOT / "configs" / "throughput.yaml"
@@ -242,14 +243,6 @@ def estimate_merge(phase: str, parameters: int | None, table: ThroughputTable, c
     return PhaseEstimate(phase, None, None, seconds, 1,
                          f"{m.seconds:.0f} s for {m.parameters / 1e9:.1f}B params on {m.card}, {m.date}, "
                          f"scaled linearly to {parameters / 1e9:.1f}B ({m.source})")
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "no measurement"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def format_estimates(estimates: list[PhaseEstimate], card: str, card_reason: str, profile: str,

@@ -232,6 +232,16 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def config_fingerprint(path: Path) -> str | None:
+    """A phase config as an input: its parsed values (key order, comments and layout do not count, so a comment-only
+    edit redoes nothing); None when the file is missing."""
+    import yaml
+
+    if not path.is_file():
+        return None
+    return sha256_json(yaml.safe_load(path.read_text()))
+
+
 def _stat(path: Path) -> list[Any]:
     """Cheap identity of a large file: name, size, mtime. Hashing 39 GB of merged weights on every rerun is not
     affordable; a retrained or rewritten file changes size or mtime."""
@@ -280,7 +290,7 @@ def output_fingerprint(phase: phases.Phase, ctx: RunContext) -> str | None:
 def phase_inputs(phase: phases.Phase, ctx: RunContext) -> dict[str, Any]:
     """Everything that decides what ``phase`` produces, as it stands now."""
     config = ctx.config_file(phase)
-    inputs: dict[str, Any] = {"config": sha256_file(config) if config.is_file() else None,
+    inputs: dict[str, Any] = {"config": config_fingerprint(config),
                               "quick_test": ctx.quick_test}
     if phases.MODEL in phase.consumes:
         inputs["model"] = model_identity(ctx.model)
@@ -571,16 +581,18 @@ def preflight_problems(ctx: RunContext, gates_config: Path, *, dry_run: bool = F
     elif not ctx.tiny and not dry_run and model.is_dir() and not list(model.glob("*.safetensors")):
         problems.append(f"--model {ctx.model}: no *.safetensors weights in the folder (config.json alone is enough "
                         "for --dry-run, not for training)")
-    try:
-        load_gate_specs(ctx.gate_profile, gates_config)
-    except (OSError, ValueError, TypeError) as exc:
-        problems.append(f"--gates-config {gates_config}: {exc}")
-    try:
-        load_profiles(ctx.configs_dir / "batch_profiles.yaml")
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        problems.append(f"batch profiles {ctx.configs_dir / 'batch_profiles.yaml'}: {exc}")
     import yaml
 
+    # A malformed file is a problem to report, whichever way it is malformed (not YAML, or the wrong shape).
+    malformed = (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError)
+    try:
+        load_gate_specs(ctx.gate_profile, gates_config)
+    except malformed as exc:
+        problems.append(f"--gates-config {gates_config}: {exc.__class__.__name__}: {exc}")
+    try:
+        load_profiles(ctx.configs_dir / "batch_profiles.yaml")
+    except malformed as exc:
+        problems.append(f"batch profiles {ctx.configs_dir / 'batch_profiles.yaml'}: {exc.__class__.__name__}: {exc}")
     for phase in phases.PHASES:
         if phase is phases.GRPO and not (ctx.paths.grpo_tasks.is_file() and ctx.script(phase).is_file()):
             continue  # GRPO is skipped (recorded) without tasks or its script
@@ -794,7 +806,8 @@ def estimate_lines(ctx: RunContext, *, card: str | None, gpus: int = 1) -> list[
 
 def write_run_estimate(out: Path, ctx: RunContext, *, card: str | None, gpus: int = 1) -> str:
     """Save the estimate the progress lines (pipeline_lib.live) and the summary compare against; return its total."""
-    from pipeline_lib.estimate import estimates_json, fmt_duration
+    from pipeline_lib.estimate import estimates_json
+    from pipeline_lib.progress import fmt_duration
 
     estimates, card, reason = run_estimate(ctx, card=card, gpus=gpus)
     write_json_atomic(out, {"card": card, "card_reason": reason, "profile": ctx.batch_profile,
@@ -956,8 +969,7 @@ def trained_tokens(run_dir: Path) -> int | None:
 def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[str]:
     """Measured tokens, wall time and GPU-hours beside the estimate each phase was given (configs/throughput.yaml
     can be corrected from this table)."""
-    from pipeline_lib.estimate import fmt_duration
-    from pipeline_lib.progress import read_run_estimate
+    from pipeline_lib.progress import fmt_duration, read_run_estimate
 
     est = read_run_estimate(paths.logs / RUN_ESTIMATE) or {}
     gpus = int(est.get("gpus") or 1)
@@ -976,7 +988,7 @@ def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[s
         e = (est.get("phases") or {}).get(phase) or {}
         est_tokens = f"{e['tokens']:,}" if e.get("tokens") else "-"
         est_time = fmt_duration(e.get("seconds")) if e else "-"
-        wall = "-" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+        wall = "-" if seconds is None else fmt_duration(seconds)
         hours = "-" if seconds is None else f"{seconds * gpus / 3600:.3f}"
         rows.append(f"| {phase} | {tokens_cell} | {wall} | {hours} | {rate} | {est_tokens} | {est_time} |")
     return rows
@@ -984,6 +996,7 @@ def cost_rows(paths: PipelinePaths, record: dict[str, dict[str, Any]]) -> list[s
 
 def summary(ctx: RunContext) -> str:
     from pipeline_lib.evaluation import BASE_STAGE, summary_section
+    from pipeline_lib.progress import fmt_duration
 
     paths = ctx.paths
     record = read_run_record(paths.logs)
@@ -1003,7 +1016,7 @@ def summary(ctx: RunContext) -> str:
         if result == "FAIL" and gate.get("type") == "SOFT":
             result = "WARN (soft)"
         seconds = entry.get("seconds")
-        duration = "" if seconds is None else f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+        duration = "" if seconds is None else fmt_duration(seconds)
         rows.append(f"| {phase} | {entry.get('status', 'not reached')} | {why} | {duration} | "
                     f"{label} | {value} | {gate.get('threshold', '')} | {result} |")
     png = plot_loss_curves(paths, paths.logs / "loss_curves.png")
@@ -1075,8 +1088,8 @@ def main(argv: list[str] | None = None) -> int:
         print(shell_assignments(ctx.paths.shell()))
     elif args.command == "preflight":
         problems = preflight_problems(ctx, args.gates_config, dry_run=args.dry_run)
-        for problem in problems:
-            print(problem)
+        for problem in problems:  # one line each (a YAML error spans several): the run's last line quotes one
+            print(" ".join(problem.split()))
         return 1 if problems else 0
     elif args.command == "step":
         values = step(args.phase, ctx)

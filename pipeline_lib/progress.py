@@ -15,7 +15,11 @@ from typing import Any
 RUN_ESTIMATE_ENV = "TUI_RUN_ESTIMATE"
 
 
-def fmt_duration(seconds: float) -> str:
+def fmt_duration(seconds: float | None) -> str:
+    """The one duration format (progress lines, --dry-run estimates, the summary's cost table): 38m00s, 9h12m;
+    None (a phase without a measured throughput) is "no measurement"."""
+    if seconds is None:
+        return "no measurement"
     seconds = max(0, int(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

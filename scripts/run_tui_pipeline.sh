@@ -80,7 +80,14 @@ die() { # die MESSAGE [HINT]
     if ((TRAPPED)); then log "ERROR: $1"; else log "ERROR: $1 -- what to do: $FAIL_HINT"; fi
     exit 1
 }
-fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# The format of pipeline_lib.progress.fmt_duration (progress lines, estimates, summary): 12m03s, 9h12m.
+fmt_secs() {
+    if (($1 >= 3600)); then
+        printf '%dh%02dm' $(($1 / 3600)) $(($1 % 3600 / 60))
+    else
+        printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
+    fi
+}
 
 # ---------------------------------------------------------------- interpreter
 
@@ -313,7 +320,11 @@ preflight_inputs() {
     out=$("$PYTHON" -m pipeline_lib.orchestrate preflight "${CTX[@]}" "${args[@]}" 2>&1) || rc=$?
     if ((rc != 0)); then
         printf '%s\n' "$out" | while IFS= read -r line; do log "input problem: $line"; done
-        die "$(printf '%s\n' "$out" | tail -n 1)" "fix the input named above, then run the same command again"
+        local first count
+        first=$(printf '%s\n' "$out" | head -n 1)
+        count=$(printf '%s\n' "$out" | grep -c .)
+        ((count <= 1)) || first+=" (and $((count - 1)) more input problem(s) above)"
+        die "$first" "fix the input named above, then run the same command again"
     fi
 }
 

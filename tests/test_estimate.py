@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from pipeline_lib import estimate as est
+from pipeline_lib.progress import fmt_duration
 
 
 def table(tok_s: float = 1000.0) -> est.ThroughputTable:
@@ -97,7 +99,7 @@ def test_format_totals_known_phases_and_names_the_rest():
     estimates = [est.estimate_training(plan(epochs=2), table(), "H100-80GB"),
                  est.estimate_training(plan(phase="other"), table(), "H100-80GB")]
     lines = est.format_estimates(estimates, "H100-80GB", "assumed", "balanced", unmeasured=["export"])
-    assert lines[-1] == ("total: ~16.7 min (0.28 GPU-hours) on H100-80GB with the balanced profile"
+    assert lines[-1] == ("total: ~16m40s (0.28 GPU-hours) on H100-80GB with the balanced profile"
                          " + no measurement for other, export")
 
 
@@ -125,8 +127,8 @@ def test_dry_run_plan_on_config_only_20b_prints_estimate(tmp_path, repo_root, pr
     rows = resolve(profile, "tool_calling_sft").effective_batch
     steps = -(-50000 // rows)
     assert f"{steps * rows * 400:,} tokens" in tool and f"{steps:,} steps" in tool
-    assert f"{steps * rows * 400 / 8694.5 / 60:.1f} min" in tool
+    assert fmt_duration(steps * rows * 400 / 8694.5) in tool
     agent = next(line for line in lines if line.strip().startswith("agent_sft") and "tokens" in line)
-    assert "tokens" in agent and ("h" in agent or "min" in agent)  # 20K x 3K tokens x 3 epochs: hours
+    assert "tokens" in agent and re.search(r"\d+h\d\dm|\d+m\d\ds", agent)  # 20K x 3K tokens x 3 epochs: hours
     assert lines[-1].startswith("total: ~") and f"with the {profile} profile" in lines[-1]
     assert "no measurement for data_prep, ipo, export" in lines[-1]  # unmeasured phases are named, not guessed

@@ -24,15 +24,19 @@ import yaml
 from safetensors.numpy import save_file
 
 from pipeline_lib import phases
+from pipeline_lib.gates import folder_bytes
 from pipeline_lib.orchestrate import (
     RECORD_FILE,
     RunContext,
     decide,
     decide_all,
+    main,
     phase_command,
     plan,
     preflight_problems,
+    stale_report,
     step,
+    summary,
     write_record,
 )
 
@@ -217,6 +221,70 @@ def test_retrained_upstream_phase_redoes_only_what_consumes_it(fake_ctx):
     lines = [json.loads(x) for x in (fake_ctx.paths.logs / ".run_decisions.jsonl").read_text().splitlines()]
     ipo = [x for x in lines if x["phase"] == "ipo"][-1]
     assert ipo["reason"] == "upstream agent_sft changed" and ".stale-" in ipo["moved_to"]
+    rows: dict[str, str] = {}
+    for line in summary(fake_ctx).splitlines():  # the first table (status / why), not the cost table after it
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].lstrip("| "), line)
+    assert "| redo: upstream agent_sft changed |" in rows["ipo"]  # the summary says why, as the log does
+    assert "| skip: " in rows["merge"]  # control: an untouched phase says skip
+
+
+def test_changed_batch_values_or_base_model_redo_what_reads_them(fake_ctx):
+    """The resolved run settings are inputs too: a batch profile value (configs/batch_profiles.yaml) redoes the
+    phase it belongs to and what consumes it; a rewritten base model redoes every phase built on it, data prep
+    excepted. Control: the profile edited back redoes nothing."""
+    drive(fake_ctx)
+    profiles = fake_ctx.configs_dir / "batch_profiles.yaml"
+    text = profiles.read_text()
+    ipo_row = "ipo:              {batch: 1, accum: 1, seq: 256, max_steps: 10}"
+    assert text.count(ipo_row) == 1
+    profiles.write_text(text.replace(ipo_row, ipo_row.replace("max_steps: 10", "max_steps: 12")))
+    decisions = {d.phase: d for d in decide_all(fake_ctx)}
+    assert [n for n, d in decisions.items() if d.action == "redo"] == ["ipo", "export"]
+    assert "batch settings changed" in decisions["ipo"].reason and "max_steps" in decisions["ipo"].reason
+    profiles.write_text(text)
+    assert {d.action for d in decide_all(fake_ctx)} == {"skip", "absent"}
+    weights = Path(fake_ctx.model) / "model.safetensors"
+    save_file({"w": np.ones(8, dtype=np.float32)}, str(weights))
+    decisions = {d.phase: d for d in decide_all(fake_ctx)}
+    assert [n for n, d in decisions.items() if d.action == "redo"] == ["tool_calling_sft", "merge", "agent_sft", "ipo",
+                                                                        "export"]
+    assert decisions["tool_calling_sft"].reason == "base model changed" and decisions["data_prep"].action == "skip"
+
+
+def test_stale_folders_are_counted_by_the_disk_preflight_and_deleted_only_by_prune_stale(fake_ctx, capsys):
+    drive(fake_ctx)
+    assert stale_report(fake_ctx.paths) == (0, "")  # control: nothing redone, nothing set aside
+    shutil.rmtree(fake_ctx.paths.run_dir("agent_sft"))
+    drive(fake_ctx)
+    moved = fake_ctx.paths.stale_folders()
+    held, note = stale_report(fake_ctx.paths)
+    assert len(moved) == 2 and held == sum(folder_bytes(p) for p in moved) > 0
+    assert f"{len(moved)} stale folder(s)" in note and "--prune-stale deletes them" in note
+    ctx_flags = ["--workdir", str(fake_ctx.workdir), "--model", fake_ctx.model, "--tiny", "--configs-dir",
+                 str(fake_ctx.configs_dir), "--scripts-dir", str(fake_ctx.scripts_dir)]
+    assert main(["disk", "--stage", "merge", *ctx_flags]) == 0
+    assert capsys.readouterr().out.strip().endswith(note.strip())  # the disk line says what they hold
+    assert drive(fake_ctx) == ALL_SKIP and fake_ctx.paths.stale_folders() == moved  # a run never deletes them
+    assert main(["prune-stale", *ctx_flags]) == 0
+    assert capsys.readouterr().out.count("deleted stale folder") == 2
+    assert fake_ctx.paths.stale_folders() == [] and not any(p.exists() for p in moved)
+    assert drive(fake_ctx) == ALL_SKIP  # the live outputs were left alone
+
+
+def test_dry_run_shows_skip_resume_redo_and_fresh(fake_ctx):
+    assert re.search(r"data_prep +FRESH +no prep_report.json yet", plan(fake_ctx))
+    drive(fake_ctx)
+    agent = fake_ctx.paths.run_dir("agent_sft")
+    shutil.rmtree(agent / "final")  # killed after its last checkpoint
+    shutil.rmtree(fake_ctx.paths.run_dir("export"))
+    text = plan(fake_ctx)
+    assert re.search(r"tool_calling_sft +SKIP ", text) and re.search(r"merge +SKIP ", text)
+    last = max(agent.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])).name
+    assert re.search(rf"agent_sft +RESUME +resuming from {last}\n", text)
+    assert re.search(r"ipo +REDO +upstream agent_sft changed", text)
+    assert re.search(r"export +FRESH +no export manifest.json", text)
+    assert not fake_ctx.paths.stale_folders() and (agent / last).is_dir()  # a plan moves nothing
 
 
 def test_edited_config_takes_effect_and_redoes_downstream(fake_ctx):
@@ -234,6 +302,24 @@ def test_edited_config_takes_effect_and_redoes_downstream(fake_ctx):
     calls = [json.loads(x) for x in (fake_ctx.workdir / "fake_calls.jsonl").read_text().splitlines()]
     tool_calls = [c["lora_r"] for c in calls if c["script"] == phases.TOOL_CALLING.script]
     assert tool_calls == [64, 8]
+
+
+def test_comment_only_config_edit_redoes_nothing(fake_ctx):
+    """A config is an input by its parsed values: a comment and blank lines added change nothing; a changed value
+    (the control) redoes that phase and what consumes it."""
+    drive(fake_ctx)
+    before = [(d.phase, d.action) for d in decide_all(fake_ctx)]
+    assert {a for _, a in before} == {"skip", "absent"}  # absent: GRPO without a task file
+    path = fake_ctx.configs_dir / "tool_calling_sft.yaml"
+    text = path.read_text()
+    path.write_text("# a note the reader wanted\n\n" + text.replace("lora_r: 64", "lora_r: 64   # the rank\n"))
+    assert path.read_text() != text
+    assert [(d.phase, d.action) for d in decide_all(fake_ctx)] == before
+    path.write_text(text.replace("lora_r: 64", "lora_r: 32"))
+    decisions = {d.phase: d for d in decide_all(fake_ctx)}
+    assert decisions["tool_calling_sft"].action == "redo" and "tool_calling_sft.yaml changed" in \
+        decisions["tool_calling_sft"].reason
+    assert decisions["data_prep"].action == "skip" and decisions["export"].action == "redo"
 
 
 def test_quick_test_and_production_keep_separate_state(fake_ctx):
@@ -272,6 +358,12 @@ def test_preflight_names_every_bad_input(fake_ctx, tmp_path):
     assert any("has no config.json" in p for p in preflight_problems(bad, gates))
     typo = preflight_problems(fake_ctx, tmp_path / "gatse.yaml")
     assert typo and "--gates-config" in typo[0]
+    not_yaml = tmp_path / "gates_not_yaml.yaml"  # a YAML syntax error is reported, not raised
+    not_yaml.write_text("tiny:\n  tool_calling: {threshold: [unclosed\n")
+    assert any(p.startswith(f"--gates-config {not_yaml}: ParserError") for p in preflight_problems(fake_ctx, not_yaml))
+    wrong_shape = tmp_path / "gates_list.yaml"
+    wrong_shape.write_text("tiny: [1, 2]\n")
+    assert any("--gates-config" in p for p in preflight_problems(fake_ctx, wrong_shape))
     broken = fake_ctx.configs_dir / "merge.yaml"
     broken.write_text("a: [unclosed\n")
     assert any("merge config" in p for p in preflight_problems(fake_ctx, gates))
@@ -290,3 +382,28 @@ def test_yaml_holds_no_paths_the_table_owns():
     for name in ("tool_calling_sft.yaml", "agent_sft.yaml", "ipo.yaml", "data_prep.yaml"):
         data = yaml.safe_load((REPO / "configs" / name).read_text())
         assert not {"output_dir", "train_data_path", "base_model", "checkpoint"} & set(data), name
+
+
+def test_orchestrator_and_phase_scripts_resume_from_the_same_checkpoint(tmp_path):
+    """One resume rule (pipeline_lib/checkpoints.py): the orchestrator's plan and a phase script's
+    --resume_from_checkpoint auto pass over the same broken checkpoints (the script used to look only for
+    trainer_state.json, so it resumed from a checkpoint whose optimizer file was cut short)."""
+    import torch
+
+    from pipeline_lib.checkpoints import resolve_resume_checkpoint
+    from pipeline_lib.orchestrate import training_state
+
+    run = tmp_path / "run"
+    for step_n in (10, 20):
+        ckpt = run / f"checkpoint-{step_n}"
+        ckpt.mkdir(parents=True)
+        save_file({"w": np.zeros((4, 4), dtype=np.float32)}, str(ckpt / "adapter_model.safetensors"))
+        torch.save({"state": {}}, ckpt / "optimizer.pt")
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step_n, "log_history": []}))
+    newest = run / "checkpoint-20"
+    # Control: both pick the newest when it is whole.
+    assert training_state(run).resume_from == newest and resolve_resume_checkpoint("auto", run) == str(newest)
+    optimizer = newest / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:-64])  # disk full while saving
+    assert training_state(run).resume_from == run / "checkpoint-10"
+    assert resolve_resume_checkpoint("auto", run) == str(run / "checkpoint-10")
