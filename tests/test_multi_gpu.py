@@ -97,3 +97,24 @@ def test_scaling_ratio_and_unlike_runs():
                                                            "tokens_per_step_median": 32768}})
     assert unlike["meets_target"] is False and "not like for like" in unlike["warning"]
     assert multi_gpu.scaling(one, None)["ratio"] is None
+
+
+def test_gpu_script_refuses_bad_flags_and_keeps_multicast_off(tmp_path):
+    """scripts/gpu_multi_gpu.sh (the lead's 2-GPU call): bad flags stop it before anything runs, and NVLink
+    multicast is switched off (NCCL, PyTorch symmetric memory, NVSHMEM) before the first process starts."""
+    import subprocess
+
+    script = REPO / "scripts" / "gpu_multi_gpu.sh"
+    for flags, message in ((["--layers", "four"], "--layers must be a positive integer, got 'four'"),
+                           (["--budget", "9m"], "--budget must be seconds, got '9m'"),
+                           (["--backend", "unsloth"], "--backend must be hf or fast, got 'unsloth'"),
+                           (["--nope"], "unknown argument '--nope'")):
+        out = subprocess.run(["bash", str(script), *flags, "--workdir", str(tmp_path / "w")], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 2 and message in out.stderr, (flags, out.stderr)
+    assert not (tmp_path / "w").exists()  # refused before the workdir was made
+    lines = script.read_text().splitlines()
+    export = next(i for i, line in enumerate(lines) if line.startswith("export NCCL_NVLS_ENABLE=0"))
+    assert "TORCH_SYMM_MEM_DISABLE_MULTICAST=1" in lines[export] and "NVSHMEM_DISABLE_NVLS=1" in lines[export]
+    first_launch = min(i for i, line in enumerate(lines) if line.lstrip().startswith(("timed ", "setsid ")))
+    assert export < first_launch
