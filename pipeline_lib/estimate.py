@@ -178,7 +178,7 @@ class TrainingPlan:
     phase: str
     volume: DataVolume | None
     batch: int
-    accum: int
+    accum: int  # per GPU: a step trains batch x accum x gpus rows
     seq: int
     max_steps: int  # -1: train `epochs` over the data
     epochs: float
@@ -297,7 +297,7 @@ def estimate_run(specs: list[PhaseSpec], *, data_dir: Path, profile: str, quick_
                  card: str, gpus: int = 1, skipped: set[str] = frozenset(),
                  table: ThroughputTable | None = None) -> list[PhaseEstimate]:
     """One estimate per phase in ``specs`` order; phases in ``skipped`` (finished, or without task data) cost 0."""
-    from pipeline_lib.profiles import resolve
+    from pipeline_lib.profiles import per_gpu_accum, resolve
 
     table = table or load_throughput()
     volumes = prepared_volumes(data_dir) or configured_volumes(quick_test and profile != "tiny")
@@ -313,7 +313,9 @@ def estimate_run(specs: list[PhaseSpec], *, data_dir: Path, profile: str, quick_
             measured = table.lookup(card, spec.name, backend)
             uses_unsloth = backend == "unsloth" or (measured is not None and measured.backend == "unsloth")
             out.append(estimate_training(TrainingPlan(
-                spec.name, volumes.get(spec.category or ""), batch.batch, batch.accum, batch.seq, batch.max_steps,
+                # per GPU, as the orchestrator launches it (accumulation / gpus): the global batch stays the profile's
+                spec.name, volumes.get(spec.category or ""), batch.batch, per_gpu_accum(batch.accum, gpus), batch.seq,
+                batch.max_steps,
                 float(settings.get("num_train_epochs", 1)), backend,
                 packed=bool(settings.get("packing")) and not uses_unsloth, pairs=spec.pairs, gpus=gpus),
                 table, card))

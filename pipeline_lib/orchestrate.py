@@ -55,7 +55,7 @@ from pipeline_lib.paths import (  # noqa: F401  (tests and scripts import them f
     PipelinePaths,
 )
 from pipeline_lib.phases import model_slug
-from pipeline_lib.profiles import FIXED_PROFILES
+from pipeline_lib.profiles import FIXED_PROFILES, per_gpu_accum
 from pipeline_lib.provenance import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -491,11 +491,6 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
 # (SFT, also Phase 2's trainer) and IPO, and that a failing rank stops the others. GRPO's 2-process run is checked
 # to finish there too (TRL spreads each task's generations over the ranks; the generation batch is global).
 DATA_PARALLEL = phases.TRAINED
-
-
-def per_gpu_accum(accum: int, gpus: int) -> int:
-    """Accumulation per GPU that keeps the profile's global batch (batch x accum) when it divides; else rounds up."""
-    return max(1, -(-accum // gpus))
 
 
 def data_parallel_launcher(ctx: RunContext) -> list[str]:

@@ -36,6 +36,11 @@ class PhaseBatch:
         return self.batch * self.accum
 
 
+def per_gpu_accum(accum: int, gpus: int) -> int:
+    """Accumulation per GPU that keeps the profile's global batch (batch x accum) when it divides; else rounds up."""
+    return max(1, -(-accum // gpus))
+
+
 def load_profiles(path: Path = PROFILES_PATH) -> dict:
     data = yaml.safe_load(Path(path).read_text())
     for name in PROFILE_NAMES:

@@ -132,3 +132,21 @@ def test_dry_run_plan_on_config_only_20b_prints_estimate(tmp_path, repo_root, pr
     assert "tokens" in agent and re.search(r"\d+h\d\dm|\d+m\d\ds", agent)  # 20K x 3K tokens x 3 epochs: hours
     assert lines[-1].startswith("total: ~") and f"with the {profile} profile" in lines[-1]
     assert "no measurement for data_prep, ipo, export" in lines[-1]  # unmeasured phases are named, not guessed
+
+
+def test_more_gpus_keep_the_global_batch_and_divide_the_time(tmp_path, repo_root):
+    """--gpus 2 launches each phase with half the accumulation (orchestrate.phase_command), so at fixed max_steps
+    (quick test: 50) the tokens stay those of 1 GPU and the time halves. Control: an odd accumulation rounds up per
+    GPU, so 2 GPUs train more tokens per step (the global batch grows, as the launched command does)."""
+    from pipeline_lib import phases
+
+    config = repo_root / "configs" / phases.TOOL_CALLING.config
+    spec = est.PhaseSpec(phases.TOOL_CALLING.name, phases.KIND_TRAIN, phases.TOOL_CALLING.dataset, config)
+    card = "H100-80GB"
+    one, two = (est.estimate_run([spec], data_dir=tmp_path, profile="balanced", quick_test=True, parameters=None,
+                                 card=card, gpus=n)[0] for n in (1, 2))
+    assert one.steps == two.steps == 50 and one.tokens == two.tokens and one.seconds is not None
+    assert two.seconds == pytest.approx(one.seconds / 2)
+    tiny = [est.estimate_run([spec], data_dir=tmp_path, profile="tiny", quick_test=False, parameters=None,
+                             card=card, gpus=n)[0] for n in (1, 2)]  # tiny: batch 2 x accum 1 -> 1 per GPU
+    assert tiny[1].tokens == 2 * tiny[0].tokens
