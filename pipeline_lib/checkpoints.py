@@ -5,6 +5,7 @@ something (resume_problems)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -98,6 +99,24 @@ def final_adapter_problem(final: Path) -> str | None:
     return None
 
 
+@functools.cache  # registered once per process
+def load_indexed_cpu_locations() -> None:
+    """Let ``torch.load(map_location="cpu:N")`` work: a resumed multi-process CPU (gloo) run needs it.
+
+    transformers 5.17 loads the optimizer state of a multi-process run with ``map_location=args.device``; on CPU
+    accelerate 1.15 names that device ``cpu:0`` (its MULTI_CPU device has an index), and torch 2.13's loader accepts
+    only ``cpu``: resuming failed with "don't know how to restore data location of torch.storage.UntypedStorage
+    (tagged with cpu:0)" (scripts/gpu_multi_gpu.sh --cpu, 2 gloo ranks). GPUs (``cuda:N``) never reach this. The
+    registered loader keeps such storages on the CPU; it tags nothing, so what torch saves is unchanged.
+    """
+    import torch.serialization as ser
+
+    def restore(storage: Any, location: str) -> Any:
+        return storage if re.fullmatch(r"cpu:\d+", location) else None
+
+    ser.register_package(11, lambda obj: None, restore)
+
+
 def train_to_max_steps(trainer: Any, resume: str | None) -> None:
     """``trainer.train(resume_from_checkpoint=resume)``, except when that checkpoint already reached max_steps.
 
@@ -106,6 +125,11 @@ def train_to_max_steps(trainer: Any, resume: str | None) -> None:
     trained a 31st step. Then the checkpoint's weights and trainer state are loaded as they are (Trainer's own
     ``_load_from_checkpoint``, what ``train(resume_from_checkpoint=...)`` calls) and nothing is trained.
     """
+    injected = os.environ.get("PIPELINE_TEST_FAIL_RANK")  # tests only: tests/test_multiprocess.py
+    if injected is not None and injected == os.environ.get("RANK", "0"):
+        raise RuntimeError(f"injected failure on rank {injected} (PIPELINE_TEST_FAIL_RANK)")
+    if resume and trainer.args.world_size > 1 and trainer.args.device.type == "cpu":
+        load_indexed_cpu_locations()
     if resume:
         from transformers import TrainerState
 

@@ -283,7 +283,10 @@ def check_export_gate(spec: GateSpec, export_dir: Path) -> GateResult:
     file_problems = export_problems(export_dir)
     hf_ok = not file_problems
     gguf_ok = gguf.get("passed") is True
-    problems = [f"HF check {name} failed" for name, ok in manifest_checks(hf).items() if not ok] or file_problems
+    hf_checks = hf.get("checks") if isinstance(hf.get("checks"), dict) else {}
+    advisory = {name for name, entry in hf_checks.items() if isinstance(entry, dict) and entry.get("hard") is False}
+    problems = [f"HF check {name} failed" for name, ok in manifest_checks(hf).items()
+                if not ok and name not in advisory] or file_problems
     if not gguf_ok:
         problems.append(f"GGUF not verified ({gguf.get('status', 'no gguf section')})")
     passed = hf_ok and (gguf_ok or spec.gguf_type == "SOFT")

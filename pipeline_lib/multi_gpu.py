@@ -1,7 +1,9 @@
-"""Several GPUs: the data scripts/gpu_multi_gpu.sh trains on, and its report (DDP scaling, FSDP2 kill -9 + resume).
+"""Several GPUs: the data scripts/gpu_multi_gpu.sh trains on, its report (DDP scaling, FSDP2 kill -9 + resume), and
+the per-GPU memory plan (README, "GPT-OSS-120B").
 
     python -m pipeline_lib.multi_gpu data --out DIR --rows 256 --words 900      # fixed-length Phase 1 rows
     python -m pipeline_lib.multi_gpu report --one RUN --two RUN --fsdp RUN --events FILE --out PREFIX
+    python -m pipeline_lib.multi_gpu plan --config configs/gpt-oss-120b --lora_r 64 --seq 8192   # GB per GPU
 
 The data rows are Harmony conversations whose final answer is longer than the run's --max_seq_length, so every row
 is truncated to exactly max_seq_length tokens: each step of the 1-GPU and the 2-GPU run trains the same number of
@@ -11,6 +13,7 @@ tokens, and tokens/s compares like with like (no padding, no packing).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -119,6 +122,75 @@ def markdown(rep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.cache
+def parameter_counts(config: str, lora_r: int) -> tuple[int, int, int]:
+    """(all parameters, one decoder layer's, LoRA-trainable at r) of a GPT-OSS config, counted on a meta-device model
+    with ONE decoder layer: every layer has the same shapes (sliding and full attention differ only in the mask),
+    and PEFT wrapping all 36 layers x 128 experts of 120B on the meta device takes 73 s, one layer 3 s."""
+    from pipeline_lib.modeling import build_meta_model, load_config
+    from pipeline_lib.unsloth_utils import count_lora_trainable
+
+    cfg = load_config(config)
+    layers = cfg.num_hidden_layers
+    fields = {k: v for k, v in cfg.to_dict().items() if k != "quantization_config"}
+    fields.update(num_hidden_layers=1, layer_types=fields["layer_types"][:1])
+    one = type(cfg).from_dict(fields)
+    model = build_meta_model(one)
+    layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    params = sum(p.numel() for p in model.parameters()) + (layers - 1) * layer
+    return params, layer, count_lora_trainable(one, lora_r) * layers
+
+
+def memory_plan(config: str | Path, *, gpus: int, lora_r: int, seq: int, batch: int = 1,
+                sharded: bool = True) -> dict[str, int]:
+    """Bytes per GPU by component for LoRA training of a GPT-OSS config (parameters counted on a meta-device model).
+
+    weights: the bf16 base (2 bytes a parameter), divided by ``gpus`` under FSDP2 (``sharded``), whole under DDP.
+    lora_params, gradients: 4 bytes a LoRA parameter each (PEFT keeps adapters in fp32); optimizer: AdamW's two fp32
+    moments (8 bytes); all three divided under FSDP2. activations (per GPU, each runs its own micro-batch of
+    ``batch`` rows of ``seq`` tokens): gradient checkpointing keeps each layer's bf16 input (layers x batch x seq x
+    hidden x 2) plus the fp32 logits of the loss (batch x seq x vocab x 4); FSDP2 adds two all-gathered bf16 layers
+    (the one running and the one prefetched). Computed for planning, not measured: the recomputed layer's own
+    activations, kernel workspaces, the bf16 logits before the fp32 cast and the allocator's fragmentation come on
+    top. One check against a measurement: the 20B shape, r64, seq 4096, 1 GPU gives 57.5 GB here; the H100 run's
+    peak was 57.07 GB on the hf backend (README, docs/BENCHMARKS.md) - one point, so the terms left out may be
+    offsetting ones counted high (fp32 logits), not absent.
+    """
+    from pipeline_lib.modeling import load_config
+
+    if gpus < 1 or lora_r < 1 or seq < 1 or batch < 1:
+        raise ValueError(f"gpus, lora_r, seq and batch must be >= 1, got {gpus}, {lora_r}, {seq}, {batch}")
+    cfg = load_config(config)
+    params, layer, lora = parameter_counts(str(config), lora_r)
+    share = gpus if sharded else 1
+    plan = {
+        "weights": params * 2 // share,
+        "lora_params": lora * 4 // share,
+        "gradients": lora * 4 // share,
+        "optimizer": lora * 8 // share,
+        "activations": (cfg.num_hidden_layers * batch * seq * cfg.hidden_size * 2 + batch * seq * cfg.vocab_size * 4
+                        + (2 * layer * 2 if sharded and gpus > 1 else 0)),
+    }
+    plan["total"] = sum(plan.values())
+    plan["params"] = params
+    plan["lora_trainable"] = lora
+    return plan
+
+
+COMPONENTS = ("weights", "lora_params", "gradients", "optimizer", "activations", "total")
+
+
+def plan_table(config: str | Path, *, lora_r: int, seq: int, batch: int = 1,
+               gpu_counts: tuple[int, ...] = (1, 2, 4, 8)) -> str:
+    """Markdown: GB per GPU (1e9 bytes) by component, DDP on 1 GPU and FSDP2 on more (the README's 120B plan)."""
+    rows = ["| GPUs | " + " | ".join(COMPONENTS) + " |", "|---" * (len(COMPONENTS) + 1) + "|"]
+    for n in gpu_counts:
+        plan = memory_plan(config, gpus=n, lora_r=lora_r, seq=seq, batch=batch, sharded=n > 1)
+        rows.append(f"| {n}{' (FSDP2)' if n > 1 else ''} | "
+                    + " | ".join(f"{plan[c] / 1e9:.1f}" for c in COMPONENTS) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -126,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--rows", type=int, required=True)
     d.add_argument("--words", type=int, required=True)
+    p = sub.add_parser("plan", help="GB per GPU by component for 1/2/4/8 GPUs (memory_plan)")
+    p.add_argument("--config", type=Path, required=True, help="a folder with config.json (configs/gpt-oss-120b)")
+    p.add_argument("--lora_r", type=int, required=True)
+    p.add_argument("--seq", type=int, required=True)
+    p.add_argument("--batch", type=int, default=1, help="rows per GPU micro-batch (IPO: 2, chosen + rejected)")
     r = sub.add_parser("report")
     for name in ("one", "two", "fsdp", "events", "out"):
         r.add_argument(f"--{name}", type=Path, required=True)
@@ -136,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "data":
         write_long_rows(args.out, args.rows, args.words)
         print(f"{args.rows} rows of {args.words} answer words -> {args.out}")
+        return 0
+    if args.cmd == "plan":
+        print(plan_table(args.config, lora_r=args.lora_r, seq=args.seq, batch=args.batch), end="")
         return 0
     rep = report(one=args.one, two=args.two, fsdp=args.fsdp, events=args.events,
                  killed_after=args.killed_after or None, environment=args.environment, command=args.command)

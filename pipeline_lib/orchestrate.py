@@ -97,7 +97,7 @@ class RunContext:
     local_data: Path = SAMPLES_DIR  # --tiny's data source
     report_to: str | None = None  # --report-to: where the training phases send live metrics (else their YAML's)
     save_steps: int | None = None  # --save-steps: every training phase's checkpoint interval (else profile / YAML)
-    gpus: int = 1  # --gpus N: the SFT phases run as N data-parallel processes (accelerate launch, DDP)
+    gpus: int = 1  # --gpus N: the training phases run as N data-parallel processes (accelerate launch, DDP)
 
     @property
     def paths(self) -> PipelinePaths:
@@ -486,10 +486,11 @@ def phase_command(phase: phases.Phase, ctx: RunContext, resume_from: Path | None
     return cmd
 
 
-# Phases that run data-parallel under --gpus N: the two SFT phases, whose multi-process path is tested
-# (tests/test_multiprocess.py: 2 processes == 1 process with the same global batch). IPO and GRPO run on one GPU
-# until theirs is (their trainers' reference pass and generation have their own multi-process paths).
-DATA_PARALLEL = (phases.TOOL_CALLING, phases.AGENT_SFT)
+# Phases that run data-parallel under --gpus N: every training phase (13, 14, 17, 18). Rank 0 alone writes final/
+# in each; tests/test_multiprocess.py checks 2 gloo processes against 1 with the same global batch for Phase 1
+# (SFT, also Phase 2's trainer) and IPO, and that a failing rank stops the others. GRPO's 2-process run is checked
+# to finish there too (TRL spreads each task's generations over the ranks; the generation batch is global).
+DATA_PARALLEL = phases.TRAINED
 
 
 def per_gpu_accum(accum: int, gpus: int) -> int:
@@ -884,13 +885,10 @@ def plan(ctx: RunContext, *, card: str | None = None, gpus: int = 1) -> str:
             reads = paths.grpo_tasks if phase.dataset is None else paths.train_data(phase)
             detail = (f"reads {reads}; batch {b.batch} x accum {b.accum} = {b.effective_batch}, seq {b.seq}, "
                       f"{steps}; {lora}")
-            if ctx.gpus > 1:
-                if phase in DATA_PARALLEL:
-                    a = per_gpu_accum(b.accum, ctx.gpus)
-                    detail += (f"; {ctx.gpus} GPUs (DDP, accelerate launch): per GPU batch {b.batch} x accum {a}, "
-                               f"global batch {b.batch * a * ctx.gpus}")
-                else:
-                    detail += "; one GPU (its multi-process path is not tested yet)"
+            if ctx.gpus > 1 and phase in DATA_PARALLEL:
+                a = per_gpu_accum(b.accum, ctx.gpus)
+                detail += (f"; {ctx.gpus} GPUs (DDP, accelerate launch): per GPU batch {b.batch} x accum {a}, "
+                           f"global batch {b.batch * a * ctx.gpus}")
         elif phase.kind in (phases.KIND_MERGE, phases.KIND_EXPORT):
             detail = f"writes {paths.run_dir(phase.name)}"
         if detail:

@@ -8,8 +8,9 @@
   the phases' loader) to exactly what our decoder reads from the files;
 - adapter fingerprint: the tool-calling adapter reproduces, through plain PEFT, the logits its training process
   recorded; negative control: the same adapter with one expert LoRA tensor zeroed must fail;
-- merge check: merged == base+adapter with every part of its tolerance shown; negative control: the same merge with
-  the expert deltas dropped (PEFT's ParamWrapper.merge made a no-op, what older merge tools did) must fail.
+- merge check: the merged weights hold the adapter's delta (pipeline_lib.merge DELTA_CHECK) and merged ==
+  base+adapter logits with every part of its tolerance shown; negative control: the same merge with the expert deltas
+  dropped (PEFT's ParamWrapper.merge made a no-op, what older merge tools did) must fail the weight check.
 ``report`` collects per-phase status, wall time, first-step time and peak memory, and the checks, as Markdown + JSON.
 """
 
@@ -88,7 +89,7 @@ def run_checks(model_dir: str, adapter_dir: str) -> dict[str, Any]:
     from peft import PeftModel
 
     from pipeline_lib.fingerprint import verify_fingerprint
-    from pipeline_lib.merge import MergeSettings, merge_and_check_logits
+    from pipeline_lib.merge import DELTA_CHECK, EQUIVALENCE_CHECK, MergeSettings, merge_and_check
     from pipeline_lib.modeling import detect_precision, load_causal_lm
     from pipeline_lib.mxfp4 import expert_tensor_names, verify_released_load
     from pipeline_lib.probes import harmony_probe_ids
@@ -118,8 +119,10 @@ def run_checks(model_dir: str, adapter_dir: str) -> dict[str, Any]:
     probes = harmony_probe_ids()
     settings = MergeSettings()
     with expert_deltas_dropped():
-        _, dropped = merge_and_check_logits(model, probes, precision.torch_dtype_name, settings)
-    out["merge_negative_control"] = {**dropped, "must_fail": True, "ok": dropped["passed"] is False,
+        _, dropped = merge_and_check(model, probes, precision.torch_dtype_name, settings)
+    out["merge_negative_control"] = {**dropped[DELTA_CHECK], "must_fail": True,
+                                     "ok": dropped[DELTA_CHECK]["passed"] is False,
+                                     "logits": dropped[EQUIVALENCE_CHECK],
                                      "what": "merge_and_unload with PEFT's expert (ParamWrapper) merge disabled"}
     out["passed"] = (out["fingerprint"].get("passed") is True and out["fingerprint_negative_control"]["ok"]
                      and out["merge_negative_control"]["ok"]
@@ -243,12 +246,21 @@ def render(report: dict[str, Any]) -> str:
     for e in report["events"]:
         lines.append(f"- {e['step']}: {e.get('status')} {_fmt(e.get('seconds'), '.0f')} s {e.get('note', '')}")
     merge = report.get("merge_checks") or {}
+    d = merge.get("merged_weights_hold_delta")
+    if d:
+        lines.append(f"- merge, weights: {d.get('judged')}/{d.get('tensors')} tensors judged, worst ratio "
+                     f"{_fmt(d['value'])} (must be within {_fmt(d['threshold'])} of 1; by kind "
+                     f"{json.dumps(d.get('ratio_by_kind'))}); adapter retained in the compute dtype "
+                     f"{_fmt(d.get('retained_in_compute_dtype'))}, after the save cast "
+                     f"{_fmt(d.get('retained_after_save_cast'))} -> {'PASS' if d['passed'] else 'FAIL'}")
     m = merge.get("merged_equals_adapter")
     if m:
-        lines.append(f"- merge merged==adapter: rel_p90 {_fmt(m['value'])} vs tolerance {_fmt(m['threshold'])} = max"
+        verdict = ("PASS" if m["passed"] else "FAIL") + ("" if m.get("hard", True) else " (advisory in bf16)")
+        lines.append(f"- merge, logits merged==adapter: rel_p90 {_fmt(m['value'])} vs tolerance "
+                     f"{_fmt(m['threshold'])} = max"
                      f"({', '.join(f'{k} {_fmt(v)}' for k, v in (m.get('tolerance_parts') or {}).items())}); "
-                     f"adapter effect {_fmt(m.get('adapter_effect_rel'))}, noise {_fmt(m.get('noise_rel'))}, "
-                     f"discriminative {m.get('discriminative')} -> {'PASS' if m['passed'] else 'FAIL'}")
+                     f"adapter effect {_fmt(m.get('adapter_effect_rel'))}, noise {_fmt(m.get('noise_rel'))} -> "
+                     f"{verdict}")
     from pipeline_lib.fingerprint import describe
 
     for label, check in (("merge: tool-calling adapter fingerprint", report.get("merge_adapter_fingerprint")),
@@ -283,8 +295,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- negative control, {neg['zeroed']} zeroed: {describe(neg)} -> "
                      f"{'OK (fails as it must)' if neg['ok'] else 'NOT CAUGHT'}")
         neg = checks["merge_negative_control"]
-        lines.append(f"- negative control, expert deltas dropped at merge: rel_p90 {_fmt(neg['value'])} vs "
-                     f"tolerance {_fmt(neg['threshold'])} -> {'OK (fails as it must)' if neg['ok'] else 'NOT CAUGHT'}")
+        logits = neg.get("logits") or {}
+        lines.append(f"- negative control, expert deltas dropped at merge: weights worst ratio {_fmt(neg['value'])} "
+                     f"({json.dumps(neg.get('ratio_by_kind'))}) -> "
+                     f"{'OK (fails as it must)' if neg['ok'] else 'NOT CAUGHT'}; logits rel_p90 "
+                     f"{_fmt(logits.get('value'))} vs tolerance {_fmt(logits.get('threshold'))}")
     return "\n".join(lines)
 
 

@@ -114,11 +114,16 @@ def main(argv: list[str] | None = None) -> dict:
                                      require_experts=bool(getattr(lora_config, "target_parameters", None)))
 
     final_dir = Path(args.output_dir) / "final"
-    trainer.save_model(str(final_dir))
-    require_saved_adapter(final_dir, trainer.model, "IPO")
-    tokenizer.save_pretrained(str(final_dir))
-    trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
-    record_fingerprint(trainer.model, final_dir, backend=script_args.backend, phase=PHASE)
+    # Several processes (accelerate launch, --gpus N): every rank computes, rank 0 alone writes (as in sft.py); a
+    # rank that raises stops the others (the launcher ends them).
+    writer = trainer.is_world_process_zero()
+    trainer.save_model(str(final_dir))  # rank 0 only (TrainingArguments.should_save)
+    if writer:
+        require_saved_adapter(final_dir, trainer.model, "IPO")
+        tokenizer.save_pretrained(str(final_dir))
+        trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+    if writer or trainer.is_fsdp_enabled:  # FSDP2: its forward all-gathers layers, so every rank runs it
+        record_fingerprint(trainer.model, final_dir, write=writer, backend=script_args.backend, phase=PHASE)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     metrics = ipo.ipo_phase_metrics(
         trainer.state.log_history, check=check, beta=args.beta, global_step=trainer.state.global_step,
@@ -126,8 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
         pairs=len(trainer.train_dataset), backend=script_args.backend, training_path=path,
         lora_update_check=lora_check, sft_adapter_fingerprint=fingerprint, throughput=throughput.summary(),
     )
-    write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
-    write_phase_metrics(final_dir, metrics)
+    metrics["world_size"] = args.world_size
+    if writer:
+        write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
+        write_phase_metrics(final_dir, metrics)
+    trainer.accelerator.wait_for_everyone()
     if not lora_check["passed"]:
         raise LoraUpdateError("ipo finished but is not trustworthy: LoRA update check: "
                               + "; ".join(lora_check["problems"]))

@@ -104,12 +104,17 @@ def main(argv: list[str] | None = None) -> dict:
                                      require_experts=any("experts" in name for name in before.lora))
 
     final_dir = Path(args.output_dir) / "final"
-    trainer.save_model(str(final_dir))
-    require_saved_adapter(final_dir, trainer.model, "GRPO")
-    tokenizer.save_pretrained(str(final_dir))
-    trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+    # Several processes (accelerate launch, --gpus N): every rank computes, rank 0 alone writes (as in sft.py); a
+    # rank that raises stops the others (the launcher ends them).
+    writer = trainer.is_world_process_zero()
+    trainer.save_model(str(final_dir))  # rank 0 only (TrainingArguments.should_save)
+    if writer:
+        require_saved_adapter(final_dir, trainer.model, "GRPO")
+        tokenizer.save_pretrained(str(final_dir))
+        trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
     # What this process's adapter gives on the fixed probes: the export re-checks it through plain PEFT.
-    record_fingerprint(trainer.model, final_dir, backend="hf", phase=phases.GRPO.name)
+    if writer or trainer.is_fsdp_enabled:  # FSDP2: its forward all-gathers layers, so every rank runs it
+        record_fingerprint(trainer.model, final_dir, write=writer, backend="hf", phase=phases.GRPO.name)
     metrics = grpo.grpo_phase_metrics(
         trainer.state.log_history, global_step=trainer.state.global_step, max_steps=trainer.state.max_steps,
         lora_check=lora_check, resumed_from=resume, entropy_coef=args.entropy_coef, beta=args.beta,
@@ -118,8 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
         max_completion_length=args.max_completion_length, reward_weights=weights.terms(),
         base_model=base_model, policy_adapter=script_args.checkpoint, sandbox=reward.isolation_report,
     )
-    write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
-    write_phase_metrics(final_dir, metrics)
+    metrics["world_size"] = args.world_size
+    if writer:
+        write_provenance(final_dir, {"script": asdict(script_args), "training": args.to_dict()}, metrics=metrics)
+        write_phase_metrics(final_dir, metrics)
+    trainer.accelerator.wait_for_everyone()
     for warning in grpo.check_grpo_outcome(metrics):
         print(f"GRPO WARNING: {warning}", flush=True)
     print(grpo.summary_line(metrics, args.output_dir), flush=True)

@@ -110,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = manifest["checks"] if not args.export else manifest["hf"]["checks"]
     for name, entry in checks.items():
-        mark = "ok  " if entry["passed"] else "FAIL"
+        mark = "ok  " if entry["passed"] else ("warn" if entry.get("hard") is False else "FAIL")
         console.print(f"  {mark} {name}: {entry['value']} (threshold {entry['threshold']})")
     if not args.export:
         size = checks["size"]["size_gib"]
         print(f"merge {'PASSED' if manifest['passed'] else 'FAILED'}: {args.output_dir}/hf, {size} GiB "
-              f"{merge_settings.save_dtype}, merged==adapter rel {checks['merged_equals_adapter']['value']:.2e}, "
+              f"{merge_settings.save_dtype}, merged weights hold the delta (worst ratio "
+              f"{checks['merged_weights_hold_delta']['value']}), merged==adapter rel "
+              f"{checks['merged_equals_adapter']['value']:.2e}, "
               f"smoke unique_chars {checks['smoke_test']['value']}")
         return 0 if manifest["passed"] else 1
     gguf = manifest["gguf"]

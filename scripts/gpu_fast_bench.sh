@@ -5,6 +5,8 @@
 #
 #   OUT=/path bash scripts/gpu_fast_bench.sh                 # carry .wheelhouse/site.tar.gz for the unsloth rows
 #   TINY=1 OUT=/tmp/x bash scripts/gpu_fast_bench.sh         # CPU smoke of the whole script on the tiny model
+#   GPU_IDS=1 PARTS="fast_more fits phase_run" TOTAL=300 OUT=/path bash scripts/gpu_fast_bench.sh   # a subset, GPU 1
+#   (UNSLOTH_WORKLOADS=a,b narrows the unsloth part's workloads)
 #
 # It writes, under $OUT (small files only, each < 2 MB):
 #   bench.json          every result so far (merged after each part: partial results survive a later hang)
@@ -66,6 +68,12 @@ else
   NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader || true
 fi
+# GPU_IDS="1": use only these GPUs (e.g. the second GPU while scripts/gpu_smoke.sh holds the first). part() sets
+# CUDA_VISIBLE_DEVICES itself, so an outer CUDA_VISIBLE_DEVICES would be overridden: this is the switch.
+read -r -a GPUS <<<"${GPU_IDS:-$(seq -s ' ' 0 $((NGPU > 0 ? NGPU - 1 : 0)))}"
+[ -z "${GPU_IDS:-}" ] || NGPU=${#GPUS[@]}
+# PARTS="fast_more fits phase_run": run only these parts (a second call finishing what the first had no time for).
+wanted() { [ -z "${PARTS:-}" ] || [[ " $PARTS " == *" $1 "* ]]; }
 df -h "$WORK" | tail -1
 echo "LAYERS=$LAYERS ITEM4_LAYERS=$ITEM4_LAYERS TOTAL=${TOTAL}s CAP=${CAP}GB GPUs=$NGPU start=$(date -u +%FT%TZ)"
 
@@ -82,6 +90,7 @@ merge() {  # all parts so far -> bench.json (under a lock: two lanes finish part
 # (CUDA_VISIBLE_DEVICES); "@T" in COMMAND becomes the seconds granted. Skipped (and recorded) under 45 s.
 part() {
   local name=$1 want=$2 gpu=$3; shift 3
+  wanted "$name" || return 0
   local avail; avail=$(left)
   local t=$(( want < avail ? want : avail ))
   if [ "$t" -lt 45 ]; then
@@ -121,9 +130,11 @@ lane0() {
 }
 lane0_tail() { MARGIN=25 GRACE=15 bench fits 100 "$1" --backends fast --workloads profile_fits_rest; }
 lane1() {
-  bench unsloth 390 "$1" --backends unsloth --workloads phase1_r64_4k,phase2_r128_32k_packed,qlora_r64_4k
+  bench unsloth 390 "$1" --backends unsloth \
+    --workloads "${UNSLOTH_WORKLOADS:-phase1_r64_4k,phase2_r128_32k_packed,qlora_r64_4k}"
 }
 phase_run() {
+  wanted phase_run || return 0
   if [ -n "${TINY:-}" ]; then
     printf '[{"backend": "summary", "workload": "part_phase_run", "status": "skipped", "reason": "TINY: CPU smoke"}]\n' \
       > "$OUT/parts/phase_run.json"; merge; return 0
@@ -134,14 +145,14 @@ phase_run() {
 }
 
 if [ "${LANES:-$NGPU}" -ge 2 ]; then  # LANES=2 forces the two-lane layout (its CPU test in TINY mode)
-  ( lane0 0; lane0_tail 0 ) &
+  ( lane0 "${GPUS[0]}"; lane0_tail "${GPUS[0]}" ) &
   A=$!
-  ( phase_run 1; lane1 1 ) &
+  ( phase_run "${GPUS[1]}"; lane1 "${GPUS[1]}" ) &
   B=$!
   wait "$A" || true
   wait "$B" || true
 else  # one GPU (or TINY): the headline rows first — fast, hf and Unsloth on Phase 1 and 2 — then the rest
-  G=$([ "$NGPU" -ge 1 ] && echo 0 || echo "")
+  G=$([ "$NGPU" -ge 1 ] && echo "${GPUS[0]}" || echo "")
   bench fast_main 190 "$G" --backends fast --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
   MARGIN=40 GRACE=25 bench hf_main 160 "$G" --backends hf,hf_ce --profile --workloads phase1_r64_4k \
     --only hf_ce=phase2_r128_32k_packed

@@ -2,7 +2,7 @@
 # One call on a 2-GPU host (<= 9 min): Phase 1 (scripts/13_train_lang_adapter.py) on the GPT-OSS-20B shape through
 # accelerate launch, the way run_tui_pipeline.sh --gpus 2 starts it.
 #
-#   OUT=/path bash scripts/gpu_multi_gpu.sh [--layers 4] [--budget 520] [--backend hf] [--workdir DIR] [--cpu]
+#   OUT=/path bash scripts/gpu_multi_gpu.sh [--layers 4] [--budget 520 (--cpu: 1500)] [--backend hf] [--workdir DIR] [--cpu]
 #
 # (a) DDP scaling: the same Phase 1 run on 1 GPU (plain python, accumulation 2A) then on 2 GPUs (accelerate launch
 #     --config_file configs/accelerate/ddp.yaml, accumulation A): same global batch, same rows, every row exactly
@@ -27,7 +27,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 WORKDIR=${TMPDIR:-/tmp}/gpu_multi_gpu
 LAYERS=4
-BUDGET=520
+BUDGET=""
 BACKEND=hf
 CPU=0
 while [[ $# -gt 0 ]]; do
@@ -43,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 [[ $LAYERS =~ ^[1-9][0-9]*$ ]] || { echo "--layers must be a positive integer, got '$LAYERS'" >&2; exit 2; }
+BUDGET=${BUDGET:-$( ((CPU)) && echo 1500 || echo 520)} # GPU: the device tool's 600 s per command, minus margin
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "--budget must be seconds, got '$BUDGET'" >&2; exit 2; }
 case $BACKEND in hf | fast) ;; *) echo "--backend must be hf or fast, got '$BACKEND'" >&2; exit 2 ;; esac
 

@@ -170,7 +170,10 @@ reuse grpo_tasks "$GRPO_TASKS" ||
 GPU_CSV=""
 if ((!CPU)) && command -v nvidia-smi >/dev/null; then
     GPU_CSV=$WORKDIR/gpu_memory.csv
-    nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 1000 >"$GPU_CSV" 2>/dev/null &
+    # only the GPU this run uses (the first of CUDA_VISIBLE_DEVICES): another job may hold the others
+    SMI_GPU=${CUDA_VISIBLE_DEVICES:-0}
+    nvidia-smi -i "${SMI_GPU%%,*}" --query-gpu=timestamp,memory.used --format=csv,noheader,nounits \
+        -lms 1000 >"$GPU_CSV" 2>/dev/null &
     SAMPLER=$!
     trap 'kill "$SAMPLER" 2>/dev/null || true' EXIT
 fi

@@ -45,9 +45,9 @@ Options:
   --configs-dir DIR       the phase YAMLs and batch_profiles.yaml (default: configs/): every training setting
   --grpo-language LANG    GRPO task file <workdir>/data/LANG/grpo/tasks.jsonl (default: rust; --tiny: python,
                           whose tasks it generates first); absent -> GRPO skipped
-  --gpus N                tool-calling and agent SFT run as N data-parallel processes (accelerate launch, DDP,
-                          configs/accelerate/ddp.yaml), accumulation divided by N to keep the global batch; IPO,
-                          GRPO, merge and export use one GPU (default: 1)
+  --gpus N                every training phase (tool-calling SFT, agent SFT, IPO, GRPO) runs as N data-parallel
+                          processes (accelerate launch, DDP, configs/accelerate/ddp.yaml), accumulation divided by
+                          N to keep the global batch; merge and export use one process (default: 1)
   --save-steps N          checkpoint every N optimizer steps in every training phase (default: each phase's
                           YAML, 250 / 25 for IPO; the tiny profile's 10 with --tiny)
   --prune-stale           delete the <dir>.stale-* folders earlier reruns set aside, then run

@@ -31,6 +31,7 @@ def write_merged(hf: Path, *, n: int = 1000, params: int | None = None, smoke: b
     checks = {"smoke_test": {"passed": smoke}, "size": {"passed": True, "parameters": params or n}}
     if logits is not None:
         checks["merged_equals_adapter"] = {"passed": logits}
+        checks["merged_weights_hold_delta"] = {"passed": logits}
     (hf / "manifest.json").write_text(json.dumps({"passed": passed, "saved_dtype": "float32", "checks": checks}))
     return hf
 

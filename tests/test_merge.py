@@ -75,8 +75,8 @@ def test_manifest_checks_and_phase_metrics(merged: tuple[Path, dict]) -> None:
 
     hf, manifest = merged
     on_disk = json.loads((hf / MANIFEST_FILE).read_text())
-    assert set(on_disk["checks"]) == {"merged_equals_adapter", "smoke_test", "config_parses", "saved_equals_merged",
-                                      "size"}
+    assert set(on_disk["checks"]) == {"merged_equals_adapter", "merged_weights_hold_delta", "smoke_test",
+                                      "config_parses", "saved_equals_merged", "size"}
     for name, entry in on_disk["checks"].items():
         assert {"value", "threshold", "passed"} <= set(entry), name
     n_params = on_disk["checks"]["size"]["parameters"]
@@ -92,16 +92,61 @@ def test_manifest_checks_and_phase_metrics(merged: tuple[Path, dict]) -> None:
     assert metrics["logits_check"]["passed"] is True
 
 
+def test_merged_weights_hold_every_delta(merged: tuple[Path, dict]) -> None:
+    """Every targeted tensor (4 attention projections + 2 expert tensors per layer) moved by exactly its delta."""
+    import json as _json
+
+    hf, manifest = merged
+    check = manifest["checks"]["merged_weights_hold_delta"]
+    layers = _json.loads((hf / "config.json").read_text())["num_hidden_layers"]
+    assert check["passed"] and check["tensors"] == check["judged"] == 6 * layers, check
+    assert check["ratio_by_kind"]["experts"]["tensors"] == 2 * layers
+    assert abs(check["value"] - 1.0) < 1e-6 and check["retained_in_compute_dtype"] == pytest.approx(1.0, abs=1e-4)
+    # the bf16 save keeps most but not all of an fp32 merge's change (rounding; the number is reported, not gated)
+    assert 0.5 < check["retained_after_save_cast"] < 1.0 + 1e-3
+
+
 def test_negative_control_expert_deltas_dropped(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A merge that folds only the attention LoRA (older unsloth-zoo) must fail the same check."""
+    """A merge that folds only the attention LoRA (older unsloth-zoo) must fail both checks; the weight check names
+    the expert tensors and only them."""
     from peft.tuners.lora.layer import ParamWrapper
 
     monkeypatch.setattr(ParamWrapper, "merge", lambda self, *args, **kwargs: None)
     manifest = merge_adapter(str(tiny_model_dir), tiny_adapter, tmp_path / "hf")
     check = manifest["checks"]["merged_equals_adapter"]
     assert not check["passed"] and check["value"] > 100 * check["threshold"]
+    weights = manifest["checks"]["merged_weights_hold_delta"]
+    assert not weights["passed"] and weights["failed_tensors"] == weights["ratio_by_kind"]["experts"]["tensors"]
+    assert all("experts" in name for name in weights["failed_examples"]) and abs(weights["value"]) < 1e-6
+    assert weights["ratio_by_kind"]["linear"]["min"] == pytest.approx(1.0, abs=1e-6)
     assert not manifest["passed"] and not merge_manifest_passed(tmp_path / "hf")
+
+
+def test_half_applied_delta_fails_the_weight_check(tiny_model_dir: Path, tiny_adapter: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge that adds only half of each expert delta (a wrong scaling) passes nothing: ratio 0.5."""
+    from peft.tuners.lora.layer import ParamWrapper
+
+    original = ParamWrapper.get_delta_weight
+    merging = {"on": False}
+
+    def merge_half(self, *args, **kwargs):
+        merging["on"] = True
+        try:
+            return original_merge(self, *args, **kwargs)
+        finally:
+            merging["on"] = False
+
+    def delta(self, adapter_name, *args, **kwargs):
+        full = original(self, adapter_name, *args, **kwargs)
+        return full * 0.5 if merging["on"] else full
+
+    original_merge = ParamWrapper.merge
+    monkeypatch.setattr(ParamWrapper, "merge", merge_half)
+    monkeypatch.setattr(ParamWrapper, "get_delta_weight", delta)
+    weights = merge_adapter(str(tiny_model_dir), tiny_adapter, tmp_path / "hf")["checks"]["merged_weights_hold_delta"]
+    assert not weights["passed"] and weights["ratio_by_kind"]["experts"]["max"] == pytest.approx(0.5, abs=0.01)
 
 
 def test_saved_shards_equal_an_independent_merge(merged: tuple[Path, dict], tiny_model_dir: Path,
@@ -151,6 +196,11 @@ def test_merge_manifest_passed_rejects_failures(tmp_path: Path) -> None:
     assert not merge_manifest_passed({"checks": {"a": {"value": 1, "threshold": 1, "passed": True}}})
     failing = {"b": {"value": 0, "threshold": 1, "passed": False}}
     assert not merge_manifest_passed({"checks": {**good["checks"], **failing}})
+    # an advisory check (hard: false, the bf16 logits check) that failed does not fail the manifest...
+    advisory = {"merged_equals_adapter": {"value": 0.3, "threshold": 0.26, "passed": False, "hard": False}}
+    assert merge_manifest_passed({"checks": {**good["checks"], **advisory}})
+    # ...but without hard: false the same entry does (control)
+    assert not merge_manifest_passed({"checks": {**good["checks"], "merged_equals_adapter": {"passed": False}}})
     assert not merge_manifest_passed({"checks": {}})
     assert not merge_manifest_passed(tmp_path / "missing")
 
@@ -200,12 +250,19 @@ def test_bf16_merge_passes_and_dropped_expert_deltas_fail(tiny_model_dir: Path, 
     check = good["checks"]["merged_equals_adapter"]
     assert check["compute_dtype"] == "bfloat16" and check["passed"] and check["discriminative"], check
     assert check["value"] > 1e-3, "bf16 noise is real: an fp32 tolerance would have failed this correct merge"
+    assert check["hard"] is False  # advisory in bf16; the weight check is the HARD one
+    weights = good["checks"]["merged_weights_hold_delta"]
+    assert weights["passed"] and abs(weights["value"] - 1.0) < 1e-6 and weights["unresolved"] == 0, weights
+    # in bf16 part of a small delta rounds away; the check compares with that rounding, not with the exact delta
+    assert weights["retained_in_compute_dtype"] < 1.0
 
     monkeypatch.setattr(ParamWrapper, "merge", lambda self, *args, **kwargs: None)
     dropped = merge_adapter(str(tiny_model_dir), tiny_adapter, tmp_path / "dropped", precision=bf16)
     check = dropped["checks"]["merged_equals_adapter"]
     assert not check["passed"] and check["value"] > 2 * check["threshold"], check
+    assert not dropped["checks"]["merged_weights_hold_delta"]["passed"]
     assert not merge_manifest_passed(tmp_path / "dropped")
+    assert dropped["advisory_failures"] == ["merged_equals_adapter"]
 
 
 def _merge_script(repo_root: Path, monkeypatch: pytest.MonkeyPatch):
@@ -251,7 +308,8 @@ def test_every_settings_field_is_a_cli_flag(repo_root: Path, tmp_path: Path, mon
         "checkpoints_dir": str(tmp_path / "ckpt"), "model": "m", "merged_model": "mm", "gguf": "false",
         "save_dtype": "float16", "max_shard_size": "7GB", "logits_rel_tol_float32": "0.003",
         "logits_rel_tol_bfloat16": "0.2", "logits_bf16_effect_fraction": "0.3", "logits_bf16_noise_factor": "3.5",
-        "min_size_fraction": "0.8", "smoke_new_tokens": "11", "smoke_min_unique_chars": "4", "quant": "Q8_0",
+        "delta_ratio_tol": "0.05", "delta_sample_elements": "1000", "min_size_fraction": "0.8",
+        "smoke_new_tokens": "11", "smoke_min_unique_chars": "4", "quant": "Q8_0",
         "keep_bf16_gguf": "true", "threads": "3", "llama_cpp_dir": str(llama), "llama_cpp_sdist": "s.tar.gz",
         "gguf_bf16_rel_tol": "0.07", "gguf_bf16_min_argmax_agreement": "0.9", "gguf_quant_min_correlation": "0.8",
         "gguf_quant_min_argmax_agreement": "0.4",

@@ -99,7 +99,8 @@ def test_merge_state_skips_only_when_every_check_passed(tmp_path):
     hf = tmp_path / "merged" / "hf"
     assert merge_state(tmp_path / "merged").action == "fresh"
     hf.mkdir(parents=True)
-    checks = {"smoke_test": {"passed": True}, "merged_equals_adapter": {"passed": True}}
+    checks = {"smoke_test": {"passed": True}, "merged_equals_adapter": {"passed": True},
+              "merged_weights_hold_delta": {"passed": True}}
     (hf / "manifest.json").write_text(json.dumps({"passed": True, "checks": checks}))
     assert merge_state(tmp_path / "merged").action == "fresh"  # a passed manifest without its weights
     save_file({"w": np.ones(64, dtype=np.float32)}, str(hf / "model.safetensors"))

@@ -77,7 +77,8 @@ def merge(args: argparse.Namespace) -> None:
         hf.mkdir(parents=True, exist_ok=True)
         (hf / "config.json").write_text(json.dumps({"dtype": "float32"}))
         save_file({"w": np.ones((10,), dtype=np.float32)}, str(hf / "model.safetensors"))
-        checks = {"merged_equals_adapter": {"passed": True}, "smoke_test": {"passed": True},
+        checks = {"merged_equals_adapter": {"passed": True}, "merged_weights_hold_delta": {"passed": True},
+                  "smoke_test": {"passed": True},
                   "size": {"passed": True, "parameters": 10}}
         (hf / "manifest.json").write_text(json.dumps({"passed": True, "saved_dtype": "float32", "checks": checks}))
     record()

@@ -1,0 +1,69 @@
+"""FSDP2 as configs/accelerate/fsdp2.yaml asks for it (fully_shard per decoder layer, then the root), applied with
+torch directly: accelerate 1.15 has no FSDP on CPU. Used by tests/test_multiprocess.py.
+
+    torchrun --nproc_per_node 2 tests/fsdp2_lora_worker.py MODEL OUT.safetensors      # each rank: its row
+    python tests/fsdp2_lora_worker.py MODEL OUT.safetensors [--rows 0]                 # one process: rows 0,1 (or 0)
+
+LoRA r8 on q/k/v/o + experts (the pipeline's hf_lora_config), 2 AdamW steps on fixed 32-token rows; writes the
+adapter's LoRA tensors (gathered to full tensors under FSDP2) from rank 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+import yaml
+from peft import get_peft_model
+from safetensors.torch import save_file
+
+from pipeline_lib.modeling import load_causal_lm
+from pipeline_lib.unsloth_utils import hf_lora_config
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = 2  # the global batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("out")
+    parser.add_argument("--rows", type=int, nargs="+", default=list(range(ROWS)))
+    args = parser.parse_args()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.manual_seed(0)  # the LoRA A init: the same on every rank and in the one-process run
+    model = get_peft_model(load_causal_lm(args.model), hf_lora_config(8))
+    rows = args.rows
+    if world > 1:
+        import torch.distributed as dist
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        dist.init_process_group("gloo")
+        rows = [dist.get_rank()]  # each rank its own row of the global batch
+        config = yaml.safe_load((REPO / "configs" / "accelerate" / "fsdp2.yaml").read_text())["fsdp_config"]
+        assert config["fsdp_version"] == 2, config
+        mesh = init_device_mesh("cpu", (world,))
+        for module in model.modules():
+            if type(module).__name__ == config["fsdp_transformer_layer_cls_to_wrap"]:
+                fully_shard(module, mesh=mesh, reshard_after_forward=config["fsdp_reshard_after_forward"])
+        fully_shard(model, mesh=mesh)
+    ids = torch.randint(0, 1000, (ROWS, 32), generator=torch.Generator().manual_seed(7))[rows]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(2):
+        model(input_ids=ids, labels=ids).loss.backward()  # equal-length rows: mean of row means == batch mean
+        optimizer.step()
+        optimizer.zero_grad()
+    lora = {name: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().contiguous()
+            for name, p in model.named_parameters() if "lora_" in name}
+    sharded = sum(hasattr(p, "full_tensor") for p in model.parameters())
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_file(lora, args.out, metadata={"sharded_params": str(sharded)})
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
