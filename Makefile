@@ -33,6 +33,10 @@ test: lint
 lint: install
 	$(BIN)/ruff check pipeline_lib scripts tests
 
+# Every run output of the default workdir: checkpoints/, logs/ (run records included), the quick test's state and
+# data prep's folder (its name from pipeline_lib/phases.py) with its stale copies; data/samples, data/seed_corpus and
+# generated mutation tasks (data/<language>/grpo) stay.
 clean-run:
-	rm -rf checkpoints/* logs/* data/coding_tui
+	eval "$$($(BIN)/python -m pipeline_lib.orchestrate paths --workdir $(CURDIR) --model none --tiny)" && \
+	  rm -rf checkpoints/* logs/* logs/.[!.]* quick-test "$$DATA_DIR" "$$DATA_DIR".stale-*
 	touch checkpoints/.gitkeep logs/.gitkeep
