@@ -40,10 +40,29 @@ class FingerprintMismatch(RuntimeError):
     """The adapter loaded here does not give the logits the training process recorded."""
 
 
+# The stack every loader uses (merge, IPO, GRPO, export load through plain transformers + PEFT). A fingerprint
+# recorded by a process on this stack, on the same device type, is the same computation: the H200 smoke run
+# (2026-11-28, docs/BENCHMARKS.md) measured rel_p90 0.0 exactly in bf16, while zeroing one expert lora_B tensor (layer
+# 0 gate_up, all experts) of a lightly trained adapter (effect 1.04) moved it by only 0.047 -- inside the cross-stack
+# tolerance (0.1) but far outside a same-stack one.
+LOADER_BACKEND = "hf"
+
+
 @dataclass(frozen=True)
 class FingerprintSettings:
+    # Cross-stack (Unsloth or our fast path recorded it, or another device type): 0.1 in bf16, above Unsloth's loader
+    # vs PEFT's on the 2-layer real shape (0.058), and noise_factor x the measured layout noise.
     rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 0.1})
     noise_factor: float = 2.0
+    # Same stack and device type: no layout-noise term (same kernels, same probe batches); the bf16 floor leaves
+    # room for non-deterministic GPU reductions, which the H200 run did not show (0.0).
+    same_stack_rel_tol: dict[str, float] = field(default_factory=lambda: {"float32": 1e-4, "bfloat16": 0.02})
+
+
+def same_stack(summary: dict[str, Any], device_here: str) -> bool:
+    """True when the recording process ran the loaders' own stack on the same device type as here."""
+    recorded_device = str(summary.get("device", "")).split(":")[0]
+    return summary.get("backend") == LOADER_BACKEND and recorded_device == device_here.split(":")[0]
 
 
 def compute_dtype(model: Any) -> str:
@@ -216,15 +235,17 @@ def verify_fingerprint(model: Any, adapter_dir: str | os.PathLike, *, settings: 
     argmax_agreement = float((recorded["argmax"] == now["tensors"]["argmax"]).double().mean())
     dtype = "bfloat16" if "bfloat16" in (summary["compute_dtype"], now["compute_dtype"]) else "float32"
     noise = max(summary["noise_rel"], now["noise_rel"])
-    tol = max(settings.rel_tol[dtype], settings.noise_factor * noise)
+    same = same_stack(summary, str(next(model.parameters()).device))
+    parts = ({"same_stack_rel_tol": settings.same_stack_rel_tol[dtype]} if same else
+             {"rel_tol": settings.rel_tol[dtype], "noise_term": settings.noise_factor * noise})
+    tol = max(parts.values())
     effect = summary["adapter_effect_rel"]
     passed = agreement["rel_p90"] <= tol and bool(torch.equal(columns, now["tensors"]["columns"]))
     check = {
         "value": agreement["rel_p90"], "threshold": tol, "passed": passed,
         "rel_max": agreement["rel_max_abs_diff"], "argmax_agreement": argmax_agreement,
         "adapter_effect_rel": effect, "noise_rel_recorded": summary["noise_rel"], "noise_rel_here": now["noise_rel"],
-        "compute_dtype": dtype, "tolerance_parts": {"rel_tol": settings.rel_tol[dtype],
-                                                     "noise_term": settings.noise_factor * noise},
+        "compute_dtype": dtype, "tolerance_parts": parts, "same_stack": same,
         "discriminative": effect >= 3 * tol, "recorded_by": summary.get("backend"),
         "recorded_device": summary.get("device"), "adapter": str(folder),
         "note": "rel = max over 512 sampled vocab columns |here - training process| / std(recorded), 90th "

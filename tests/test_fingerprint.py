@@ -93,7 +93,23 @@ def test_bf16_round_trip_passes_and_reports_its_noise(tiny_model_dir: Path, tmp_
     folder = _trained_like_adapter(tiny_model_dir, tmp_path / "bf16", "bfloat16")
     check = verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder)
     assert check["compute_dtype"] == "bfloat16" and check["passed"] and check["discriminative"], check
-    assert check["value"] < 0.01 and check["threshold"] == max(0.1, check["tolerance_parts"]["noise_term"])
+    # recorded by "hf" on the CPU, checked on the CPU: the same stack, so the tight same-stack floor applies
+    assert check["same_stack"] and check["value"] < 0.01 and check["threshold"] == 0.02, check
+
+
+def test_cross_stack_recordings_get_the_looser_tolerance(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """An adapter whose fingerprint was recorded by another stack (Unsloth) or device type gets max(0.1, 2 x noise)
+    in bf16; the same recording marked as ours ("hf", cpu) gets 0.02. Control for same_stack: both directions."""
+    from pipeline_lib.fingerprint import same_stack
+
+    folder = _trained_like_adapter(tiny_model_dir, tmp_path / "bf16", "bfloat16")
+    summary = json.loads((folder / FINGERPRINT_JSON).read_text())
+    assert same_stack(summary, "cpu") and not same_stack(summary, "cuda:0")
+    assert not same_stack({**summary, "backend": "unsloth"}, "cpu")
+    (folder / FINGERPRINT_JSON).write_text(json.dumps({**summary, "backend": "unsloth"}))
+    check = verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder)
+    assert not check["same_stack"] and check["threshold"] == max(0.1, check["tolerance_parts"]["noise_term"])
+    assert check["passed"]
 
 
 def test_adapter_without_fingerprint_is_reported_not_passed(tiny_model_dir: Path, adapter: Path,
