@@ -168,8 +168,15 @@ def build_ipo_trainer(policy, tokenizer, train_dataset, args: IPOConfig, **kwarg
 
     if not isinstance(policy, PeftModel):
         raise TypeError("the IPO policy must be a PeftModel carrying the agent-SFT adapter (load_adapter_policy)")
+    from pipeline_lib.fingerprint import eager_attention
+
     install_cpu_logprob_head()
-    return DPOTrainer(model=policy, args=args, train_dataset=train_dataset, processing_class=tokenizer, **kwargs)
+    # DPOTrainer precomputes the reference log-probs in __init__, under no_grad. On CUDA the policy uses
+    # flex_attention, and inductor's no-grad flex kernel for it failed on the H200 (NoValidChoicesError, smoke run
+    # 2026-11-28, docs/BENCHMARKS.md) as it did for the merge's probes; the precompute runs eager (the same math,
+    # sinks included), training keeps flex.
+    with eager_attention(policy):
+        return DPOTrainer(model=policy, args=args, train_dataset=train_dataset, processing_class=tokenizer, **kwargs)
 
 
 def completion_logps(model, batch: dict[str, Any], autocast=None):

@@ -108,8 +108,30 @@ def test_cross_stack_recordings_get_the_looser_tolerance(tiny_model_dir: Path, t
     assert not same_stack({**summary, "backend": "unsloth"}, "cpu")
     (folder / FINGERPRINT_JSON).write_text(json.dumps({**summary, "backend": "unsloth"}))
     check = verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder)
-    assert not check["same_stack"] and check["threshold"] == max(0.1, check["tolerance_parts"]["noise_term"])
-    assert check["passed"]
+    parts = check["tolerance_parts"]
+    assert not check["same_stack"] and set(parts) == {"rel_tol", "noise_term", "stack_term"}
+    # the same weights on the same stack: the base logits agree, so the stack term adds nothing here
+    assert check["base_rel_p90"] < 0.01 and check["threshold"] == max(0.1, parts["noise_term"]) and check["passed"]
+
+
+def test_stack_term_follows_the_base_disagreement(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Cross-stack: the recorded BASE logits (adapter off) disagreeing with ours raises the tolerance by 1.5 x that
+    disagreement (the adapter cannot cause it); the verdict is then reported as not discriminative when the adapter's
+    effect is under 3 x the tolerance. Control: the untouched recording has base_rel_p90 ~0."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = _trained_like_adapter(tiny_model_dir, tmp_path / "bf16", "bfloat16")
+    summary = json.loads((folder / FINGERPRINT_JSON).read_text())
+    (folder / FINGERPRINT_JSON).write_text(json.dumps({**summary, "backend": "unsloth"}))
+    tensors = load_file(str(folder / FINGERPRINT_FILE))
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn(tensors["base"].shape, generator=generator) * tensors["base"].float().std(-1, keepdim=True)
+    tensors["base"] = (tensors["base"].float() + noise).to(tensors["base"].dtype)
+    save_file(tensors, str(folder / FINGERPRINT_FILE))
+    check = verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder, strict=False)
+    assert check["base_rel_p90"] > 1.0 and check["tolerance_parts"]["stack_term"] == 1.5 * check["base_rel_p90"]
+    assert check["threshold"] == check["tolerance_parts"]["stack_term"] and check["passed"]
 
 
 def test_adapter_without_fingerprint_is_reported_not_passed(tiny_model_dir: Path, adapter: Path,

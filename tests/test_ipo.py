@@ -314,3 +314,25 @@ def test_script_fast_backend_one_step(repo_root, sft_adapter_dir, preference_dir
     after = load_file(str(out / "final" / "adapter_model.safetensors"))
     assert before.keys() == after.keys() and [k for k in after if torch.equal(after[k], before[k])] == []
     assert metrics["lora_update_check"]["passed"] and metrics["lora_update_check"]["experts_trained"]
+
+
+def test_reference_precompute_runs_eager_and_flex_is_restored(sft_adapter_dir, monkeypatch):
+    """On CUDA the policy runs flex_attention, whose no-grad inductor kernel failed on the H200 (smoke run
+    2026-11-28): DPOTrainer's reference precompute (in its __init__) must see eager, and training flex again.
+    Control: the attention implementation outside build_ipo_trainer is untouched (flex before and after)."""
+    import trl
+
+    policy = ipo.load_adapter_policy(sft_adapter_dir)
+    configs = [m.config for m in policy.modules() if hasattr(m, "config")]
+    for config in configs:
+        config._attn_implementation = "flex_attention"
+    seen = []
+
+    class RecordingTrainer:
+        def __init__(self, model, **kwargs):
+            seen.append({c._attn_implementation for c in configs})
+
+    monkeypatch.setattr(trl, "DPOTrainer", RecordingTrainer)
+    ipo.build_ipo_trainer(policy, None, None, None)
+    assert seen == [{"eager"}]
+    assert {c._attn_implementation for c in configs} == {"flex_attention"}
