@@ -221,7 +221,7 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
                    "hf_fingerprint": ((export.get("hf") or {}).get("checks") or {}).get("adapter_fingerprint"),
                    "gguf_status": (export.get("gguf") or {}).get("status"),
                    "gguf_error": (export.get("gguf") or {}).get("error"),
-                   "gguf_files": {q: {"passed": f.get("passed"), "size_gb": f.get("size_gb"),
+                   "gguf_files": {q: {"passed": f.get("passed"), "size_gib": f.get("size_gib"),
                                       "failed": [k for k, v in (f.get("checks") or {}).items() if not v["passed"]]}
                                   for q, f in ((export.get("gguf") or {}).get("files") or {}).items()}},
         "kill_resume": {"phase": kill_phase, "resumed_from_checkpoint": killed.get("resumed_from_checkpoint"),

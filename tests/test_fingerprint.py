@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_merge import EXPERT_PARAMETERS  # tests/ is on sys.path; "tests." can hit gguf-py/tests (test_smoke.py)
 
 from pipeline_lib.fingerprint import (
     FINGERPRINT_FILE,
@@ -15,7 +16,6 @@ from pipeline_lib.fingerprint import (
     record_fingerprint,
     verify_fingerprint,
 )
-from tests.test_merge import EXPERT_PARAMETERS
 
 
 def _trained_like_adapter(base_dir: Path, out_dir: Path, dtype_name: str = "float32") -> Path:

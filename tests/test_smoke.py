@@ -25,7 +25,9 @@ def mxfp4_model(tiny_model_dir: Path, tmp_path_factory) -> Path:
 
 
 def test_checks_pass_and_both_negative_controls_fail(mxfp4_model: Path, tmp_path: Path) -> None:
-    from tests.test_fingerprint import _trained_like_adapter
+    # tests/ is on sys.path (as test_gguf.py relies on); "tests." would resolve to llama.cpp's gguf-py/tests once
+    # pipeline_lib.gguf_export has put gguf-py first on sys.path (seen when test_gguf.py runs before this file)
+    from test_fingerprint import _trained_like_adapter
 
     adapter = _trained_like_adapter(mxfp4_model, tmp_path / "final")
     result = run_checks(str(mxfp4_model), str(adapter))
