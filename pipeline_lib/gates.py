@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from pipeline_lib import phases
-from pipeline_lib.merge import EQUIVALENCE_CHECK, SMOKE_CHECK, merge_manifest_problems
+from pipeline_lib.merge import EQUIVALENCE_CHECK, SMOKE_CHECK, is_advisory, merge_manifest_problems
 from pipeline_lib.metrics import get_avg_loss, read_phase_metrics
 from pipeline_lib.provenance import write_json_atomic
 
@@ -284,7 +284,7 @@ def check_export_gate(spec: GateSpec, export_dir: Path) -> GateResult:
     hf_ok = not file_problems
     gguf_ok = gguf.get("passed") is True
     hf_checks = hf.get("checks") if isinstance(hf.get("checks"), dict) else {}
-    advisory = {name for name, entry in hf_checks.items() if isinstance(entry, dict) and entry.get("hard") is False}
+    advisory = {name for name, entry in hf_checks.items() if is_advisory(entry)}
     problems = [f"HF check {name} failed" for name, ok in manifest_checks(hf).items()
                 if not ok and name not in advisory] or file_problems
     if not gguf_ok:

@@ -111,6 +111,11 @@ def check(value: Any, threshold: Any, passed: bool, **extra: Any) -> dict[str, A
     return {"value": value, "threshold": threshold, "passed": bool(passed), **extra}
 
 
+def is_advisory(entry: Any) -> bool:
+    """A manifest check reported but not gating (``hard: false``: the bf16 logits check)."""
+    return isinstance(entry, dict) and entry.get("hard") is False
+
+
 def merge_manifest_problems(manifest: dict[str, Any] | None) -> list[str]:
     """What keeps a merge manifest from counting as passed: the one rule used by the merge itself, the orchestrator's
     skip decision and the merge gate. Every check must have passed and the two that prove the merge worked
@@ -120,7 +125,7 @@ def merge_manifest_problems(manifest: dict[str, Any] | None) -> list[str]:
         return ["manifest has no checks"]
     problems = [f"manifest has no {name} check" for name in REQUIRED_CHECKS if name not in checks]
     failed = [name for name, entry in checks.items()
-              if not (isinstance(entry, dict) and (entry.get("passed") is True or entry.get("hard") is False))]
+              if not (isinstance(entry, dict) and (entry.get("passed") is True or is_advisory(entry)))]
     if failed:
         problems.append(f"manifest checks failed: {', '.join(failed)}")
     return problems
@@ -243,7 +248,6 @@ class DeltaSample:
 
     name: str  # parameter name in the merged model, e.g. model.layers.0.mlp.experts.gate_up_proj
     kind: str  # "experts" (3-D ParamWrapper) or "linear"
-    numel: int
     index: Any
     base: Any
     delta: Any
@@ -283,7 +287,7 @@ def sample_lora_deltas(peft_model, sample_elements: int, adapter: str = "default
             base, change = flat_w[on_device], flat_d[on_device].to(flat_w.device)
             expected = (base.float() + change.float()).to(weight.dtype)  # the add PEFT's in-place merge does
             samples.append(DeltaSample(merged_parameter_name(module_name, parameter_name),
-                                       "experts" if hasattr(module, "parameter_name") else "linear", weight.numel(),
+                                       "experts" if hasattr(module, "parameter_name") else "linear",
                                        index, base.float().cpu(), change.float().cpu(), expected.float().cpu()))
             del delta
     return samples
@@ -459,7 +463,7 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
     }
     manifest["passed"] = merge_manifest_passed(manifest)
     manifest["advisory_failures"] = sorted(name for name, entry in checks.items()
-                                           if entry.get("hard") is False and not entry["passed"])
+                                           if is_advisory(entry) and not entry["passed"])
     write_json_atomic(hf_dir / MANIFEST_FILE, manifest)
     write_phase_metrics(hf_dir, {
         "phase": phases.MERGE.name,

@@ -94,11 +94,9 @@ def test_manifest_checks_and_phase_metrics(merged: tuple[Path, dict]) -> None:
 
 def test_merged_weights_hold_every_delta(merged: tuple[Path, dict]) -> None:
     """Every targeted tensor (4 attention projections + 2 expert tensors per layer) moved by exactly its delta."""
-    import json as _json
-
     hf, manifest = merged
     check = manifest["checks"]["merged_weights_hold_delta"]
-    layers = _json.loads((hf / "config.json").read_text())["num_hidden_layers"]
+    layers = json.loads((hf / "config.json").read_text())["num_hidden_layers"]
     assert check["passed"] and check["tensors"] == check["judged"] == 6 * layers, check
     assert check["ratio_by_kind"]["experts"]["tensors"] == 2 * layers
     assert abs(check["value"] - 1.0) < 1e-6 and check["retained_in_compute_dtype"] == pytest.approx(1.0, abs=1e-4)
