@@ -275,7 +275,9 @@ def describe(check: dict[str, Any]) -> str:
         return f"{check.get('status', 'unknown')} ({check.get('adapter', '')})"
     return (f"{'ok' if check['passed'] else 'FAILED'} rel_p90 {check['value']:.3g} "
             f"{'<=' if check['passed'] else '>'} {check['threshold']:.3g} ({check['compute_dtype']}; adapter effect "
-            f"{check['adapter_effect_rel']:.3g}, {'' if check['discriminative'] else 'NOT '}discriminative)")
+            f"{check['adapter_effect_rel']:.3g}, {'' if check['discriminative'] else 'NOT '}discriminative"
+            + ("" if check.get("base_rel_p90") is None else f", base logits differ {check['base_rel_p90']:.3g}")
+            + ")")
 
 
 ADAPTER_FILE = "adapter_model.safetensors"
