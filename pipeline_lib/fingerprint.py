@@ -105,23 +105,6 @@ def _eval_mode(model: Any):
             os.environ["UNSLOTH_RETURN_LOGITS"] = previous
 
 
-@contextlib.contextmanager
-def eager_attention(model: Any):
-    """flex_attention -> eager for the probes, restored after. A training model on CUDA uses flex, and compiling
-    flex for these short eval forwards failed on the H100 (NoValidChoicesError, pipeline_lib/merge.py); eager is
-    also what the loaders (merge, export) use, so both sides of the comparison run the same attention code."""
-    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
-                                                                          "_attn_implementation")}
-    switched = [c for c in configs.values() if c._attn_implementation == "flex_attention"]
-    for config in switched:
-        config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        for config in switched:
-            config._attn_implementation = "flex_attention"
-
-
 def _logits(model: Any, probes: list[list[int]], suffix: list[int] | None = None) -> Any:
     """fp32 CPU logits [positions, vocab] of every probe (``suffix`` appended, its positions dropped)."""
     import torch
@@ -170,6 +153,8 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     from pipeline_lib.probes import harmony_probe_ids, logits_agreement
 
     probes = probes or harmony_probe_ids()
+    from pipeline_lib.probes import eager_attention
+
     with _eval_mode(model), eager_attention(model), _without_autocast_wrapper(model):
         full = _logits(model, probes)
         shifted = _logits(model, probes, suffix=probes[0])

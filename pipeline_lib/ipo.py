@@ -168,7 +168,7 @@ def build_ipo_trainer(policy, tokenizer, train_dataset, args: IPOConfig, **kwarg
 
     if not isinstance(policy, PeftModel):
         raise TypeError("the IPO policy must be a PeftModel carrying the agent-SFT adapter (load_adapter_policy)")
-    from pipeline_lib.fingerprint import eager_attention
+    from pipeline_lib.probes import eager_attention
 
     install_cpu_logprob_head()
     # DPOTrainer precomputes the reference log-probs in __init__, under no_grad. On CUDA the policy uses

@@ -4,6 +4,9 @@ GGUF validation (pipeline_lib.gguf_export)."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 # Probe conversations for the logits checks: short (< 100 tokens, llama.cpp ignores YaRN
 # truncate:false, longer prompts would differ for that reason alone) and in Harmony, the format every phase trains on.
 PROBE_CONVERSATIONS: list[list[dict[str, str]]] = [
@@ -78,3 +81,21 @@ def logits_agreement(reference, candidate) -> dict[str, float]:
         "argmax_agreement": float((reference.argmax(-1) == candidate.argmax(-1)).double().mean()),
         "correlation": corr,
     }
+
+
+@contextlib.contextmanager
+def eager_attention(model: Any):
+    """flex_attention -> eager for no-grad forwards, restored after. A training model on CUDA uses flex, and
+    inductor's no-grad flex kernel failed for them: the probes on the H100 (NoValidChoicesError, 2026-11-25) and IPO's
+    reference precompute on the H200 (2026-11-28). Eager is also what the loaders (merge, export) use, so both sides
+    of a fingerprint comparison run the same attention code. Used by pipeline_lib.fingerprint and pipeline_lib.ipo."""
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
+                                                                          "_attn_implementation")}
+    switched = [c for c in configs.values() if c._attn_implementation == "flex_attention"]
+    for config in switched:
+        config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        for config in switched:
+            config._attn_implementation = "flex_attention"
