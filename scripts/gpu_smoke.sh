@@ -14,7 +14,7 @@
 # 3. runs scripts/run_tui_pipeline.sh --quick-test --batch-profile smoke --save-steps 2 with the default backends
 #    and configs/gates_random_weights.yaml, and kill -9s its whole process group once --kill-phase (agent SFT)
 #    has written its first checkpoint; after the checks below, the same command again must resume that phase and
-#    finish IPO, GRPO (skipped without a task file) and the export (HF + GGUF).
+#    finish IPO, GRPO (on mutation tasks made from the bundled corpus) and the export (HF + GGUF).
 # 4. checks the tiny CPU model cannot make (python -m pipeline_lib.smoke checks): the MXFP4 folder loads exactly;
 #    the Unsloth-trained adapter's logits fingerprint holds through plain PEFT and fails with one expert LoRA
 #    tensor zeroed; the bf16 merge check fails with the expert deltas dropped (its tolerance printed part by part).
