@@ -108,6 +108,30 @@ def test_changed_base_weight_fails_the_check(tiny_model_dir):
         assert not check["passed"] and len(check["base_changed"]) == 1 and "gate_up_proj" in check["base_changed"][0]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_base_fingerprint_ignores_reduction_order_and_sees_one_ulp(dtype):
+    """The large-model base check's fingerprint is an exact integer sum, so a tensor summed in another order (as a
+    gathered FSDP2 shard on the GPU is, against a snapshot taken before sharding) gives the same answer; a float64
+    sum did not (8 untouched tensors 'changed' on the H200). Controls: the float64 sum of the same permuted data
+    differs, and one element moved by one ulp, or two elements swapped, change the fingerprint."""
+    from pipeline_lib.unsloth_utils import _fingerprint
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3_000_001, generator=g) * torch.logspace(-3, 3, 3_000_001)).to(dtype)
+    # other chunkings = other reduction orders (a GPU's tree reduction vs a CPU's cascade, in the real case)
+    ref = _fingerprint(x)
+    assert all(torch.equal(ref, _fingerprint(x, chunk=c)) for c in (1_000, 65_537, 1 << 20))
+    # control: the old fingerprint's float64 sum of squares, same values in another order, is not bit-equal
+    perm = torch.randperm(x.numel(), generator=g)
+    assert x.double().pow(2).sum() != x.double()[perm].pow(2).sum()
+    one_ulp = x.clone()
+    one_ulp[12345] = torch.nextafter(one_ulp[12345], torch.tensor(float("inf"), dtype=dtype))
+    assert not torch.equal(_fingerprint(x), _fingerprint(one_ulp))
+    swapped = x.clone()
+    swapped[[7, 2_000_000]] = x[[2_000_000, 7]]
+    assert x[7] != x[2_000_000] and not torch.equal(_fingerprint(x), _fingerprint(swapped))
+
+
 def test_is_moe_sees_packed_experts_and_not_dense_models() -> None:
     """A GPT-OSS whose experts are stored as 4-D uint8 MXFP4 blocks (as Unsloth keeps a released checkpoint) is
     still MoE: the old shape test ("3-D gate_up_proj") said no, so LoRA went on attention only with the experts
