@@ -305,9 +305,10 @@ class ParameterSnapshot:
 
 
 _FINGERPRINT_MODULUS = 65521  # position weights 1..65521: a moved or swapped element changes the weighted sum
+_FINGERPRINT_CHUNK = _FINGERPRINT_MODULUS * 256  # 16.8M words; a multiple of the modulus: one weight vector serves all
 
 
-def _fingerprint(tensor: Any, chunk: int = 1 << 24) -> Any:
+def _fingerprint(tensor: Any, chunk: int = _FINGERPRINT_CHUNK) -> Any:
     """Two int64 sums over the tensor's raw 16-bit words: plain, and weighted by position. Integer sums are exact,
     so the result does not depend on the device or on the reduction order. A float64 sum/sum-of-squares did: on the
     H200 (FSDP2 via accelerate, 2026-11-28) the snapshot taken before sharding and the gathered tensor after
@@ -322,11 +323,18 @@ def _fingerprint(tensor: Any, chunk: int = 1 << 24) -> Any:
     else:  # integer and 8-bit tensors: their values as they are
         words = flat
     total = torch.zeros(2, dtype=torch.int64, device=words.device)
-    # 16M-word chunks: an int64 copy of a whole 20B expert tensor would take 8 GB of GPU memory.
+    shared = None  # with chunk % modulus == 0 every chunk starts at weight 1: build the weights once
+    if chunk % _FINGERPRINT_MODULUS == 0:
+        n = min(chunk, words.numel())
+        shared = torch.arange(n, device=words.device, dtype=torch.int64) % _FINGERPRINT_MODULUS + 1
+    # chunked: an int64 copy of a whole 20B expert tensor would take 8 GB of GPU memory.
     for start in range(0, words.numel(), chunk):
         c = words[start:start + chunk].to(torch.int64)
-        weights = torch.arange(start, start + c.numel(), device=c.device, dtype=torch.int64)
-        weights = weights % _FINGERPRINT_MODULUS + 1
+        if shared is not None:
+            weights = shared[:c.numel()]
+        else:
+            weights = torch.arange(start, start + c.numel(), device=c.device, dtype=torch.int64)
+            weights = weights % _FINGERPRINT_MODULUS + 1
         total += torch.stack([c.sum(), (c * weights).sum()])
     return total.cpu()
 
