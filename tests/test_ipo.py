@@ -336,3 +336,31 @@ def test_reference_precompute_runs_eager_and_flex_is_restored(sft_adapter_dir, m
     ipo.build_ipo_trainer(policy, None, None, None)
     assert seen == [{"eager"}]
     assert {c._attn_implementation for c in configs} == {"flex_attention"}
+
+
+def test_step0_check_runs_under_the_precompute_attention(ipo_trainer, monkeypatch):
+    """The step-0 check compares the cached reference (computed eager, see above) with a policy pass; on the H200
+    a flex policy pass against the eager reference differed by 2.01 in bf16 and stopped a correct run (smoke run H,
+    2026-11-28). The policy pass must see eager too, and flex must be back afterwards.
+    Control: before the check, the model runs flex."""
+    trainer = ipo_trainer
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    configs = [m.config for m in model.modules() if hasattr(m, "config")]
+    original = [c._attn_implementation for c in configs]
+    seen = []
+    real = ipo.completion_logps
+
+    def recording(model, batch, autocast=None):
+        seen.append({c._attn_implementation for c in configs})
+        return real(model, batch, autocast)
+
+    monkeypatch.setattr(ipo, "completion_logps", recording)
+    try:
+        for config in configs:
+            config._attn_implementation = "flex_attention"
+        ipo.check_reference_at_step0(trainer)
+        assert seen == [{"eager"}]
+        assert {c._attn_implementation for c in configs} == {"flex_attention"}
+    finally:  # the fixture is shared by the module's other tests
+        for config, impl in zip(configs, original, strict=True):
+            config._attn_implementation = impl
