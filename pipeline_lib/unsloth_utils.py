@@ -412,7 +412,7 @@ def verify_lora_updates(before: ParameterSnapshot, after_model: Any, *,
         "expert_lora_changed": counts["experts"][1],
         "experts_trained": counts["experts"][0] > 0 and counts["experts"][1] == counts["experts"][0],
         "base_tensors_checked": len(before.base),
-        "base_check": "exact" if before.base_exact else "int64 sums of the raw 16-bit words (plain and position-weighted)",
+        "base_check": "exact" if before.base_exact else "int64 sums of raw 16-bit words",
         "base_changed": base_changed[:20],
         "lora_unchanged": lora_unchanged[:20],
     }
