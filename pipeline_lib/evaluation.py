@@ -259,21 +259,24 @@ class HFGenerator:
     @classmethod
     def load(cls, model_path: str | None, adapter: str | None) -> HFGenerator:
         """A model folder, or an adapter folder on its base (``model_path`` overrides the adapter's base)."""
-        from pipeline_lib.modeling import load_causal_lm
+        from pipeline_lib.modeling import detect_precision, load_causal_lm
         from pipeline_lib.unsloth_utils import load_training_tokenizer
 
+        # Generation only: eager attention, as the merge and the export load (flex on CUDA would recompile at every
+        # decoding step's new length, and its no-grad kernel failed on the H100/H200: docs/BENCHMARKS.md).
+        precision = detect_precision(attn_implementation="eager")
         if adapter:
             from peft import PeftModel
 
             from pipeline_lib.ipo import resolve_base_model
 
             base = resolve_base_model(adapter, model_path)
-            model = PeftModel.from_pretrained(load_causal_lm(base), adapter, is_trainable=False)
+            model = PeftModel.from_pretrained(load_causal_lm(base, precision), adapter, is_trainable=False)
             tokenizer = load_training_tokenizer(base)
         else:
             if not model_path or not (Path(model_path).is_dir() or _is_hub_id(model_path)):
                 raise FileNotFoundError(f"--model {model_path}: no such model folder")
-            model, tokenizer = load_causal_lm(model_path), load_training_tokenizer(model_path)
+            model, tokenizer = load_causal_lm(model_path, precision), load_training_tokenizer(model_path)
         model.eval()
         stops = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
         return cls(model, tokenizer, stops)

@@ -11,6 +11,10 @@ What this module adds to TRL, and why:
   no BOS), so the completion is exactly what the rewards parser reads.
 - Generation stops at ``<|call|>`` as well as ``<|return|>`` (a tool-call turn ends there); ``ensure_stop_tokens``
   adds whichever the model's generation_config lacks.
+- Generation (and whatever else TRL computes without gradients in the same method) runs with eager attention; the
+  training forward keeps flex_attention on CUDA. transformers compiles flex with static shapes, so every decoding
+  step's new length would be a recompile, and inductor's no-grad flex kernel failed on the H100 and H200 for the
+  merge's probes and IPO's reference pass (NoValidChoicesError, docs/BENCHMARKS.md).
 - The held-out split never trains: ``load_train_tasks`` refuses ``heldout.jsonl``, rows marked ``split: heldout``
   and rows whose id or seed program is in the held-out file beside the task file.
 - ``num_generations`` is capped at the completions one optimizer step holds (per-device batch x accumulation):
@@ -223,8 +227,24 @@ def build_grpo_trainer(policy, tokenizer, train_dataset, args: GRPOPhaseConfig, 
         raise TypeError("the GRPO policy must be a PeftModel carrying the agent adapter (ipo.load_adapter_policy)")
     install_cpu_logprob_head()  # CPU only: TRL's log-prob kernel is Triton
     ensure_stop_tokens(policy)
-    return GRPOTrainer(model=policy, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
-                       processing_class=tokenizer, callbacks=callbacks)
+    return _eager_generation(GRPOTrainer)(model=policy, reward_funcs=reward_funcs, args=args,
+                                          train_dataset=train_dataset, processing_class=tokenizer,
+                                          callbacks=callbacks)
+
+
+def _eager_generation(trainer_class: type) -> type:
+    """``trainer_class`` whose rollout step (TRL's ``_generate_and_score_completions``: generation, and the
+    no-grad log-prob passes when its settings ask for them) runs under ``probes.eager_attention``; see the module
+    docstring. With this phase's settings (beta 0, generation aligned with accumulation) TRL computes no old or
+    reference log-probs there, so no eager number is ever compared with a flex one."""
+    from pipeline_lib.probes import eager_attention
+
+    class EagerGenerationGRPOTrainer(trainer_class):
+        def _generate_and_score_completions(self, inputs):
+            with eager_attention(self.accelerator.unwrap_model(self.model)):
+                return super()._generate_and_score_completions(inputs)
+
+    return EagerGenerationGRPOTrainer
 
 
 # ------------------------------------------------------------------------------------------------------ metrics

@@ -370,3 +370,25 @@ def test_pipeline_step_rewrites_the_export_card_with_the_evaluation_table(tmp_pa
     (tmp_path / "logs" / "eval" / "agent_sft.json").unlink()
     assert main(argv, load=_right_caller) == 0
     assert card.read_text() == "old card\n"
+
+
+def test_generator_loads_eager_attention(tiny_model_dir, monkeypatch):
+    """Evaluation only generates: it loads eager attention even where the machine's default is flex (CUDA), as the
+    merge and the export do. Control: the patched default itself says flex."""
+    from pipeline_lib import evaluation, modeling
+
+    cuda = modeling.Precision("cuda", True, "bfloat16", "flex_attention", "grouped_mm")
+    monkeypatch.setattr(modeling, "detect_precision", lambda attn_implementation=None: (
+        cuda if attn_implementation is None else modeling.Precision("cuda", True, "bfloat16", attn_implementation,
+                                                                    "grouped_mm")))
+    asked = []
+
+    def fake_load(path, precision=None, **kwargs):
+        asked.append(precision)
+        raise RuntimeError("stop after the precision is known")
+
+    monkeypatch.setattr(modeling, "load_causal_lm", fake_load)
+    with pytest.raises(RuntimeError, match="stop after"):
+        evaluation.HFGenerator.load(str(tiny_model_dir), None)
+    assert [p.attn_implementation for p in asked] == ["eager"]
+    assert modeling.detect_precision().attn_implementation == "flex_attention"

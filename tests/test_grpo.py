@@ -210,6 +210,37 @@ def test_stop_tokens_added():
     assert grpo.ensure_stop_tokens(Model()) == [RETURN_ID, CALL_ID]  # idempotent
 
 
+def test_rollouts_run_eager_and_training_keeps_flex(tiny_model_dir):
+    """TRL's rollout step (generation, no gradients) runs with eager attention; the training forward keeps flex.
+    On CUDA a flex generation would recompile at each decoding step's new length, and inductor's no-grad flex
+    kernel failed on the H100/H200 (merge probes, IPO's reference pass). Control: the same method of the
+    unwrapped class sees flex."""
+    import types
+
+    from pipeline_lib.modeling import load_causal_lm
+
+    model = load_causal_lm(tiny_model_dir)
+    configs = [m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")]
+    for config in configs:
+        config._attn_implementation = "flex_attention"
+    seen = []
+
+    class FakeTrainer:  # the two members the wrapper reads, and the method it wraps
+        def __init__(self, model):
+            self.model = model
+            self.accelerator = types.SimpleNamespace(unwrap_model=lambda m: m)
+
+        def _generate_and_score_completions(self, inputs):
+            seen.append({c._attn_implementation for c in configs})
+            return inputs
+
+    assert grpo._eager_generation(FakeTrainer)(model)._generate_and_score_completions("batch") == "batch"
+    assert seen == [{"eager"}]
+    assert {c._attn_implementation for c in configs} == {"flex_attention"}  # restored for training
+    FakeTrainer(model)._generate_and_score_completions("batch")
+    assert seen[-1] == {"flex_attention"}
+
+
 def test_outcome_check():
     from pipeline_lib.unsloth_utils import LoraUpdateError
 
