@@ -262,8 +262,8 @@ class HFGenerator:
         from pipeline_lib.modeling import detect_precision, load_causal_lm
         from pipeline_lib.unsloth_utils import load_training_tokenizer
 
-        # Generation only: eager attention, as the merge and the export load (flex on CUDA would recompile at every
-        # decoding step's new length, and its no-grad kernel failed on the H100/H200: docs/BENCHMARKS.md).
+        # Generation only: eager attention, as the merge and the export load (inductor's no-grad flex kernel failed
+        # on the H100 and the H200: docs/BENCHMARKS.md).
         precision = detect_precision(attn_implementation="eager")
         if adapter:
             from peft import PeftModel

@@ -12,9 +12,10 @@ What this module adds to TRL, and why:
 - Generation stops at ``<|call|>`` as well as ``<|return|>`` (a tool-call turn ends there); ``ensure_stop_tokens``
   adds whichever the model's generation_config lacks.
 - Generation (and whatever else TRL computes without gradients in the same method) runs with eager attention; the
-  training forward keeps flex_attention on CUDA. transformers compiles flex with static shapes, so every decoding
-  step's new length would be a recompile, and inductor's no-grad flex kernel failed on the H100 and H200 for the
-  merge's probes and IPO's reference pass (NoValidChoicesError, docs/BENCHMARKS.md).
+  training forward keeps flex_attention on CUDA. Inductor's no-grad flex kernel failed on the H100 and the H200
+  for the merge's probes and IPO's reference pass (NoValidChoicesError, docs/BENCHMARKS.md), and transformers'
+  flex wrapper compiles anew whenever the model's training flag changes (transformers 5.17,
+  ``WrappedFlexAttention.__init__``), which a rollout between two training steps would do every step.
 - The held-out split never trains: ``load_train_tasks`` refuses ``heldout.jsonl``, rows marked ``split: heldout``
   and rows whose id or seed program is in the held-out file beside the task file.
 - ``num_generations`` is capped at the completions one optimizer step holds (per-device batch x accumulation):

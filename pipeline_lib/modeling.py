@@ -108,8 +108,9 @@ def forget_mxfp4_conversion(model) -> int:
     return len(conversions) - len(kept)
 
 
-# transformers compiles flex_attention with dynamic=False, so every new sequence length and every mask structure
-# (sliding vs full layers, packed vs single-sequence, eval vs train) is a recompile of the same function. Past
+# transformers compiles flex_attention once per training/eval switch (transformers 5.17: dynamic=False on torch
+# <= 2.6, so each new sequence length recompiles; torch's default automatic-dynamic shapes on newer torch, which
+# still recompile for each mask structure: sliding vs full layers, packed vs single-sequence, eval vs train). Past
 # dynamo's default cache_size_limit of 8 it silently falls back to the dense math path: measured on the H100
 # (2026-11-25, Phase 2 packed at 32K, after the packed-attention check's eval forwards) that tried to allocate
 # 220 GiB. 64 variants cover a phase's shapes without hiding a real recompile storm.

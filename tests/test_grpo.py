@@ -212,9 +212,8 @@ def test_stop_tokens_added():
 
 def test_rollouts_run_eager_and_training_keeps_flex(tiny_model_dir):
     """TRL's rollout step (generation, no gradients) runs with eager attention; the training forward keeps flex.
-    On CUDA a flex generation would recompile at each decoding step's new length, and inductor's no-grad flex
-    kernel failed on the H100/H200 (merge probes, IPO's reference pass). Control: the same method of the
-    unwrapped class sees flex."""
+    On CUDA inductor's no-grad flex kernel failed on the H100/H200 (merge probes, IPO's reference pass).
+    Control: the same method of the unwrapped class sees flex."""
     import types
 
     from pipeline_lib.modeling import load_causal_lm
