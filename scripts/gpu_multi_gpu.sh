@@ -3,6 +3,7 @@
 # accelerate launch, the way run_tui_pipeline.sh --gpus 2 starts it.
 #
 #   OUT=/path bash scripts/gpu_multi_gpu.sh [--layers 4] [--budget 520 (--cpu: 1500)] [--backend hf] [--workdir DIR] [--cpu]
+#                                            [--fsdp-only]   (skip (a): only the FSDP2 kill -9 + resume, ~5 min)
 #
 # (a) DDP scaling: the same Phase 1 run on 1 GPU (plain python, accumulation 2A) then on 2 GPUs (accelerate launch
 #     --config_file configs/accelerate/ddp.yaml, accumulation A): same global batch, same rows, every row exactly
@@ -20,7 +21,8 @@
 # --cpu: the same steps on the tiny GPT-OSS with 2 gloo processes started by torchrun (CUDA hidden): accelerate 1.15
 # has no multi-process CPU launch without mpirun and no FSDP on CPU, so there (b) runs as DDP and checks the
 # kill -9 / resume logic only.
-# Exit 0 only when both scaling runs finished and the FSDP2 resume passed (the ratio itself is reported, not gated).
+# Exit 0 only when both scaling runs finished (or --fsdp-only skipped them) and the FSDP2 resume passed (the ratio
+# itself is reported, not gated).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +32,7 @@ LAYERS=4
 BUDGET=""
 BACKEND=hf
 CPU=0
+FSDP_ONLY=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --workdir) WORKDIR=$2; shift ;;
@@ -37,7 +40,8 @@ while [[ $# -gt 0 ]]; do
         --budget) BUDGET=$2; shift ;;
         --backend) BACKEND=$2; shift ;;
         --cpu) CPU=1 ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        --fsdp-only) FSDP_ONLY=1 ;;
+        -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "gpu_multi_gpu.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -173,11 +177,16 @@ rm -rf "$WORKDIR/one" "$WORKDIR/two" "$WORKDIR/fsdp"
 # ---------------------------------------------------------------- 2. DDP scaling: 1 GPU, then 2 GPUs
 one_rc=0 two_rc=0
 CUDA_ONE=$( ((CPU)) && echo "" || echo 0)
-timed phase1_1gpu "$WORKDIR/one.log" env CUDA_VISIBLE_DEVICES="$CUDA_ONE" "$PYTHON" "${PHASE1[@]}" \
-    --gradient_accumulation_steps $((2 * ACCUM)) --save_steps 1000 --output_dir "$WORKDIR/one" || one_rc=$?
-launcher ddp.yaml 29511
-timed phase1_2gpu_ddp "$WORKDIR/two.log" "${LAUNCH[@]}" "${PHASE1[@]}" \
-    --gradient_accumulation_steps "$ACCUM" --save_steps 1000 --output_dir "$WORKDIR/two" || two_rc=$?
+if ((FSDP_ONLY)); then
+    event phase1_1gpu "skipped (--fsdp-only)" 0
+    event phase1_2gpu_ddp "skipped (--fsdp-only)" 0
+else
+    timed phase1_1gpu "$WORKDIR/one.log" env CUDA_VISIBLE_DEVICES="$CUDA_ONE" "$PYTHON" "${PHASE1[@]}" \
+        --gradient_accumulation_steps $((2 * ACCUM)) --save_steps 1000 --output_dir "$WORKDIR/one" || one_rc=$?
+    launcher ddp.yaml 29511
+    timed phase1_2gpu_ddp "$WORKDIR/two.log" "${LAUNCH[@]}" "${PHASE1[@]}" \
+        --gradient_accumulation_steps "$ACCUM" --save_steps 1000 --output_dir "$WORKDIR/two" || two_rc=$?
+fi
 
 # ---------------------------------------------------------------- 3. FSDP2: kill -9 after the first checkpoint, rerun
 FSDP=("${PHASE1[@]}" --gradient_accumulation_steps "$ACCUM" --save_steps "$SAVE" --output_dir "$WORKDIR/fsdp"
@@ -218,8 +227,8 @@ fi
 report_rc=0
 "$PYTHON" -m pipeline_lib.multi_gpu report --one "$WORKDIR/one" --two "$WORKDIR/two" --fsdp "$WORKDIR/fsdp" \
     --events "$EVENTS" --out "$OUT_DIR/multi_gpu_report" --killed-after "$killed" --environment "$ENVIRONMENT" \
-    --command "bash scripts/gpu_multi_gpu.sh --layers $LAYERS --backend $BACKEND$( ((CPU)) && echo ' --cpu')" \
-    || report_rc=$?
+    --command "bash scripts/gpu_multi_gpu.sh --layers $LAYERS --backend $BACKEND$( ((CPU)) && echo ' --cpu')$( \
+        ((FSDP_ONLY)) && echo ' --fsdp-only')" $( ((FSDP_ONLY)) && echo --fsdp-only) || report_rc=$?
 mkdir -p "$OUT_DIR/logs"
 for f in one two fsdp_run1 fsdp_run2 build_model data; do
     [[ ! -f $WORKDIR/$f.log ]] || tail -c 200000 "$WORKDIR/$f.log" >"$OUT_DIR/logs/$f.log"

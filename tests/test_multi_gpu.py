@@ -88,6 +88,17 @@ def test_resume_verdict():
     assert not multi_gpu.resume_result(None, "c")["passed"]
 
 
+def test_report_verdict_and_fsdp_only():
+    """The report passes with a ratio and a passing resume; --fsdp-only (scaling skipped on purpose) needs the
+    resume alone. Controls: no ratio without --fsdp-only fails, and --fsdp-only never excuses a failed resume."""
+    good = {"ddp_scaling": {"ratio": 1.9}, "fsdp2_kill_resume": {"passed": True}}
+    no_ratio = {"ddp_scaling": {"ratio": None}, "fsdp2_kill_resume": {"passed": True}}
+    bad_resume = {"ddp_scaling": {"ratio": None}, "fsdp2_kill_resume": {"passed": False}}
+    assert multi_gpu.report_passed(good) and multi_gpu.report_passed(no_ratio, fsdp_only=True)
+    assert not multi_gpu.report_passed(no_ratio)
+    assert not multi_gpu.report_passed(bad_resume, fsdp_only=True)
+
+
 def test_scaling_ratio_and_unlike_runs():
     one = {"throughput": {"tokens_per_second_median": 1000.0, "tokens_per_step_median": 65536}}
     two = {"world_size": 2, "throughput": {"tokens_per_second_median": 1900.0, "tokens_per_step_median": 65536}}
