@@ -150,11 +150,9 @@ def measure(model: Any, probes: list[list[int]] | None = None) -> dict[str, Any]
     """The fingerprint tensors of ``model`` (a PeftModel with its adapter active) and its layout noise."""
     import torch
 
-    from pipeline_lib.probes import harmony_probe_ids, logits_agreement
+    from pipeline_lib.probes import eager_attention, harmony_probe_ids, logits_agreement
 
     probes = probes or harmony_probe_ids()
-    from pipeline_lib.probes import eager_attention
-
     with _eval_mode(model), eager_attention(model), _without_autocast_wrapper(model):
         full = _logits(model, probes)
         shifted = _logits(model, probes, suffix=probes[0])

@@ -41,6 +41,7 @@ from trl import GRPOConfig
 
 from pipeline_lib import phases
 from pipeline_lib.agent_tasks import LANGUAGES, TaskError, load_tasks, render_kwargs, task_prompt_messages
+from pipeline_lib.probes import eager_attention
 from pipeline_lib.tokenizer import CALL_ID, RETURN_ID
 
 HELDOUT_FILE = "heldout.jsonl"
@@ -238,7 +239,6 @@ def _eager_generation(trainer_class: type) -> type:
     no-grad log-prob passes when its settings ask for them) runs under ``probes.eager_attention``; see the module
     docstring. With this phase's settings (beta 0, generation aligned with accumulation) TRL computes no old or
     reference log-probs there, so no eager number is ever compared with a flex one."""
-    from pipeline_lib.probes import eager_attention
 
     class EagerGenerationGRPOTrainer(trainer_class):
         def _generate_and_score_completions(self, inputs):

@@ -29,6 +29,7 @@ from trl import DPOConfig
 
 from pipeline_lib import phases
 from pipeline_lib.modeling import Precision, is_local_model, load_causal_lm
+from pipeline_lib.probes import eager_attention
 from pipeline_lib.trl_cpu import install_cpu_logprob_head
 
 PREFERENCE_COLUMNS = {"pref_prompt": "prompt", "pref_chosen": "chosen", "pref_rejected": "rejected"}
@@ -168,8 +169,6 @@ def build_ipo_trainer(policy, tokenizer, train_dataset, args: IPOConfig, **kwarg
 
     if not isinstance(policy, PeftModel):
         raise TypeError("the IPO policy must be a PeftModel carrying the agent-SFT adapter (load_adapter_policy)")
-    from pipeline_lib.probes import eager_attention
-
     install_cpu_logprob_head()
     # DPOTrainer precomputes the reference log-probs in __init__, under no_grad. On CUDA the policy uses
     # flex_attention, and inductor's no-grad flex kernel for it failed on the H200 (NoValidChoicesError, smoke run
@@ -216,8 +215,6 @@ def check_reference_at_step0(trainer, atol: float = REFERENCE_ATOL) -> Reference
     batch = first_batch(trainer)
     if "ref_chosen_logps" not in batch:
         raise ValueError("reference log-probs were not precomputed (precompute_ref_log_probs is off)")
-    from pipeline_lib.probes import eager_attention
-
     model = trainer.accelerator.unwrap_model(trainer.model)
     # Under the attention the reference was precomputed with (build_ipo_trainer: eager): the question is
     # whether the cached numbers are the SFT policy's (adapter on, same weights), not whether eager and flex

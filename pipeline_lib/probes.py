@@ -88,7 +88,7 @@ def eager_attention(model: Any):
     """flex_attention -> eager for no-grad forwards, restored after. A training model on CUDA uses flex, and
     inductor's no-grad flex kernel failed for them: the probes on the H100 (NoValidChoicesError, 2026-11-25) and IPO's
     reference precompute on the H200 (2026-11-28). Eager is also what the loaders (merge, export) use, so both sides
-    of a fingerprint comparison run the same attention code. Used by pipeline_lib.fingerprint and pipeline_lib.ipo."""
+    of a fingerprint comparison run the same attention code. Used by pipeline_lib.fingerprint, .ipo and .grpo."""
     configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
                                                                           "_attn_implementation")}
     switched = [c for c in configs.values() if c._attn_implementation == "flex_attention"]
