@@ -305,7 +305,9 @@ class ParameterSnapshot:
 
 
 _FINGERPRINT_MODULUS = 65521  # position weights 1..65521: a moved or swapped element changes the weighted sum
-_FINGERPRINT_CHUNK = _FINGERPRINT_MODULUS * 256  # 16.8M words; a multiple of the modulus: one weight vector serves all
+# 16.8M words per chunk (an int64 copy of a whole 20B expert tensor, 531M elements, would take 4.2 GB), a multiple of
+# the modulus so that every chunk starts at weight 1 and one weight vector serves them all.
+_FINGERPRINT_CHUNK = _FINGERPRINT_MODULUS * 256
 
 
 def _fingerprint(tensor: Any, chunk: int = _FINGERPRINT_CHUNK) -> Any:
@@ -313,34 +315,29 @@ def _fingerprint(tensor: Any, chunk: int = _FINGERPRINT_CHUNK) -> Any:
     so the result does not depend on the device or on the reduction order. A float64 sum/sum-of-squares did: on the
     H200 (FSDP2 via accelerate, 2026-11-28) the snapshot taken before sharding and the gathered tensor after
     training differed in the last bits for 8 of 71 untouched base tensors, router and lm_head included, and the
-    LoRA-update check failed a correct run. Any change of a single element changes the plain sum. Bounds: a word
-    is at most 2^15 and a weight 2^16, so a 2^31-word tensor (a 1e9-element fp32 tensor) stays below 2^63."""
+    LoRA-update check failed a correct run. A changed element changes at least one of the two sums (an fp32 whose
+    two words move by +d and -d keeps the plain sum but not the weighted one). Bounds: a word is at most 2^15 and a
+    weight 2^16, so a 2^31-word tensor (a 1e9-element fp32 tensor) stays below 2^63. ``chunk`` (a multiple of the
+    modulus) only changes how the sums are split, never their value."""
     import torch
 
+    if chunk % _FINGERPRINT_MODULUS:
+        raise ValueError(f"chunk {chunk} is not a multiple of {_FINGERPRINT_MODULUS}")
     flat = tensor.detach().reshape(-1)
     if flat.is_floating_point() and flat.element_size() >= 2 and flat.numel() > 0:
         words = flat.contiguous().view(torch.int16)
     else:  # integer and 8-bit tensors: their values as they are
         words = flat
     # Exact integer sums give the same answer on any device, so a CPU tensor (a model loaded on the CPU before FSDP
-    # shards it) is summed on the GPU when there is one: ~0.5-2 s per 1e8 words on a CPU, milliseconds on a GPU.
+    # shards it) is summed on the GPU when there is one (on the 2-core CPU box: 1.9 s per 1e8 words).
     device = words.device
     if device.type == "cpu" and torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
     total = torch.zeros(2, dtype=torch.int64, device=device)
-    shared = None  # with chunk % modulus == 0 every chunk starts at weight 1: build the weights once
-    if chunk % _FINGERPRINT_MODULUS == 0:
-        n = min(chunk, words.numel())
-        shared = torch.arange(n, device=device, dtype=torch.int64) % _FINGERPRINT_MODULUS + 1
-    # chunked: an int64 copy of a whole 20B expert tensor would take 8 GB of GPU memory.
+    weights = torch.arange(min(chunk, words.numel()), device=device, dtype=torch.int64) % _FINGERPRINT_MODULUS + 1
     for start in range(0, words.numel(), chunk):
         c = words[start:start + chunk].to(device).to(torch.int64)
-        if shared is not None:
-            weights = shared[:c.numel()]
-        else:
-            weights = torch.arange(start, start + c.numel(), device=c.device, dtype=torch.int64)
-            weights = weights % _FINGERPRINT_MODULUS + 1
-        total += torch.stack([c.sum(), (c * weights).sum()])
+        total += torch.stack([c.sum(), (c * weights[:c.numel()]).sum()])
     return total.cpu()
 
 

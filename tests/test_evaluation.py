@@ -374,7 +374,7 @@ def test_pipeline_step_rewrites_the_export_card_with_the_evaluation_table(tmp_pa
 
 def test_generator_loads_eager_attention(tiny_model_dir, monkeypatch):
     """Evaluation only generates: it loads eager attention even where the machine's default is flex (CUDA), as the
-    merge and the export do. Control: the patched default itself says flex."""
+    merge and the export do. (A loader that asked for the machine's default would pass None here, and fail.)"""
     from pipeline_lib import evaluation, modeling
 
     cuda = modeling.Precision("cuda", True, "bfloat16", "flex_attention", "grouped_mm")
@@ -390,5 +390,4 @@ def test_generator_loads_eager_attention(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(modeling, "load_causal_lm", fake_load)
     with pytest.raises(RuntimeError, match="stop after"):
         evaluation.HFGenerator.load(str(tiny_model_dir), None)
-    assert [p.attn_implementation for p in asked] == ["eager"]
-    assert modeling.detect_precision().attn_implementation == "flex_attention"
+    assert [getattr(p, "attn_implementation", None) for p in asked] == ["eager"]

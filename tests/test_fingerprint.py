@@ -194,13 +194,20 @@ def test_fingerprint_ignores_accelerates_autocast_wrapper(tiny_model_dir: Path, 
     wrapped forward itself gives different logits (the mismatch the training process would have recorded)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from pipeline_lib.fingerprint import _logits, measure
     from pipeline_lib.merge import harmony_probe_ids
 
     model = _load(tiny_model_dir, adapter)
     plain = _logits(model, harmony_probe_ids()[:1])
-    Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    # accelerate keeps one process-wide state: a Trainer built earlier in the session (tests/test_grpo.py) fixed its
+    # mixed precision to "no", and a bf16 Accelerator would then be refused. Start clean, leave clean.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
     assert "_original_forward" in model.__dict__, "accelerate no longer wraps forward: the test is moot"
     wrapped = _logits(model, harmony_probe_ids()[:1])
     assert (wrapped - plain).abs().max().item() > 1e-3  # the control: autocast changes the logits

@@ -295,6 +295,7 @@ def train_in_process(policy_adapter, task_file, tokenizer, out, *, inject: bool)
     reward = RecordingReward(ExecutionReward(tasks, workers=0))
     trainer = grpo.build_grpo_trainer(load_adapter_policy(policy_adapter), tokenizer, grpo.prompt_dataset(tasks),
                                       args, [reward])
+    assert type(trainer).__name__ == "EagerGenerationGRPOTrainer"  # rollouts eager (test_rollouts_run_eager_...)
     reference_ids = tokenizer(REFERENCE_COMPLETION)["input_ids"]
     generate = trainer._generate_single_turn
 

@@ -112,15 +112,18 @@ def test_changed_base_weight_fails_the_check(tiny_model_dir):
 def test_base_fingerprint_ignores_reduction_order_and_sees_one_ulp(dtype):
     """The large-model base check's fingerprint is an exact integer sum, so a tensor summed in another order (as a
     gathered FSDP2 shard on the GPU is, against a snapshot taken before sharding) gives the same answer; a float64
-    sum did not (8 untouched tensors 'changed' on the H200). Controls: the float64 sum of the same permuted data
-    differs, and one element moved by one ulp, or two elements swapped, change the fingerprint."""
+    sum did not (8 untouched tensors 'changed' on the H200). Controls: the old float64 sum of squares of the same
+    data in another order differs, and one element moved by one ulp, or two elements swapped, change the
+    fingerprint; a chunk that is not a multiple of the weight modulus is refused."""
     from pipeline_lib.unsloth_utils import _fingerprint
 
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(3_000_001, generator=g) * torch.logspace(-3, 3, 3_000_001)).to(dtype)
     # other chunkings = other reduction orders (a GPU's tree reduction vs a CPU's cascade, in the real case)
     ref = _fingerprint(x)
-    assert all(torch.equal(ref, _fingerprint(x, chunk=c)) for c in (1_000, 65_537, 1 << 20))
+    assert all(torch.equal(ref, _fingerprint(x, chunk=65_521 * k)) for k in (1, 3, 40))
+    with pytest.raises(ValueError, match="multiple"):
+        _fingerprint(x, chunk=1 << 20)
     # control: the old fingerprint's float64 sum of squares, same values in another order, is not bit-equal
     perm = torch.randperm(x.numel(), generator=g)
     assert x.double().pow(2).sum() != x.double()[perm].pow(2).sum()
