@@ -29,8 +29,8 @@
 #                       to save the random model to disk, then ~25 s load + ~60 s compile per workload)
 # With one GPU (nvidia-h200, or GPU_IDS=1) the parts run one after another, each limited to the time left: fast_main
 # (Phase 1 and 2 only), hf_main, unsloth, fast_more (IPO, tool calling), hf_ce (stock on the packed 32K row alone),
-# phase_run, fits. Expect only the first four to fit;
-# Unsloth's QLoRA, the fits and the phase run need the second lane. What does not fit is recorded as not run.
+# phase_run, fits. Expect only the first four to fit; Unsloth's QLoRA, the fits and the phase run need the second
+# lane (or a later call with PARTS). What does not fit is recorded as not run.
 # Estimates from the H200 run of 2026-11-28 (docs/BENCHMARKS.md): fast first step ~30 s (compile), numerics check
 # 3-12 s, Unsloth first step 65 s. Disk: Unsloth's model copy (39 GB) and the phase run's model (~9 GB at 4 layers)
 # are deleted when their part ends, and never coexist (same lane).
@@ -74,7 +74,6 @@ fi
 read -r -a GPUS <<<"${GPU_IDS:-$(seq -s ' ' 0 $((NGPU > 0 ? NGPU - 1 : 0)))}"
 [ -z "${GPU_IDS:-}" ] || NGPU=${#GPUS[@]}
 # PARTS="fast_more fits phase_run": run only these parts (a second call finishing what the first had no time for).
-
 wanted() { [ -z "${PARTS:-}" ] || [[ " $PARTS " == *" $1 "* ]]; }
 df -h "$WORK" | tail -1
 echo "LAYERS=$LAYERS ITEM4_LAYERS=$ITEM4_LAYERS TOTAL=${TOTAL}s CAP=${CAP}GB GPUs=$NGPU start=$(date -u +%FT%TZ)"

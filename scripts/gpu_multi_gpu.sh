@@ -225,10 +225,13 @@ fi
 
 # ---------------------------------------------------------------- 4. report
 report_rc=0
+FLAGS="" VERDICT=()  # the switches this run was started with (the report's command line); --fsdp-only's verdict
+((!CPU)) || FLAGS+=" --cpu"
+((!FSDP_ONLY)) || { FLAGS+=" --fsdp-only"; VERDICT=(--fsdp-only); }
 "$PYTHON" -m pipeline_lib.multi_gpu report --one "$WORKDIR/one" --two "$WORKDIR/two" --fsdp "$WORKDIR/fsdp" \
     --events "$EVENTS" --out "$OUT_DIR/multi_gpu_report" --killed-after "$killed" --environment "$ENVIRONMENT" \
-    --command "bash scripts/gpu_multi_gpu.sh --layers $LAYERS --backend $BACKEND$( ((CPU)) && echo ' --cpu')$( \
-        ((FSDP_ONLY)) && echo ' --fsdp-only')" $( ((FSDP_ONLY)) && echo --fsdp-only) || report_rc=$?
+    --command "bash scripts/gpu_multi_gpu.sh --layers $LAYERS --backend $BACKEND$FLAGS" \
+    ${VERDICT[@]+"${VERDICT[@]}"} || report_rc=$?
 mkdir -p "$OUT_DIR/logs"
 for f in one two fsdp_run1 fsdp_run2 build_model data; do
     [[ ! -f $WORKDIR/$f.log ]] || tail -c 200000 "$WORKDIR/$f.log" >"$OUT_DIR/logs/$f.log"
