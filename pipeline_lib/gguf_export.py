@@ -421,11 +421,13 @@ def export_gguf(hf_dir: Path, gguf_dir: Path, name: str, tools: LlamaCppTools, s
     bf16 = convert_to_gguf(hf_dir, gguf_dir / f"{name}-BF16.gguf", tools, "bf16")
     step("HF reference logits")
     hf_reference = hf_reference or hf_reference_logits(hf_dir)
+    step("validate BF16 GGUF (llama.cpp logits against HF)")
     files = {"BF16": validate_gguf(bf16, hf_reference, config, tools, settings, quantized=False)}
     for quant in settings.quants:
         step(f"quantize {quant}")
         try:
             out = quantize_gguf(bf16, gguf_dir / f"{name}-{quant}.gguf", quant, settings.n_threads)
+            step(f"validate {quant} GGUF")
             files[quant] = validate_gguf(out, hf_reference, config, tools, settings, quantized=True)
         except Exception as exc:
             files[quant] = {"passed": False, "checks": {"quantize": check(False, True, False, error=str(exc)[:2000])}}

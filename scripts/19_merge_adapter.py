@@ -18,6 +18,7 @@ CLI flags win.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,8 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(phases.EXPORT.name if args.export else phases.MERGE.name, total=None)
 
+        started = time.monotonic()
+
         def step(description: str) -> None:
             bar.update(task, description=description)
+            # rich draws nothing live when stderr is a file (the orchestrator's phase log): one line per step there,
+            # so a slow step (GGUF conversion, quantize) is visible in the log while it runs.
+            if not console.is_terminal:
+                print(f"[{phases.EXPORT.name if args.export else phases.MERGE.name} "
+                      f"+{time.monotonic() - started:.0f}s] {description}", file=sys.stderr, flush=True)
 
         if not args.export:
             manifest = merge_adapter(args.base_model, args.adapter_path, Path(args.output_dir) / "hf",

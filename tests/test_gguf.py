@@ -172,6 +172,8 @@ def test_gguf_failure_keeps_hf_export(tiny_model_dir: Path, tmp_path: Path, repo
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING: GGUF export did not pass" in result.stderr
+    # stderr is a pipe here, as in the orchestrator's phase log: each step is a line, so a slow one shows while it runs
+    assert "] merging" in result.stderr and "] convert to BF16 GGUF" in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["passed"] and manifest["hf"]["passed"] and manifest["gguf_warning"]
     assert manifest["gguf"]["passed"] is False and "converter exploded" in manifest["gguf"]["error"]

@@ -152,9 +152,12 @@ def test_cpu_logprob_head_matches_plain_log_softmax(ipo_trainer):
     model = trainer.model
     fused = torch.cat(ipo.completion_logps(model, batch))
     torch.testing.assert_close(fused, plain_logps(model, batch), atol=1e-4, rtol=1e-5)
-    # Negative control: the same oracle one position off is far away.
-    shifted = dict(batch, completion_mask=torch.roll(batch["completion_mask"], 1, dims=1))
-    assert (fused - plain_logps(model, shifted)).abs().max() > 1.0
+    # Negative control: the oracle with an off-by-one at the completion's start (its first token not scored) is far
+    # away: one token's log-prob is ~ -log(vocab) on this random model. (A roll of the mask was the control until
+    # rows were padded to 128: rolled into padding it swaps two similar log-probs rather than dropping one.)
+    mask = batch["completion_mask"].clone()
+    mask[torch.arange(mask.shape[0]), mask.argmax(1)] = 0
+    assert (fused - plain_logps(model, dict(batch, completion_mask=mask))).abs().max() > 1.0
 
 
 def test_harmony_text_tokenised_as_is(ipo_trainer, gpt_oss_tokenizer):
@@ -364,3 +367,21 @@ def test_step0_check_runs_under_the_precompute_attention(ipo_trainer, monkeypatc
     finally:  # the fixture is shared by the module's other tests
         for config, impl in zip(configs, original, strict=True):
             config._attn_implementation = impl
+
+
+def test_rows_padded_to_flex_block(ipo_trainer, gpt_oss_tokenizer):
+    """Every IPO batch is a multiple of flex attention's 128-token block: shorter queries are lowered to inductor's
+    flex decoding kernel, which failed the first training step on the H200 (docs/BENCHMARKS.md "Smoke run I").
+    Control: the same rows without the padding are shorter than one block (the fixture's rows are < 128 tokens)."""
+    assert ipo.IPOConfig.__dataclass_fields__["pad_to_multiple_of"].default == 128
+    assert ipo_trainer.args.pad_to_multiple_of == 128
+    batch = ipo.first_batch(ipo_trainer)
+    assert batch["input_ids"].shape[1] % 128 == 0
+    mask_tokens = int(batch["attention_mask"].sum(1).max())
+    assert mask_tokens < batch["input_ids"].shape[1], "the fixture's rows must be shorter than a block"
+
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    examples = [ipo_trainer.train_dataset[i] for i in range(2)]
+    unpadded = DataCollatorForPreference(pad_token_id=gpt_oss_tokenizer.pad_token_id, max_length=256)(examples)
+    assert unpadded["input_ids"].shape[1] % 128 != 0  # negative control: what the phase trained on before
