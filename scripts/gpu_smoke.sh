@@ -4,7 +4,7 @@
 #
 #   bash scripts/gpu_smoke.sh [--workdir DIR] [--layers 2] [--layout mxfp4|bf16] [--wheelhouse DIR]
 #                             [--budget SECONDS] [--kill-phase agent_sft|ipo|tool_calling_sft|none] [--cpu]
-#                             [--continue]
+#                             [--continue] [--detach [--wait SECONDS]]
 #
 # 1. (--wheelhouse DIR, default .wheelhouse when it holds site.tar.gz and unsloth is not importable) unpacks
 #    scripts/build_wheelhouse.sh's site.tar.gz onto PYTHONPATH: Unsloth, TRL, datasets, openai-harmony, the
@@ -25,6 +25,12 @@
 # --continue: the same --workdir again (e.g. a second device call when the first ran out of its 10 minutes):
 #    reuses the unpacked packages, model, data, tasks and checks, skips the killed first run, and runs the pipeline
 #    command once more (it resumes where the last call stopped), then the report over both calls.
+# --detach: for a machine lent call by call (our device tool: 10 minutes a call, released ~30 s after one ends):
+#    the first call copies the repo to <workdir>/detached/repo and starts this script from there in its own process
+#    session (it outlives the call; --budget defaults to 1500 s), then follows it for --wait seconds (default 570);
+#    the same command again re-attaches and follows it, printing the steps and the phase log's tail; when it has
+#    ended, prints its report, copies it to $OUT and exits with its status (3 = still running). On a fresh machine
+#    (the warm one was released) the same command starts over. On your own GPU box use screen instead.
 # --cpu: the same steps with the tiny GPT-OSS on CPU and the local venv (no wheelhouse): 36 min on the shared
 # 2-core CPU box (load ~12, 2026-11-28).
 set -euo pipefail
@@ -39,6 +45,18 @@ BUDGET=""
 KILL_PHASE=agent_sft
 CPU=0
 CONTINUE=0
+DETACH=0
+WAIT=570
+ARGS=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --detach) DETACH=1 ;;
+        --wait) WAIT=${2:-}; shift ;;
+        *) ARGS+=("$1") ;;
+    esac
+    shift
+done
+set -- ${ARGS[@]+"${ARGS[@]}"}
 while [[ $# -gt 0 ]]; do
     case $1 in
         --workdir) WORKDIR=$2; shift ;;
@@ -49,13 +67,18 @@ while [[ $# -gt 0 ]]; do
         --kill-phase) KILL_PHASE=$2; shift ;;
         --cpu) CPU=1 ;;
         --continue) CONTINUE=1 ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "gpu_smoke.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 [[ $LAYERS =~ ^[1-9][0-9]*$ ]] || { echo "--layers must be a positive integer, got '$LAYERS'" >&2; exit 2; }
 [[ $LAYOUT == mxfp4 || $LAYOUT == bf16 ]] || { echo "--layout must be mxfp4 or bf16, got '$LAYOUT'" >&2; exit 2; }
+[[ $WAIT =~ ^[0-9]+$ ]] || { echo "--wait must be seconds, got '$WAIT'" >&2; exit 2; }
+if ((DETACH && !CPU)) && [[ -z $BUDGET ]]; then
+    BUDGET=1500 # followed over several calls: the pipeline's ~15 minutes on 2 layers, plus margin
+    ARGS+=(--budget "$BUDGET")
+fi
 BUDGET=${BUDGET:-$( ((CPU)) && echo 2400 || echo 560)} # the device tool's 600 s per command, minus margin
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "--budget must be seconds, got '$BUDGET'" >&2; exit 2; }
 case $KILL_PHASE in
@@ -66,6 +89,39 @@ esac
 T0=$SECONDS
 mkdir -p "$WORKDIR"
 WORKDIR=$(realpath "$WORKDIR")
+
+if ((DETACH)); then
+    D=$WORKDIR/detached
+    mkdir -p "$D"
+    if [[ -f $D/rc ]]; then
+        echo "[smoke] the detached run has ended (exit $(cat "$D/rc"))"
+    elif [[ -f $D/pid ]] && kill -0 "$(cat "$D/pid")" 2>/dev/null; then
+        echo "[smoke] attaching to the detached run (pid $(cat "$D/pid"), log $D/log)"
+    else
+        # A copy of the repo: the device tool rewrites the working tree at every call, and the phases start new
+        # Python processes that read it.
+        rm -rf "$D/repo" && mkdir -p "$D/repo"
+        tar -C "$REPO_ROOT" --exclude=./.git --exclude=./.cache --exclude=./.venv --exclude=./checkpoints \
+            --exclude=./logs --exclude=./.wheelhouse/site --exclude=./.wheelhouse/wheels -cf - . | tar -xf - -C "$D/repo"
+        OUT=$WORKDIR/out setsid bash -c 'd=$1; shift; bash "$0" "$@" >"$d/log" 2>&1; echo $? >"$d/rc"' \
+            "$D/repo/scripts/gpu_smoke.sh" "$D" ${ARGS[@]+"${ARGS[@]}"} --workdir "$WORKDIR" \
+            </dev/null >/dev/null 2>&1 &
+        echo $! >"$D/pid"
+        echo "[smoke] started detached (pid $!, log $D/log); the same command again follows it"
+    fi
+    while [[ ! -f $D/rc ]] && ((SECONDS - T0 < WAIT)) && kill -0 "$(cat "$D/pid")" 2>/dev/null; do sleep 2; done
+    grep -a '^\[smoke' "$D/log" 2>/dev/null | tail -n 40 || true
+    newest=$(ls -t "$WORKDIR"/run*.out 2>/dev/null | head -n 1 || true)
+    [[ -z $newest ]] || { echo "---- tail of $newest"; tail -c 3000 "$newest" | tr '\r' '\n' | tail -n 25; }
+    if [[ -n ${OUT:-} && -d $WORKDIR/out ]]; then cp -r "$WORKDIR/out/." "$OUT/"; fi
+    if [[ -f $D/rc ]]; then
+        [[ ! -f $WORKDIR/out/gpu_smoke_report.md ]] || cat "$WORKDIR/out/gpu_smoke_report.md"
+        exit "$(cat "$D/rc")"
+    fi
+    kill -0 "$(cat "$D/pid")" 2>/dev/null || { echo "[smoke] the detached run died without an exit status" >&2; exit 1; }
+    echo "[smoke] still running after ${WAIT}s of following; run the same command again"
+    exit 3
+fi
 OUT_DIR=${OUT:-$WORKDIR/out}
 mkdir -p "$OUT_DIR"
 EVENTS=$WORKDIR/smoke_events.jsonl

@@ -79,3 +79,39 @@ def test_render_names_cut_off_phases_and_failed_controls() -> None:
     assert "| agent_sft | cut off | n/a |" in text and "(agent_sft): resumed from step 2" in text
     assert "killed -9 in agent_sft" in text
     json.dumps(report)
+
+
+def test_detach_starts_once_reattaches_and_returns_the_runs_status(tmp_path: Path, repo_root: Path) -> None:
+    """--detach: the run outlives the command that started it, the same command again follows the same run (never
+    a second one) and, once it has ended, exits with its status. The run here is the script itself with a stand-in
+    interpreter that records each call, sleeps 4 s and fails with 7, so the child ends at its first Python step."""
+    import os
+    import subprocess
+
+    calls = tmp_path / "python_calls"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho call >> {calls}\nsleep 4\nexit 7\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(out)}
+    cmd = ["bash", str(repo_root / "scripts" / "gpu_smoke.sh"), "--cpu", "--workdir", str(tmp_path / "w"),
+           "--detach"]
+
+    first = subprocess.run([*cmd, "--wait", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 3, first.stdout + first.stderr  # still running when the command returns
+    assert "started detached" in first.stdout
+    assert (tmp_path / "w" / "detached" / "repo" / "pipeline_lib" / "smoke.py").is_file()  # runs from its copy
+
+    pid = (tmp_path / "w" / "detached" / "pid").read_text()
+    second = subprocess.run([*cmd, "--wait", "60"], env=env, capture_output=True, text=True, timeout=90)
+    assert "attaching to the detached run" in second.stdout, second.stdout
+    assert second.returncode == 7, second.stdout + second.stderr  # the run's own status, not the follower's
+    ended_after = calls.read_text().count("call")
+
+    third = subprocess.run([*cmd, "--wait", "60"], env=env, capture_output=True, text=True, timeout=90)
+    assert third.returncode == 7 and "has ended (exit 7)" in third.stdout
+    # one run only: the same process throughout, and nothing ran again once it had ended
+    assert (tmp_path / "w" / "detached" / "pid").read_text() == pid
+    assert "started detached" not in second.stdout + third.stdout
+    assert calls.read_text().count("call") == ended_after >= 2
