@@ -103,11 +103,14 @@ if ((DETACH)); then
         rm -rf "$D/repo" && mkdir -p "$D/repo"
         tar -C "$REPO_ROOT" --exclude=./.git --exclude=./.cache --exclude=./.venv --exclude=./checkpoints \
             --exclude=./logs --exclude=./.wheelhouse/site --exclude=./.wheelhouse/wheels -cf - . | tar -xf - -C "$D/repo"
-        OUT=$WORKDIR/out setsid bash -c 'd=$1; shift; bash "$0" "$@" >"$d/log" 2>&1; echo $? >"$d/rc"' \
-            "$D/repo/scripts/gpu_smoke.sh" "$D" ${ARGS[@]+"${ARGS[@]}"} --workdir "$WORKDIR" \
+        # The session leader writes its own pid: where job control is on, setsid forks and $! is not the run.
+        rm -f "$D/pid"
+        OUT=$WORKDIR/out setsid bash -c 'd=$1; shift; echo $$ >"$d/pid"; bash "$0" "$@" >"$d/log" 2>&1
+            echo $? >"$d/rc"' "$D/repo/scripts/gpu_smoke.sh" "$D" ${ARGS[@]+"${ARGS[@]}"} --workdir "$WORKDIR" \
             </dev/null >/dev/null 2>&1 &
-        echo $! >"$D/pid"
-        echo "[smoke] started detached (pid $!, log $D/log); the same command again follows it"
+        for _ in $(seq 50); do [[ -s $D/pid ]] && break; sleep 0.2; done
+        [[ -s $D/pid ]] || { echo "[smoke] the detached run did not start (no $D/pid)" >&2; exit 1; }
+        echo "[smoke] started detached (pid $(cat "$D/pid"), log $D/log); the same command again follows it"
     fi
     while [[ ! -f $D/rc ]] && ((SECONDS - T0 < WAIT)) && kill -0 "$(cat "$D/pid")" 2>/dev/null; do sleep 2; done
     grep -a '^\[smoke' "$D/log" 2>/dev/null | tail -n 40 || true
