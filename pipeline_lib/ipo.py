@@ -86,9 +86,8 @@ class IPOConfig(DPOConfig):
     learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate."})
     logging_steps: float = field(default=1, metadata={"help": "Log every step: loss_step0 is the first logged loss."})
     max_length: int | None = field(default=8192, metadata={"help": "Prompt+completion tokens (balanced profile)."})
-    # Rows padded to a multiple of flex attention's 128-token block: inductor lowers a query shorter than 128 to its
-    # flex *decoding* kernel, which has no choice for the training graph (NoValidChoicesError at the first IPO step
-    # of a quick-test run on the H200, 82-token rows, 2026-11-29; docs/BENCHMARKS.md "Smoke run I").
+    # Rows padded to flex attention's 128-token block (modeling.FLEX_BLOCK_TOKENS: shorter rows failed the first IPO
+    # step on the H200, docs/BENCHMARKS.md "Smoke runs I–K"); on every device, so CPU tests see the GPU's shapes.
     pad_to_multiple_of: int | None = field(default=128, metadata={"help": "Pad rows to a multiple of this."})
     save_steps: float = field(default=25, metadata={"help": "Checkpoint every N steps (resume points)."})
 

@@ -117,6 +117,19 @@ def forget_mxfp4_conversion(model) -> int:
 FLEX_RECOMPILE_LIMIT = 64
 
 
+# flex_attention's block is 128 tokens. inductor lowers a query shorter than one block to its flex *decoding*
+# kernel, which has no valid choice for a training graph: the first IPO step of smoke run J on the H200 failed so
+# (82-token rows, NoValidChoicesError; docs/BENCHMARKS.md "Smoke runs I–K"). Rows padded to whole blocks cannot hit
+# it, and whole blocks also leave flex fewer distinct shapes to compile.
+FLEX_BLOCK_TOKENS = 128
+
+
+def flex_pad_multiple(model) -> int | None:
+    """FLEX_BLOCK_TOKENS when the model attends with flex_attention (CUDA), else None (no padding needed)."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return FLEX_BLOCK_TOKENS if impl == "flex_attention" else None
+
+
 def raise_flex_recompile_limit(limit: int = FLEX_RECOMPILE_LIMIT) -> None:
     import torch._dynamo
 

@@ -145,6 +145,11 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
     # assistant_masks and collates.
     training_args.packing = False
     training_args.padding_free = data.packed
+    if not data.packed and training_args.pad_to_multiple_of is None:
+        from pipeline_lib.modeling import flex_pad_multiple
+
+        # unpacked rows under flex: a batch of rows shorter than flex's block fails in inductor (modeling.py)
+        training_args.pad_to_multiple_of = flex_pad_multiple(model)
     if data.packed:
         # TRL refuses padding_free + max_length without its own packing; packed rows are <= max_seq_length already.
         training_args.max_length = None

@@ -371,7 +371,7 @@ def test_step0_check_runs_under_the_precompute_attention(ipo_trainer, monkeypatc
 
 def test_rows_padded_to_flex_block(ipo_trainer, gpt_oss_tokenizer):
     """Every IPO batch is a multiple of flex attention's 128-token block: shorter queries are lowered to inductor's
-    flex decoding kernel, which failed the first training step on the H200 (docs/BENCHMARKS.md "Smoke run I").
+    flex decoding kernel, which failed the first training step on the H200 (docs/BENCHMARKS.md "Smoke runs I–K").
     Control: the same rows without the padding are shorter than one block (the fixture's rows are < 128 tokens)."""
     assert ipo.IPOConfig.__dataclass_fields__["pad_to_multiple_of"].default == 128
     assert ipo_trainer.args.pad_to_multiple_of == 128

@@ -222,6 +222,30 @@ def test_trainer_sft_loss_is_cross_entropy_over_assistant_tokens(tiny_model_dir,
     assert abs(loss - _hand_cross_entropy(model, rows, shift=0)) > 1e-2
 
 
+def test_unpacked_rows_padded_to_flex_block_only_under_flex(tiny_model_dir, gpt_oss_tokenizer, tmp_path):
+    """Unpacked SFT batches under flex_attention are whole 128-token blocks (a batch of shorter rows fails in
+    inductor's flex decoding kernel on CUDA, as IPO's did on the H200); under eager (CPU) nothing changes, which is
+    also the control: the same rows collate to a length that is not a multiple of 128."""
+    from datasets import Dataset
+
+    from pipeline_lib.modeling import load_causal_lm
+    from pipeline_lib.sft import SFTData, build_sft_trainer
+
+    train, _ = tokenize_sft_dataset(Dataset.from_dict({"text": mixed_texts(2)}), gpt_oss_tokenizer, 256)
+    model = load_causal_lm(str(tiny_model_dir))
+    lengths = {}
+    for impl in ("eager", "flex_attention"):
+        model.config._attn_implementation = impl  # read by flex_pad_multiple only; nothing runs a forward here
+        args = ToolCallingSFTConfig(output_dir=str(tmp_path / impl), max_seq_length=256, per_device_train_batch_size=2,
+                                    router_aux_loss_coef=0.0, report_to="none")
+        trainer = build_sft_trainer(model, gpt_oss_tokenizer, args, SFTData(train, None, False, {"packing": None}))
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(train))])
+        lengths[impl] = (args.pad_to_multiple_of, batch["input_ids"].shape[1], int(batch["attention_mask"].sum()))
+    assert lengths["flex_attention"][0] == 128 and lengths["flex_attention"][1] % 128 == 0
+    assert lengths["eager"][0] is None and lengths["eager"][1] % 128 != 0
+    assert lengths["eager"][2] == lengths["flex_attention"][2]  # the same real tokens; only padding was added
+
+
 def run_script(name: str, args: list[str], monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [name, *args])
     runpy.run_path(str(REPO / "scripts" / name), run_name="__main__")
