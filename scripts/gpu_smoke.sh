@@ -93,7 +93,7 @@ if ((DETACH)); then
     D=$WORKDIR/detached
     mkdir -p "$D"
     if [[ -f $D/rc ]]; then
-        echo "[smoke] the detached run has ended (exit $(cat "$D/rc"))"
+        echo "[smoke] the detached run has ended (exit $(cat "$D/rc"); remove $D to start a new one)"
     elif [[ -f $D/pid ]] && kill -0 "$(cat "$D/pid")" 2>/dev/null; then
         echo "[smoke] attaching to the detached run (pid $(cat "$D/pid"), log $D/log)"
     else

@@ -110,7 +110,7 @@ def test_detach_starts_once_reattaches_and_returns_the_runs_status(tmp_path: Pat
     ended_after = calls.read_text().count("call")
 
     third = subprocess.run([*cmd, "--wait", "60"], env=env, capture_output=True, text=True, timeout=90)
-    assert third.returncode == 7 and "has ended (exit 7)" in third.stdout
+    assert third.returncode == 7 and "has ended (exit 7;" in third.stdout
     # one run only: the same process throughout, and nothing ran again once it had ended
     assert (tmp_path / "w" / "detached" / "pid").read_text() == pid
     assert "started detached" not in second.stdout + third.stdout
