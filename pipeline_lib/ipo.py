@@ -28,7 +28,7 @@ from typing import Any
 from trl import DPOConfig
 
 from pipeline_lib import phases
-from pipeline_lib.modeling import Precision, is_local_model, load_causal_lm
+from pipeline_lib.modeling import FLEX_BLOCK_TOKENS, Precision, is_local_model, load_causal_lm
 from pipeline_lib.probes import eager_attention
 from pipeline_lib.trl_cpu import install_cpu_logprob_head
 
@@ -86,9 +86,11 @@ class IPOConfig(DPOConfig):
     learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate."})
     logging_steps: float = field(default=1, metadata={"help": "Log every step: loss_step0 is the first logged loss."})
     max_length: int | None = field(default=8192, metadata={"help": "Prompt+completion tokens (balanced profile)."})
-    # Rows padded to flex attention's 128-token block (modeling.FLEX_BLOCK_TOKENS: shorter rows failed the first IPO
-    # step on the H200, docs/BENCHMARKS.md "Smoke runs I–K"); on every device, so CPU tests see the GPU's shapes.
-    pad_to_multiple_of: int | None = field(default=128, metadata={"help": "Pad rows to a multiple of this."})
+    # Rows padded to flex attention's block (modeling.FLEX_BLOCK_TOKENS: shorter rows failed the first IPO step on
+    # the H200, docs/BENCHMARKS.md "Smoke runs I–K"). On every device, unlike SFT's flex-only padding
+    # (sft.build_sft_trainer): the step-0 reference check compares batches, and CPU tests should see the GPU's.
+    pad_to_multiple_of: int | None = field(default=FLEX_BLOCK_TOKENS,
+                                           metadata={"help": "Pad rows to a multiple of this."})
     save_steps: float = field(default=25, metadata={"help": "Checkpoint every N steps (resume points)."})
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.checkpoints import resume_problems
+from pipeline_lib.modeling import flex_pad_multiple
 from pipeline_lib.sft_config import PhaseSFTConfig, SFTScriptArguments
 from pipeline_lib.sft_data import load_text_dataset, tokenize_sft_dataset
 
@@ -146,8 +147,6 @@ def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig,
     training_args.packing = False
     training_args.padding_free = data.packed
     if not data.packed and training_args.pad_to_multiple_of is None:
-        from pipeline_lib.modeling import flex_pad_multiple
-
         # unpacked rows under flex: a batch of rows shorter than flex's block fails in inductor (modeling.py)
         training_args.pad_to_multiple_of = flex_pad_multiple(model)
     if data.packed:

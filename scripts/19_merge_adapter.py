@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     config = {**asdict(args), **asdict(merge_settings), **(asdict(gguf_settings) if args.export else {})}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task(phases.EXPORT.name if args.export else phases.MERGE.name, total=None)
+        label = phases.EXPORT.name if args.export else phases.MERGE.name
+        task = bar.add_task(label, total=None)
 
         started = time.monotonic()
 
@@ -105,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             # rich draws nothing live when stderr is a file (the orchestrator's phase log): one line per step there,
             # so a slow step (GGUF conversion, quantize) is visible in the log while it runs.
             if not console.is_terminal:
-                print(f"[{phases.EXPORT.name if args.export else phases.MERGE.name} "
-                      f"+{time.monotonic() - started:.0f}s] {description}", file=sys.stderr, flush=True)
+                print(f"[{label} +{time.monotonic() - started:.0f}s] {description}", file=sys.stderr, flush=True)
 
         if not args.export:
             manifest = merge_adapter(args.base_model, args.adapter_path, Path(args.output_dir) / "hf",
