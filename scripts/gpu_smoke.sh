@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # First run on a new GPU box: the whole curriculum on a random-weight GPT-OSS with 2 real-shape layers, in the
-# released checkpoint's file layout (MXFP4 experts), through the same code the 20B run uses: about 15 minutes on an
-# H200 (2026-11-29: ~13 minutes of steps before the export, which was not timed to its end; docs/BENCHMARKS.md).
+# released checkpoint's file layout (MXFP4 experts), through the same code the 20B run uses: an estimated 15 minutes
+# on an H200 (2026-11-29: ~12 minutes of steps before the export; the export and evaluation not yet timed to their
+# end; docs/BENCHMARKS.md "Smoke runs I–K").
 #
 #   bash scripts/gpu_smoke.sh [--workdir DIR] [--layers 2] [--layout mxfp4|bf16] [--wheelhouse DIR]
 #                             [--budget SECONDS] [--kill-phase agent_sft|ipo|tool_calling_sft|none] [--cpu]
@@ -76,7 +77,7 @@ done
 [[ $LAYERS =~ ^[1-9][0-9]*$ ]] || { echo "--layers must be a positive integer, got '$LAYERS'" >&2; exit 2; }
 [[ $LAYOUT == mxfp4 || $LAYOUT == bf16 ]] || { echo "--layout must be mxfp4 or bf16, got '$LAYOUT'" >&2; exit 2; }
 [[ $WAIT =~ ^[0-9]+$ ]] || { echo "--wait must be seconds, got '$WAIT'" >&2; exit 2; }
-# GPU: the ~15 minutes measured on 2 layers plus margin (a device call of 10 minutes: --detach, or --budget 550
+# GPU: the ~15 minutes estimated on 2 layers plus margin (a device call of 10 minutes: --detach, or --budget 550
 # and --continue); CPU: the tiny model's 36 minutes.
 BUDGET=${BUDGET:-$( ((CPU)) && echo 2400 || echo 1500)}
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "--budget must be seconds, got '$BUDGET'" >&2; exit 2; }
