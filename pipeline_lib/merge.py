@@ -357,12 +357,15 @@ def merge_and_check(peft_model, probes: list[list[int]], compute_dtype: str,
 def merge_and_check_logits(peft_model, probes: list[list[int]], compute_dtype: str,
                            settings: MergeSettings) -> tuple[Any, dict[str, Any]]:
     """PEFT's merge_and_unload, and the merged == base+adapter check with every part of its tolerance."""
+    # Every forward in fp32 arithmetic over the weights' own values (probes.float32_forward; a no-op for the fp32
+    # CPU path), so the check sees the merge, not a bf16 forward's routing flips.
     with peft_model.disable_adapter():
-        base_logits = probe_logits(peft_model, probes)
-    adapter_logits = probe_logits(peft_model, probes)
-    noise = logits_agreement(adapter_logits, probe_logits(peft_model, probes, suffix=probes[0]))["rel_p90"]
+        base_logits = probe_logits(peft_model, probes, float32=True)
+    adapter_logits = probe_logits(peft_model, probes, float32=True)
+    noise = logits_agreement(adapter_logits, probe_logits(peft_model, probes, suffix=probes[0],
+                                                          float32=True))["rel_p90"]
     merged = peft_model.merge_and_unload().eval()
-    merged_logits = probe_logits(merged, probes)
+    merged_logits = probe_logits(merged, probes, float32=True)
     agreement = logits_agreement(adapter_logits, merged_logits)
     effect = logits_agreement(adapter_logits, base_logits)["rel_p90"]
     tol = merge_tolerance(settings, compute_dtype, effect, noise)
@@ -373,6 +376,7 @@ def merge_and_check_logits(peft_model, probes: list[list[int]], compute_dtype: s
     return merged, check(agreement["rel_p90"], tol, agreement["rel_p90"] <= tol,
                          rel_max=agreement["rel_max_abs_diff"], max_abs_diff=agreement["max_abs_diff"],
                          argmax_agreement=agreement["argmax_agreement"], compute_dtype=compute_dtype,
+                         forward_dtype="float32",
                          adapter_effect_rel=effect, noise_rel=noise, tolerance_parts=parts,
                          probe_tokens=sum(map(len, probes)),
                          # Below 3x the tolerance, losing a third of the adapter (e.g. its expert deltas) could

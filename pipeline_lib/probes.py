@@ -42,19 +42,88 @@ def harmony_probe_ids(conversations: list[list[dict[str, str]]] = PROBE_CONVERSA
     return out
 
 
-def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None):
-    """fp32 CPU logits of each probe, concatenated over positions: [sum(len), vocab]. With ``suffix``, the probe is
-    run with those tokens appended and only its own positions kept: the same logits in exact arithmetic (causal
-    model), so the difference is the model's numerical noise under a changed layout."""
+def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None, float32: bool = False):
+    """Logits of each probe as fp32 on the CPU, concatenated over positions: [sum(len), vocab]. With ``suffix``, the
+    probe is run with those tokens appended and only its own positions kept: the same logits in exact arithmetic
+    (causal model), so the difference is the model's numerical noise under a changed layout. ``float32``: compute
+    the forward in fp32 whatever the weights' dtype (``float32_forward``)."""
     import torch
 
     device = next(model.parameters()).device
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), (float32_forward(model) if float32 else contextlib.nullcontext()):
         for ids in probes:
             logits = model(input_ids=torch.tensor([ids + (suffix or [])], device=device)).logits[0, : len(ids)]
             rows.append(logits.float().cpu())
     return torch.cat(rows)
+
+
+_LOW_PRECISION = ("bfloat16", "float16")
+
+
+def _upcast(tensors) -> list[tuple[Any, Any]]:
+    """bf16/fp16 tensors -> fp32 in place (``.data``, so a Parameter stays the same object); returns what to undo."""
+    saved = [(t, t.dtype) for t in tensors if str(t.dtype).removeprefix("torch.") in _LOW_PRECISION]
+    for tensor, _ in saved:
+        tensor.data = tensor.data.float()
+    return saved
+
+
+def _restore(saved: list[tuple[Any, Any]]) -> None:
+    for tensor, dtype in saved:
+        tensor.data = tensor.data.to(dtype)  # exact: every value came from this dtype
+
+
+@contextlib.contextmanager
+def float32_forward(model: Any):
+    """Forwards of a bf16 model computed in fp32, one decoder layer upcast at a time, with eager attention and
+    eager experts. Why: on CUDA the loaders keep bf16 weights (fp32 needs ~84 GB for the 20B, over an 80 GB H100),
+    and a bf16 forward of a random-weight GPT-OSS is far from the same weights in fp32 -- its top-4 routing flips on
+    many tokens. The real-shape smoke run measured it (H200, 2026-11-29; docs/BENCHMARKS.md): the BF16 GGUF, which
+    holds exactly the saved bf16 weights, against a bf16-forward HF reference gave rel_p90 0.74 (median 0.08), so
+    the tight GGUF check failed on a correct file. Here every weight keeps its bf16 value and only the arithmetic is
+    fp32, as in llama.cpp; the extra memory is one decoder layer, the embedding and the LM head in fp32 (~8 GB on
+    the 20B). Parameters that are fp32 already (PEFT keeps LoRA weights in fp32) are not touched, and every cast is
+    undone exactly on exit. No-op for a model that has no bf16/fp16 weights (the CPU path)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if not any(str(t.dtype).removeprefix("torch.") in _LOW_PRECISION for t in tensors):
+        yield
+        return
+    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    if not layers:
+        raise ValueError(f"float32_forward: no *DecoderLayer module in {type(model).__name__}")
+    in_layers = {id(t) for layer in layers for t in [*layer.parameters(), *layer.buffers()]}
+    pending: dict[int, list[tuple[Any, Any]]] = {}
+
+    def pre_hook(module, args):
+        pending[id(module)] = _upcast([*module.parameters(), *module.buffers()])
+
+    def post_hook(module, args, output):
+        _restore(pending.pop(id(module), []))
+
+    handles = [h for layer in layers for h in (layer.register_forward_pre_hook(pre_hook),
+                                               layer.register_forward_hook(post_hook))]
+    # transformers reads both at call time; grouped_mm and flex are bf16-only paths on CUDA.
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
+                                                                          "_attn_implementation")}
+    switched = [(c, c._attn_implementation, getattr(c, "_experts_implementation", None)) for c in configs.values()]
+    for config, _, experts in switched:
+        config._attn_implementation = "eager"
+        if experts is not None:
+            config._experts_implementation = "eager"
+    outside = _upcast(t for t in tensors if id(t) not in in_layers)  # embedding, final norm, LM head
+    try:
+        yield
+    finally:
+        _restore(outside)
+        for handle in handles:
+            handle.remove()
+        for layer_id in list(pending):  # a forward that raised inside a layer
+            _restore(pending.pop(layer_id))
+        for config, attn, experts in switched:
+            config._attn_implementation = attn
+            if experts is not None:
+                config._experts_implementation = experts
 
 
 def logits_agreement(reference, candidate) -> dict[str, float]:

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""How far the logits checks' reference forward is from fp32, on a random-weight GPT-OSS at the real width.
+
+Measures, on the machine's device (docs/BENCHMARKS.md "Reference precision" has the runs):
+1. forward: the bf16 model's plain forward and its ``probes.float32_forward`` against the same bf16 weights held and
+   computed in fp32 (``--skip-fp32-model`` when fp32 weights do not fit);
+2. merge: merged vs base+adapter for a random LoRA (attention + expert tensors, B ~ N(0, --b-std)), a correct merge
+   and one with the expert deltas dropped, each with a bf16 forward and with ``float32_forward``: the check is only
+   useful where the correct merge lands far below the dropped one;
+3. with ``--export``: the adapter saved as ``<workdir>/checkpoints/tool_calling_sft/final`` and exported by
+   ``scripts/19_merge_adapter.py --export`` (merge, HF checks, BF16/Q4_K_M/MXFP4_MOE GGUF validated by llama.cpp
+   against the HF reference); its manifest's checks are copied into the output.
+
+    python3 scripts/bench_reference_precision.py --model DIR --workdir DIR --out FILE.json [--export]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="GPT-OSS folder (scripts/make_random_gpt_oss.py)")
+    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="JSON report")
+    p.add_argument("--b-std", type=float, default=0.02, help="std of the random LoRA B (A is PEFT's init)")
+    p.add_argument("--skip-fp32-model", action="store_true", help="no fp32 copy of the model (item 1 skipped)")
+    p.add_argument("--export", action="store_true", help="also run 19_merge_adapter.py --export on the adapter")
+    return p.parse_args(argv)
+
+
+def random_adapter(model, b_std: float, seed: int = 0):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_parameters=EXPERT_PARAMETERS,
+                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, b_std)
+    return peft_model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
+    from pipeline_lib.provenance import provenance
+    from pipeline_lib.smoke import expert_deltas_dropped
+
+    args = parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    precision = detect_precision(attn_implementation="eager")
+    probes = harmony_probe_ids()
+    cuda = precision.device == "cuda"
+    report: dict = {"model": args.model, "device": precision.device, "weights_dtype": precision.torch_dtype_name,
+                    "gpu": torch.cuda.get_device_name(0) if cuda else None, "b_std": args.b_std,
+                    "probe_tokens": sum(map(len, probes)), "provenance": provenance({"argv": sys.argv[1:]})}
+
+    def log(message: str) -> None:
+        print(f"[reference-precision] {message}", flush=True)
+
+    def peak_gb() -> float | None:
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+
+    # 1. the forward alone
+    if not args.skip_fp32_model:
+        t = time.time()
+        fp32_model = load_causal_lm(args.model, precision.__class__(precision.device, precision.bf16, "float32",
+                                                                    "eager", None)).eval()
+        truth = probe_logits(fp32_model, probes)
+        del fp32_model
+        if cuda:
+            torch.cuda.empty_cache()
+        log(f"fp32 model forward ({time.time() - t:.0f} s)")
+    model = load_causal_lm(args.model, precision).eval()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    plain = probe_logits(model, probes)
+    plain_peak = peak_gb()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t = time.time()
+    upcast = probe_logits(model, probes, float32=True)
+    report["forward"] = {"float32_forward_seconds": round(time.time() - t, 2), "peak_gb_plain": plain_peak,
+                         "peak_gb_float32_forward": peak_gb()}
+    if not args.skip_fp32_model:
+        report["forward"]["plain_vs_fp32_model"] = logits_agreement(truth, plain)
+        report["forward"]["float32_forward_vs_fp32_model"] = logits_agreement(truth, upcast)
+    log(f"forward: {json.dumps(report['forward'])}")
+
+    # 2. the merge, correct and with the expert deltas dropped, under both forwards
+    report["merge"] = {}
+    for case in ("correct", "experts_dropped"):
+        model = model if case == "correct" else load_causal_lm(args.model, precision).eval()
+        peft_model = random_adapter(model, args.b_std)
+        if case == "correct":
+            adapter_dir = args.workdir / "checkpoints" / "tool_calling_sft" / "final"
+            peft_model.save_pretrained(str(adapter_dir))
+        logits = {}
+        for f32 in (False, True):
+            with peft_model.disable_adapter():
+                logits["base", f32] = probe_logits(peft_model, probes, float32=f32)
+            logits["adapter", f32] = probe_logits(peft_model, probes, float32=f32)
+        if case == "correct":
+            merged = peft_model.merge_and_unload().eval()
+        else:
+            with expert_deltas_dropped():
+                merged = peft_model.merge_and_unload().eval()
+        entry = {}
+        for f32 in (False, True):
+            reference = logits["adapter", f32]
+            agreement = logits_agreement(reference, probe_logits(merged, probes, float32=f32))
+            entry["float32_forward" if f32 else "bf16_forward"] = {
+                "merged_vs_adapter_rel_p90": agreement["rel_p90"],
+                "merged_vs_adapter_rel_median": agreement["rel_median"],
+                "argmax_agreement": agreement["argmax_agreement"],
+                "adapter_effect_rel_p90": logits_agreement(reference, logits["base", f32])["rel_p90"]}
+        report["merge"][case] = entry
+        log(f"merge {case}: {json.dumps(entry)}")
+        del merged, peft_model, model
+        if cuda:
+            torch.cuda.empty_cache()
+
+    # 3. the export through the phase script
+    if args.export:
+        out_dir = args.workdir / "checkpoints" / "export"
+        cmd = [sys.executable, str(REPO_ROOT / "scripts" / "19_merge_adapter.py"), "--config",
+               str(REPO_ROOT / "configs" / "merge.yaml"), "--export", "--checkpoints_dir",
+               str(args.workdir / "checkpoints"), "--model", args.model, "--output_dir", str(out_dir)]
+        t = time.time()
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        manifest_path = out_dir / "manifest.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        gguf = manifest.get("gguf", {})
+        report["export"] = {
+            "rc": result.returncode, "seconds": round(time.time() - t), "last_line": result.stdout.strip()[-400:],
+            "stderr_tail": result.stderr[-1500:] if result.returncode else "",
+            "hf_checks": {k: {f: v.get(f) for f in ("value", "threshold", "passed", "forward_dtype")}
+                          for k, v in manifest.get("hf", {}).get("checks", {}).items() if isinstance(v, dict)},
+            "gguf_status": gguf.get("status"),
+            "gguf": {name: {"passed": f.get("passed"), "logits": f.get("logits")}
+                     for name, f in gguf.get("files", {}).items()}}
+        log(f"export rc={result.returncode} in {report['export']['seconds']} s: gguf {gguf.get('status')}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str))
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
