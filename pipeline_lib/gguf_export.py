@@ -439,7 +439,8 @@ def export_gguf(hf_dir: Path, gguf_dir: Path, name: str, tools: LlamaCppTools, s
     return {"status": "ok" if all(f["passed"] for f in files.values()) else "failed_validation",
             "passed": all(f["passed"] for f in files.values()),
             "llama_cpp_commit": tools.commit, "llama_cpp_source": tools.source, "files": files,
-            "thresholds": settings.thresholds()}
+            "thresholds": settings.thresholds(),
+            "hf_reference": "the saved weights, eager attention and experts, fp32 arithmetic (probes.float32_forward)"}
 
 
 # ---------------------------------------------------------------- Phase 5 as a whole

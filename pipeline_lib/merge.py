@@ -13,17 +13,21 @@ hand-written. What we add is the proof, written to ``<hf>/manifest.json``:
   this catches it in any dtype (HARD).
 - ``merged_equals_adapter``: logits of the merged model == logits of base+adapter (unmerged PEFT) on Harmony probes,
   rel = max|d| / std(reference) per position, 90th percentile (``logits_agreement`` says why). HARD in fp32 (CPU:
-  correct 2e-6..7e-6, dropped experts ~1-3). In bf16 it is reported but advisory: on the 2-layer GPT-OSS-20B shape with
-  random weights (H200, 2026-11-28, docs/BENCHMARKS.md) a correct merge measured 0.282 and the dropped-expert merge
-  only 0.422, because bf16 rounding flips top-4 routing; the logits cannot separate the two there, the weights can.
+  correct 2e-6..7e-6, dropped experts ~1-3). In bf16 (CUDA) it is reported but advisory. Its forwards run in fp32
+  arithmetic over the bf16 weights (``probes.float32_forward``): with a bf16 forward, on the 2-layer GPT-OSS-20B
+  shape with random weights, a correct merge measured 0.282 and 0.785, no better than the dropped-expert control
+  (0.422, 0.716: smoke runs K and L, H200, docs/BENCHMARKS.md), because bf16 rounding flips top-4 routing; with
+  ``float32_forward`` a correct merge measured 0.041 and its control 1.054 ("Reference precision" there). The
+  weights check separates the two in any dtype; this one stays advisory until a trained adapter's control is
+  measured the same way.
 - ``saved_equals_merged``: every tensor read back from the safetensors shards is bit-identical to the merged model
   cast to the save dtype, so the file holds exactly what was checked (it also proves every shard loads).
 - ``config_parses``, ``size``: >= 90% of parameter count x dtype bytes (replaces the writeup's fixed 5 GB, ERRATA),
   ``smoke_test``: unique characters in a short greedy generation (writeup §Phase 1.5).
 
 The merged weights are saved in bf16 on every machine (the released model's 16-bit dtype; ~39 GB for the 20B).
-The equivalence is computed before that cast, in the compute dtype: fp32 on CPU (tight), bf16 on CUDA, where fp32
-would need ~84 GB for the 20B.
+The equivalence is computed before that cast, over the compute dtype's weights: fp32 on CPU (tight); bf16 on CUDA,
+where fp32 weights would need ~84 GB for the 20B, but with fp32 arithmetic (one layer upcast at a time).
 """
 
 from __future__ import annotations

@@ -82,9 +82,11 @@ def float32_forward(model: Any):
     many tokens. The real-shape smoke run measured it (H200, 2026-11-29; docs/BENCHMARKS.md): the BF16 GGUF, which
     holds exactly the saved bf16 weights, against a bf16-forward HF reference gave rel_p90 0.74 (median 0.08), so
     the tight GGUF check failed on a correct file. Here every weight keeps its bf16 value and only the arithmetic is
-    fp32, as in llama.cpp; the extra memory is one decoder layer, the embedding and the LM head in fp32 (~8 GB on
-    the 20B). Parameters that are fp32 already (PEFT keeps LoRA weights in fp32) are not touched, and every cast is
-    undone exactly on exit. No-op for a model that has no bf16/fp16 weights (the CPU path)."""
+    fp32, as in llama.cpp (a BF16 GGUF of the same shape then measured 0.047 from it). The extra memory is the
+    embedding, the LM head and one decoder layer in fp32: +4.6 GB measured on the 2-layer real shape (5.31 ->
+    9.92 GB), ~6 GB at most on the 20B, whose layers have that shape. Parameters that are fp32 already (PEFT keeps
+    LoRA weights in fp32) are not touched, and every cast is undone exactly on exit. No-op for a model that has no
+    bf16/fp16 weights (the CPU path)."""
     tensors = [*model.parameters(), *model.buffers()]
     if not any(str(t.dtype).removeprefix("torch.") in _LOW_PRECISION for t in tensors):
         yield
@@ -112,9 +114,18 @@ def float32_forward(model: Any):
         if experts is not None:
             config._experts_implementation = "eager"
     outside = _upcast(t for t in tensors if id(t) not in in_layers)  # embedding, final norm, LM head
+    # fp32 means fp32: TF32 matmuls (10-bit mantissa) would bring back the rounding this removes.
+    import torch
+
+    matmul_precision = torch.get_float32_matmul_precision()
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
+        torch.set_float32_matmul_precision(matmul_precision)
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
         _restore(outside)
         for handle in handles:
             handle.remove()

@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     # 1. the forward alone
     if not args.skip_fp32_model:
         t = time.time()
+        # eager attention and eager experts, TF32 off: the plainest fp32 forward there is
         fp32_model = load_causal_lm(args.model, precision.__class__(precision.device, precision.bf16, "float32",
-                                                                    "eager", None)).eval()
+                                                                    "eager", "eager")).eval()
+        torch.set_float32_matmul_precision("highest")
         truth = probe_logits(fp32_model, probes)
         del fp32_model
         if cuda:
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                str(REPO_ROOT / "configs" / "merge.yaml"), "--export", "--checkpoints_dir",
                str(args.workdir / "checkpoints"), "--model", args.model, "--output_dir", str(out_dir)]
         t = time.time()
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd + ["--keep-bf16-gguf"], capture_output=True, text=True)
         manifest_path = out_dir / "manifest.json"
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         gguf = manifest.get("gguf", {})
@@ -156,6 +158,21 @@ def main(argv: list[str] | None = None) -> int:
             "gguf": {name: {"passed": f.get("passed"), "logits": f.get("logits")}
                      for name, f in gguf.get("files", {}).items()}}
         log(f"export rc={result.returncode} in {report['export']['seconds']} s: gguf {gguf.get('status')}")
+        bf16_gguf = gguf.get("files", {}).get("BF16", {}).get("path")
+        if bf16_gguf and Path(bf16_gguf).is_file():  # llama.cpp's logits against each HF forward
+            from pipeline_lib.gguf_export import llama_logits
+            from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
+
+            tokenizer = load_gpt_oss_tokenizer(out_dir / "hf")
+            texts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in probes]
+            llama = torch.as_tensor(llama_logits(Path(bf16_gguf), probes, texts, 8)["logits"])
+            merged = load_causal_lm(out_dir / "hf", precision).eval()
+            width = min(llama.shape[-1], plain.shape[-1])
+            versus = {"plain": probe_logits(merged, probes), "float32_forward": probe_logits(merged, probes,
+                                                                                              float32=True)}
+            report["export"]["bf16_gguf_vs"] = {k: logits_agreement(v[:, :width], llama[:, :width])
+                                                for k, v in versus.items()}
+            log(f"BF16 GGUF vs HF: {json.dumps(report['export']['bf16_gguf_vs'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str))
     log(f"wrote {args.out}")

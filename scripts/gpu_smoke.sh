@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # First run on a new GPU box: the whole curriculum on a random-weight GPT-OSS with 2 real-shape layers, in the
-# released checkpoint's file layout (MXFP4 experts), through the same code the 20B run uses: an estimated 15 minutes
-# on an H200 (2026-11-29: ~12 minutes of steps before the export; the export and evaluation not yet timed to their
-# end; docs/BENCHMARKS.md "Smoke runs I–K").
+# released checkpoint's file layout (MXFP4 experts), through the same code the 20B run uses: 16 minutes on an H200
+# (run L, 2026-11-29, kill -9 and resume included; docs/BENCHMARKS.md "Smoke run L").
 #
 #   bash scripts/gpu_smoke.sh [--workdir DIR] [--layers 2] [--layout mxfp4|bf16] [--wheelhouse DIR]
 #                             [--budget SECONDS] [--kill-phase agent_sft|ipo|tool_calling_sft|none] [--cpu]

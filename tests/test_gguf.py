@@ -119,6 +119,7 @@ def test_export_writes_validated_gguf_and_broken_gguf_fails(tiny_model_dir: Path
     assert manifest["base_model"] == str(tiny_model_dir)  # tool-calling only -> the raw model
     assert manifest["hf"]["passed"] and manifest["gguf"]["passed"], json.dumps(manifest["gguf"], default=str)[:3000]
     assert manifest["gguf"]["llama_cpp_commit"].startswith("0c1e57098")  # read from the sdist's submodule HEAD
+    assert "fp32 arithmetic" in manifest["gguf"]["hf_reference"]  # says what the files were compared with
     files = manifest["gguf"]["files"]
     assert set(files) == {"BF16", "Q4_K_M", "MXFP4_MOE"}
     for name, entry in files.items():
