@@ -22,7 +22,8 @@
 # 5. prints per phase: status, wall time, first-step time, peak GPU memory; writes gpu_smoke_report.{md,json} and
 #    the logs to $OUT (the device tool's return folder) or <workdir>/out.
 # Every step is bounded by --budget (default 1500 s; --cpu 2400 s): past it the pipeline is stopped and the report
-# says what did not run. Exit 0 only when the pipeline finished and every check passed.
+# says what did not run. Exit 0 only when the pipeline finished, every check passed and the report's verdict holds
+# (pipeline_lib.smoke.verdict: every phase ended, the killed phase resumed, the HF export and the BF16 GGUF passed).
 # --continue: the same --workdir again (e.g. a second device call when the first ran out of its 10 minutes):
 #    reuses the unpacked packages, model, data, tasks and checks, skips the killed first run, and runs the pipeline
 #    command once more (it resumes where the last call stopped), then the report over both calls.
@@ -312,7 +313,9 @@ report=(--workdir "$PIPE_DIR" --model "$MODEL" --smoke-log "$EVENTS" --out "$OUT
     --kill-phase "$KILL_PHASE")
 [[ -z $GPU_CSV ]] || report+=(--gpu-csv "$GPU_CSV")
 [[ ! -f $WORKDIR/checks.json ]] || report+=(--checks "$WORKDIR/checks.json")
-(cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke report "${report[@]}") || log "report failed"
+report_rc=0
+(cd "$REPO_ROOT" && "$PYTHON" -m pipeline_lib.smoke report "${report[@]}") || report_rc=$?
+((report_rc == 0)) || log "report: rc=$report_rc (2: written, and its verdict failed)"
 # Logs and small JSON only (the device tool returns a few MB): no weights, no tokenizer copies (27 MB each).
 STATE_REL=${STATE_DIR#"$WORKDIR"/}
 tar -czf "$OUT_DIR/gpu_smoke_logs.tar.gz" -C "$WORKDIR" --exclude='*.safetensors' --exclude='*.gguf' \
@@ -321,10 +324,11 @@ tar -czf "$OUT_DIR/gpu_smoke_logs.tar.gz" -C "$WORKDIR" --exclude='*.safetensors
     "$STATE_REL/logs" "$STATE_REL/checkpoints" smoke_events.jsonl run1.out run2.out \
     $( [[ -f $WORKDIR/checks.json ]] && echo checks.json) \
     $( [[ -n $GPU_CSV ]] && echo gpu_memory.csv) 2>/dev/null || true
-if ((run2_rc == 0 && checks_rc == 0)); then
+if ((run2_rc == 0 && checks_rc == 0 && report_rc == 0)); then
     log "GPU SMOKE PASSED in $((SECONDS - T0)) s: report $OUT_DIR/gpu_smoke_report.md"
     exit 0
 fi
-log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc) after $((SECONDS - T0)) s:" \
+log "GPU SMOKE FAILED (pipeline rerun rc=$run2_rc, checks rc=$checks_rc, report rc=$report_rc) after" \
+    "$((SECONDS - T0)) s:" \
     "report $OUT_DIR/gpu_smoke_report.md"
 exit 1

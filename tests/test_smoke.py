@@ -81,6 +81,35 @@ def test_render_names_cut_off_phases_and_failed_controls() -> None:
     json.dumps(report)
 
 
+def test_verdict_on_run_l_fails_for_its_bf16_gguf_and_passes_once_that_holds(repo_root: Path) -> None:
+    """Smoke run L's own report (H200, 2026-11-29): every phase ended and the kill resumed, but its BF16 GGUF failed
+    against the bf16-forward reference of that version; the verdict must say so, and only that."""
+    import copy
+
+    from pipeline_lib.smoke import verdict
+
+    report = json.loads((repo_root / "docs" / "bench" / "2026-11-29_h200_gpu_smoke_run_l.json").read_text())
+    v = verdict(report)
+    assert not v["passed"] and len(v["failures"]) == 1 and "BF16 GGUF did not pass" in v["failures"][0], v
+    good = copy.deepcopy(report)
+    good["export"]["gguf_files"]["BF16"]["passed"] = True
+    assert verdict(good) == {"passed": True, "failures": [], "not_judged": v["not_judged"]}
+    assert "verdict: PASS" in render({**good, "verdict": verdict(good)})
+    # each part of the verdict fails on its own
+    no_resume = copy.deepcopy(good)
+    no_resume["kill_resume"]["resumed_from_step"] = None  # the rerun started over instead of resuming
+    assert "kill -9 + rerun" in verdict(no_resume)["failures"][0]
+    no_eval = copy.deepcopy(good)
+    no_eval["phases"] = [p for p in no_eval["phases"] if p["phase"] != "evaluation"]
+    assert "before the evaluation" in verdict(no_eval)["failures"][0]
+    cut = copy.deepcopy(good)
+    next(p for p in reversed(cut["phases"]) if p["phase"] == "ipo")["status"] = "cut off"
+    assert verdict(cut)["failures"] == ["ipo: cut off in the last pipeline run"]
+    hf = copy.deepcopy(good)
+    hf["export"]["passed"] = False
+    assert verdict(hf)["failures"] == ["export: the HF export did not pass"]
+
+
 def test_detach_starts_once_reattaches_and_returns_the_runs_status(tmp_path: Path, repo_root: Path) -> None:
     """--detach: the run outlives the command that started it, the same command again follows the same run (never
     a second one) and, once it has ended, exits with its status. The run here is the script itself with a stand-in
