@@ -85,11 +85,22 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "eager", "eager")).eval()
         torch.set_float32_matmul_precision("highest")
         truth = probe_logits(fp32_model, probes)
+        fp32_state = {k: v.detach().float().cpu() for k, v in [*fp32_model.state_dict().items(),
+                                                                 *fp32_model.named_buffers()]}
         del fp32_model
         if cuda:
             torch.cuda.empty_cache()
         log(f"fp32 model forward ({time.time() - t:.0f} s)")
     model = load_causal_lm(args.model, precision).eval()
+    if not args.skip_fp32_model:
+        # Do the two loads hold the same values? (on the H200 their forwards differed by more than on the CPU)
+        here = dict([*model.state_dict().items(), *model.named_buffers()])
+        diffs = sorted(((float((here[k].float().cpu() - v).abs().max()) if k in here else float("inf"), k,
+                         str(here[k].dtype) if k in here else None) for k, v in fp32_state.items()), reverse=True)
+        report["loads_differ"] = [{"tensor": k, "max_abs_diff": d, "dtype_here": dt} for d, k, dt in diffs[:8]
+                                  if d > 0]
+        log(f"fp32 load vs this load, largest differences: {report['loads_differ'] or 'none'}")
+        del fp32_state
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     plain = probe_logits(model, probes)
