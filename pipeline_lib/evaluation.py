@@ -259,12 +259,12 @@ class HFGenerator:
     @classmethod
     def load(cls, model_path: str | None, adapter: str | None) -> HFGenerator:
         """A model folder, or an adapter folder on its base (``model_path`` overrides the adapter's base)."""
-        from pipeline_lib.modeling import detect_precision, load_causal_lm
+        from pipeline_lib.modeling import inference_precision, load_causal_lm
         from pipeline_lib.unsloth_utils import load_training_tokenizer
 
         # Generation only: eager attention, as the merge and the export load (inductor's no-grad flex kernel failed
         # on the H100 and the H200: docs/BENCHMARKS.md).
-        precision = detect_precision(attn_implementation="eager")
+        precision = inference_precision()
         if adapter:
             from peft import PeftModel
 

@@ -398,13 +398,13 @@ def hf_reference_logits(hf_dir: Path) -> dict[str, Any]:
     was no reference: against it the correct BF16 GGUF of the 2-layer real shape measured rel_p90 0.74."""
     import torch
 
-    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.modeling import inference_precision, load_causal_lm
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 
     probes = harmony_probe_ids()
     tokenizer = load_gpt_oss_tokenizer(hf_dir)
     texts = [tokenizer.decode(ids, skip_special_tokens=False) for ids in probes]
-    model = load_causal_lm(hf_dir, detect_precision(attn_implementation="eager")).eval()  # as in merge_adapter
+    model = load_causal_lm(hf_dir, inference_precision()).eval()
     logits = probe_logits(model, probes, float32=True).numpy()
     del model
     if torch.cuda.is_available():

@@ -401,14 +401,11 @@ def merge_adapter(base_model: str, adapter_path: str | os.PathLike, hf_dir: str 
 
     from pipeline_lib.fingerprint import verify_fingerprint
     from pipeline_lib.metrics import write_phase_metrics
-    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.modeling import inference_precision, load_causal_lm
     from pipeline_lib.tokenizer import load_gpt_oss_tokenizer
 
     settings = settings or MergeSettings()
-    # Inference only (probes < 100 tokens, a 48-token generation): eager attention. flex_attention's eval compile
-    # (max-autotune) failed on the H100 for these short probes (NoValidChoicesError, 2026-11-25); eager handles the
-    # sinks and needs no compile.
-    precision = precision or detect_precision(attn_implementation="eager")
+    precision = precision or inference_precision()  # probes < 100 tokens, a 48-token generation: eager
     adapter_path, hf_dir = Path(adapter_path), Path(hf_dir)
     step = progress or (lambda description: None)
     if hf_dir.exists():

@@ -36,6 +36,13 @@ def detect_precision(attn_implementation: str | None = None) -> Precision:
     return Precision("cpu", False, "float32", attn_implementation or "eager", None)
 
 
+def inference_precision() -> Precision:
+    """The loaders' precision for no-grad work (merge, export, evaluation, the smoke checks): the machine's dtype
+    with eager attention. flex_attention's eval compile (max-autotune) failed on the H100 for short probes
+    (NoValidChoicesError, 2026-11-25); eager handles the sinks and needs no compile."""
+    return detect_precision(attn_implementation="eager")
+
+
 def local_device_index() -> int:
     """This process's GPU: LOCAL_RANK under accelerate launch / torchrun (DDP: one model copy per GPU), else 0.
     Every rank loading onto GPU 0 first would put N copies of the weights on one card."""

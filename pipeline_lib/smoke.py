@@ -90,11 +90,11 @@ def run_checks(model_dir: str, adapter_dir: str) -> dict[str, Any]:
 
     from pipeline_lib.fingerprint import verify_fingerprint
     from pipeline_lib.merge import DELTA_CHECK, EQUIVALENCE_CHECK, MergeSettings, merge_and_check
-    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.modeling import inference_precision, load_causal_lm
     from pipeline_lib.mxfp4 import expert_tensor_names, verify_released_load
     from pipeline_lib.probes import harmony_probe_ids
 
-    precision = detect_precision(attn_implementation="eager")
+    precision = inference_precision()
     out: dict[str, Any] = {"device": precision.device, "compute_dtype": precision.torch_dtype_name}
     base = load_causal_lm(model_dir, precision)
     if expert_tensor_names(model_dir):
@@ -287,7 +287,8 @@ def render(report: dict[str, Any]) -> str:
     m = merge.get("merged_equals_adapter")
     if m:
         verdict = ("PASS" if m["passed"] else "FAIL") + ("" if m.get("hard", True) else " (advisory in bf16)")
-        lines.append(f"- merge, logits merged==adapter: rel_p90 {_fmt(m['value'])} vs tolerance "
+        lines.append(f"- merge, logits merged==adapter ({m.get('forward_dtype') or 'compute-dtype'} forward): "
+                     f"rel_p90 {_fmt(m['value'])} vs tolerance "
                      f"{_fmt(m['threshold'])} = max"
                      f"({', '.join(f'{k} {_fmt(v)}' for k, v in (m.get('tolerance_parts') or {}).items())}); "
                      f"adapter effect {_fmt(m.get('adapter_effect_rel'))}, noise {_fmt(m.get('noise_rel'))} -> "

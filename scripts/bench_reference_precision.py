@@ -57,14 +57,14 @@ def random_adapter(model, b_std: float, seed: int = 0):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from pipeline_lib.modeling import detect_precision, load_causal_lm
+    from pipeline_lib.modeling import inference_precision, load_causal_lm
     from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
     from pipeline_lib.provenance import provenance
     from pipeline_lib.smoke import expert_deltas_dropped
 
     args = parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    precision = detect_precision(attn_implementation="eager")
+    precision = inference_precision()
     probes = harmony_probe_ids()
     cuda = precision.device == "cuda"
     report: dict = {"model": args.model, "device": precision.device, "weights_dtype": precision.torch_dtype_name,

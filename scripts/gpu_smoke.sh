@@ -49,11 +49,12 @@ CPU=0
 CONTINUE=0
 DETACH=0
 WAIT=570
+WAIT_GIVEN=0
 ARGS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --detach) DETACH=1 ;;
-        --wait) WAIT=${2:-}; shift ;;
+        --wait) WAIT=${2:-}; WAIT_GIVEN=1; shift ;;
         *) ARGS+=("$1") ;;
     esac
     shift
@@ -77,7 +78,9 @@ done
 [[ $LAYERS =~ ^[1-9][0-9]*$ ]] || { echo "--layers must be a positive integer, got '$LAYERS'" >&2; exit 2; }
 [[ $LAYOUT == mxfp4 || $LAYOUT == bf16 ]] || { echo "--layout must be mxfp4 or bf16, got '$LAYOUT'" >&2; exit 2; }
 [[ $WAIT =~ ^[0-9]+$ ]] || { echo "--wait must be seconds, got '$WAIT'" >&2; exit 2; }
-# GPU: the ~15 minutes estimated on 2 layers plus margin (a device call of 10 minutes: --detach, or --budget 550
+((DETACH || !WAIT_GIVEN)) || { echo "--wait only applies with --detach (it is how long a call follows the run)" >&2
+    exit 2; }
+# GPU: run L's 16 minutes on 2 layers plus margin (a device call of 10 minutes: --detach, or --budget 550
 # and --continue); CPU: the tiny model's 36 minutes.
 BUDGET=${BUDGET:-$( ((CPU)) && echo 2400 || echo 1500)}
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "--budget must be seconds, got '$BUDGET'" >&2; exit 2; }

@@ -144,3 +144,11 @@ def test_detach_starts_once_reattaches_and_returns_the_runs_status(tmp_path: Pat
     assert (tmp_path / "w" / "detached" / "pid").read_text() == pid
     assert "started detached" not in second.stdout + third.stdout
     assert calls.read_text().count("call") == ended_after >= 2
+
+
+def test_wait_without_detach_is_refused(repo_root: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(["bash", str(repo_root / "scripts" / "gpu_smoke.sh"), "--wait", "10", "--cpu"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--wait only applies with --detach" in result.stderr
