@@ -57,6 +57,7 @@ def random_adapter(model, b_std: float, seed: int = 0):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from pipeline_lib import phases
     from pipeline_lib.modeling import inference_precision, load_causal_lm
     from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
     from pipeline_lib.provenance import provenance
@@ -117,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"forward: {json.dumps(report['forward'])}")
 
     # 2. the merge, correct and with the expert deltas dropped, under both forwards
-    report["merge"] = {}
+    merge_key, export_key = phases.MERGE.name, phases.EXPORT.name  # the report's keys
+    report[merge_key] = {}
     for case in ("correct", "experts_dropped"):
         model = model if case == "correct" else load_causal_lm(args.model, precision).eval()
         peft_model = random_adapter(model, args.b_std)
         if case == "correct":
-            adapter_dir = args.workdir / "checkpoints" / "tool_calling_sft" / "final"
+            adapter_dir = phases.TOOL_CALLING.run_dir(args.workdir, "bench") / "final"
             peft_model.save_pretrained(str(adapter_dir))
         logits = {}
         for f32 in (False, True):
@@ -143,24 +145,24 @@ def main(argv: list[str] | None = None) -> int:
                 "merged_vs_adapter_rel_median": agreement["rel_median"],
                 "argmax_agreement": agreement["argmax_agreement"],
                 "adapter_effect_rel_p90": logits_agreement(reference, logits["base", f32])["rel_p90"]}
-        report["merge"][case] = entry
-        log(f"merge {case}: {json.dumps(entry)}")
+        report[merge_key][case] = entry
+        log(f"{merge_key} {case}: {json.dumps(entry)}")
         del merged, peft_model, model
         if cuda:
             torch.cuda.empty_cache()
 
     # 3. the export through the phase script
     if args.export:
-        out_dir = args.workdir / "checkpoints" / "export"
+        out_dir = phases.EXPORT.run_dir(args.workdir, "bench")
         cmd = [sys.executable, str(REPO_ROOT / "scripts" / "19_merge_adapter.py"), "--config",
                str(REPO_ROOT / "configs" / "merge.yaml"), "--export", "--checkpoints_dir",
-               str(args.workdir / "checkpoints"), "--model", args.model, "--output_dir", str(out_dir)]
+               str(adapter_dir.parents[1]), "--model", args.model, "--output_dir", str(out_dir)]
         t = time.time()
         result = subprocess.run(cmd + ["--keep-bf16-gguf"], capture_output=True, text=True)
         manifest_path = out_dir / "manifest.json"
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         gguf = manifest.get("gguf", {})
-        report["export"] = {
+        report[export_key] = {
             "rc": result.returncode, "seconds": round(time.time() - t), "last_line": result.stdout.strip()[-400:],
             "stderr_tail": result.stderr[-1500:] if result.returncode else "",
             "hf_checks": {k: {f: v.get(f) for f in ("value", "threshold", "passed", "forward_dtype")}
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             "gguf_status": gguf.get("status"),
             "gguf": {name: {"passed": f.get("passed"), "logits": f.get("logits")}
                      for name, f in gguf.get("files", {}).items()}}
-        log(f"export rc={result.returncode} in {report['export']['seconds']} s: gguf {gguf.get('status')}")
+        log(f"{export_key} rc={result.returncode} in {report[export_key]['seconds']} s: gguf {gguf.get('status')}")
         bf16_gguf = gguf.get("files", {}).get("BF16", {}).get("path")
         if bf16_gguf and Path(bf16_gguf).is_file():  # llama.cpp's logits against each HF forward
             from pipeline_lib.gguf_export import llama_logits
@@ -181,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             width = min(llama.shape[-1], plain.shape[-1])
             versus = {"plain": probe_logits(merged, probes), "float32_forward": probe_logits(merged, probes,
                                                                                               float32=True)}
-            report["export"]["bf16_gguf_vs"] = {k: logits_agreement(v[:, :width], llama[:, :width])
+            report[export_key]["bf16_gguf_vs"] = {k: logits_agreement(v[:, :width], llama[:, :width])
                                                 for k, v in versus.items()}
-            log(f"BF16 GGUF vs HF: {json.dumps(report['export']['bf16_gguf_vs'])}")
+            log(f"BF16 GGUF vs HF: {json.dumps(report[export_key]['bf16_gguf_vs'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str))
     log(f"wrote {args.out}")
