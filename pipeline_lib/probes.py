@@ -61,11 +61,14 @@ def probe_logits(model, probes: list[list[int]], suffix: list[int] | None = None
 _LOW_PRECISION = ("bfloat16", "float16")
 
 
-def _upcast(tensors) -> list[tuple[Any, Any]]:
-    """bf16/fp16 tensors -> fp32 in place (``.data``, so a Parameter stays the same object); returns what to undo."""
-    saved = [(t, t.dtype) for t in tensors if str(t.dtype).removeprefix("torch.") in _LOW_PRECISION]
-    for tensor, _ in saved:
-        tensor.data = tensor.data.float()
+def _upcast(tensors, saved: list[tuple[Any, Any]] | None = None) -> list[tuple[Any, Any]]:
+    """bf16/fp16 tensors -> fp32 in place (``.data``, so a Parameter stays the same object); returns what to undo,
+    appended to ``saved`` one tensor at a time, so a cast that fails part way (out of memory) leaves a full record."""
+    saved = [] if saved is None else saved
+    for tensor in tensors:
+        if str(tensor.dtype).removeprefix("torch.") in _LOW_PRECISION:
+            saved.append((tensor, tensor.dtype))
+            tensor.data = tensor.data.float()
     return saved
 
 
@@ -84,9 +87,11 @@ def float32_forward(model: Any):
     the tight GGUF check failed on a correct file. Here every weight keeps its bf16 value and only the arithmetic is
     fp32, as in llama.cpp (a BF16 GGUF of the same shape then measured 0.047 from it). The extra memory is the
     embedding, the LM head and one decoder layer in fp32: +4.6 GB measured on the 2-layer real shape (5.31 ->
-    9.92 GB), ~6 GB at most on the 20B, whose layers have that shape. Parameters that are fp32 already (PEFT keeps
-    LoRA weights in fp32) are not touched, and every cast is undone exactly on exit. No-op for a model that has no
-    bf16/fp16 weights (the CPU path)."""
+    9.92 GB), which has the 20B's embedding, LM head and layer sizes, so the 20B's increment should be the same
+    (not measured there). Parameters that are fp32 already (PEFT keeps LoRA weights in fp32) are not touched, and
+    every cast is undone exactly on exit. No-op for a model that has no bf16/fp16 weights (the CPU path)."""
+    import torch
+
     tensors = [*model.parameters(), *model.buffers()]
     if not any(str(t.dtype).removeprefix("torch.") in _LOW_PRECISION for t in tensors):
         yield
@@ -98,43 +103,31 @@ def float32_forward(model: Any):
     pending: dict[int, list[tuple[Any, Any]]] = {}
 
     def pre_hook(module, args):
-        pending[id(module)] = _upcast([*module.parameters(), *module.buffers()])
+        _upcast([*module.parameters(), *module.buffers()], pending.setdefault(id(module), []))
 
     def post_hook(module, args, output):
         _restore(pending.pop(id(module), []))
 
-    handles = [h for layer in layers for h in (layer.register_forward_pre_hook(pre_hook),
-                                               layer.register_forward_hook(post_hook))]
-    # transformers reads both at call time; grouped_mm and flex are bf16-only paths on CUDA.
-    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
-                                                                          "_attn_implementation")}
-    switched = [(c, c._attn_implementation, getattr(c, "_experts_implementation", None)) for c in configs.values()]
-    for config, _, experts in switched:
-        config._attn_implementation = "eager"
-        if experts is not None:
-            config._experts_implementation = "eager"
-    outside = _upcast(t for t in tensors if id(t) not in in_layers)  # embedding, final norm, LM head
-    # fp32 means fp32: TF32 matmuls (10-bit mantissa) would bring back the rounding this removes.
-    import torch
-
-    matmul_precision = torch.get_float32_matmul_precision()
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.allow_tf32 = False
+    matmul_precision, cudnn_tf32 = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    handles: list[Any] = []
+    outside: list[tuple[Any, Any]] = []
     try:
-        yield
-    finally:
+        with eager_attention(model, experts=True):
+            handles = [h for layer in layers for h in (layer.register_forward_pre_hook(pre_hook),
+                                                       layer.register_forward_hook(post_hook))]
+            _upcast((t for t in tensors if id(t) not in in_layers), outside)  # embedding, final norm, LM head
+            # fp32 means fp32: TF32 matmuls (10-bit mantissa) would bring back the rounding this removes.
+            torch.set_float32_matmul_precision("highest")
+            torch.backends.cudnn.allow_tf32 = False
+            yield
+    finally:  # also after a failed setup or a forward that raised inside a layer
         torch.set_float32_matmul_precision(matmul_precision)
         torch.backends.cudnn.allow_tf32 = cudnn_tf32
         _restore(outside)
         for handle in handles:
             handle.remove()
-        for layer_id in list(pending):  # a forward that raised inside a layer
+        for layer_id in list(pending):
             _restore(pending.pop(layer_id))
-        for config, attn, experts in switched:
-            config._attn_implementation = attn
-            if experts is not None:
-                config._experts_implementation = experts
 
 
 def logits_agreement(reference, candidate) -> dict[str, float]:
@@ -164,18 +157,26 @@ def logits_agreement(reference, candidate) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def eager_attention(model: Any):
+def eager_attention(model: Any, experts: bool = False):
     """flex_attention -> eager for no-grad forwards, restored after. A training model on CUDA uses flex, and
     inductor's no-grad flex kernel failed for them: the probes on the H100 (NoValidChoicesError, 2026-11-25) and IPO's
     reference precompute on the H200 (2026-11-28). Eager is also what the loaders (merge, export) use, so both sides
-    of a fingerprint comparison run the same attention code. Used by pipeline_lib.fingerprint, .ipo and .grpo."""
+    of a fingerprint comparison run the same attention code. Used by pipeline_lib.fingerprint, .ipo and .grpo.
+    ``experts=True`` also switches the experts to transformers' eager loop (``float32_forward``: the CUDA loaders'
+    grouped_mm is a bf16 path). transformers reads both settings at call time."""
     configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None),
                                                                           "_attn_implementation")}
     switched = [c for c in configs.values() if c._attn_implementation == "flex_attention"]
-    for config in switched:
-        config._attn_implementation = "eager"
+    moe = [(c, c._experts_implementation) for c in configs.values()
+           if experts and getattr(c, "_experts_implementation", None) not in (None, "eager")]
     try:
+        for config in switched:
+            config._attn_implementation = "eager"
+        for config, _ in moe:
+            config._experts_implementation = "eager"
         yield
     finally:
         for config in switched:
             config._attn_implementation = "flex_attention"
+        for config, implementation in moe:
+            config._experts_implementation = implementation

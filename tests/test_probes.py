@@ -79,3 +79,20 @@ def test_float32_forward_is_a_no_op_on_an_fp32_model(tiny_model_dir: Path) -> No
     model = load_causal_lm(tiny_model_dir, Precision("cpu", False, "float32", "eager", None)).eval()
     probes = harmony_probe_ids()
     assert torch.equal(probe_logits(model, probes), probe_logits(model, probes, float32=True))
+
+
+def test_float32_forward_runs_eager_experts_and_restores_grouped_mm(tiny_model_dir: Path) -> None:
+    """The CUDA loaders ask for grouped_mm experts (a bf16 path); inside float32_forward the experts run eager."""
+    from pipeline_lib.modeling import Precision, load_causal_lm
+    from pipeline_lib.probes import eager_attention
+
+    model = load_causal_lm(tiny_model_dir, Precision("cpu", True, "bfloat16", "eager", "grouped_mm")).eval()
+    seen: list[str] = []
+    layer = next(m for m in model.modules() if type(m).__name__.endswith("DecoderLayer"))
+    layer.register_forward_hook(lambda module, args, output: seen.append(model.config._experts_implementation))
+    probes = harmony_probe_ids()[:1]
+    probe_logits(model, probes, float32=True)
+    with eager_attention(model):  # control: attention only, the experts keep grouped_mm
+        probe_logits(model, probes)
+    assert seen == ["eager", "grouped_mm"], seen
+    assert model.config._experts_implementation == "grouped_mm"
