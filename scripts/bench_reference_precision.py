@@ -26,9 +26,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="GPT-OSS folder (scripts/make_random_gpt_oss.py)")
@@ -41,12 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def random_adapter(model, b_std: float, seed: int = 0):
+    """The pipeline's own LoRA targets (attention + the experts' 3-D parameters) at r=8, B random (PEFT zeroes it)."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
+
+    from pipeline_lib.unsloth_utils import hf_lora_config
 
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_parameters=EXPERT_PARAMETERS,
-                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    peft_model = get_peft_model(model, hf_lora_config(8))
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipeline_lib import phases
-    from pipeline_lib.modeling import inference_precision, load_causal_lm
+    from pipeline_lib.modeling import Precision, inference_precision, load_causal_lm
     from pipeline_lib.probes import harmony_probe_ids, logits_agreement, probe_logits
     from pipeline_lib.provenance import provenance
     from pipeline_lib.smoke import expert_deltas_dropped
@@ -82,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_fp32_model:
         t = time.time()
         # eager attention and eager experts, TF32 off: the plainest fp32 forward there is
-        fp32_model = load_causal_lm(args.model, precision.__class__(precision.device, precision.bf16, "float32",
-                                                                    "eager", "eager")).eval()
+        fp32_model = load_causal_lm(args.model, Precision(precision.device, precision.bf16, "float32", "eager",
+                                                          "eager")).eval()
         torch.set_float32_matmul_precision("highest")
         truth = probe_logits(fp32_model, probes)
         fp32_state = {k: v.detach().float().cpu() for k, v in [*fp32_model.state_dict().items(),
