@@ -96,3 +96,23 @@ def test_float32_forward_runs_eager_experts_and_restores_grouped_mm(tiny_model_d
         probe_logits(model, probes)
     assert seen == ["eager", "grouped_mm"], seen
     assert model.config._experts_implementation == "grouped_mm"
+
+
+def test_reference_precision_bench_runs_and_tells_a_dropped_merge(tiny_model_dir: Path, tmp_path: Path,
+                                                                  repo_root: Path) -> None:
+    """scripts/bench_reference_precision.py (the GPU measurement of docs/BENCHMARKS.md "Reference precision") on the
+    tiny model: the correct merge agrees, the expert-dropped control does not (fp32 on the CPU)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_reference_precision",
+                                                  repo_root / "scripts" / "bench_reference_precision.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "report.json"
+    assert bench.main(["--model", str(tiny_model_dir), "--workdir", str(tmp_path / "w"), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    correct, dropped = (report["merge"][case]["float32_forward"] for case in ("correct", "experts_dropped"))
+    assert correct["merged_vs_adapter_rel_p90"] < 1e-4 < 0.5 < dropped["merged_vs_adapter_rel_p90"], report["merge"]
+    assert report["forward"]["float32_forward_vs_fp32_model"]["rel_max_abs_diff"] < 1e-4
+    assert report["loads_differ"] == []
