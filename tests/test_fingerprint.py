@@ -216,3 +216,30 @@ def test_fingerprint_ignores_accelerates_autocast_wrapper(tiny_model_dir: Path, 
     reference = measure(_load(tiny_model_dir, adapter))
     assert torch.equal(measured["tensors"]["adapter"], reference["tensors"]["adapter"])
     assert model.forward.__func__ is not model._original_forward.__func__  # the wrapper is put back
+
+
+def test_stack_bench_misreads_fail_and_the_saved_adapter_passes(tiny_model_dir: Path, adapter: Path,
+                                                                 tmp_path: Path, repo_root: Path) -> None:
+    """scripts/bench_fingerprint_stack.py (docs/BENCHMARKS.md "Fingerprint across stacks") on the tiny model in fp32:
+    the saved adapter reproduces its fingerprint; each misread copy (expert lora_B read expert-major, expert lora_B
+    zeroed, every lora_B halved) moves the logits far past every candidate rule's tolerance, and the copy is
+    undone (the adapter row, measured before, and a re-measure after agree)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_fingerprint_stack",
+                                                  repo_root / "scripts" / "bench_fingerprint_stack.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "report.json"
+    assert bench.main(["--model", str(tiny_model_dir), "--adapter", str(adapter), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())["results"][0]
+    rows = result["rows"]
+    assert rows["adapter"]["rel_p90"] < 1e-4 and rows["base"]["rel_p90"] < 1e-4, rows
+    assert result["shipped_check"]["passed"]
+    for kind in ("experts_B_transposed", "experts_B_zeroed", "scale_x0.5"):
+        assert rows[kind]["rel_median"] > 0.1, (kind, rows[kind])
+        for rule in bench.RULES:
+            assert result["rules"][rule]["adapter"] == "pass" and result["rules"][rule][kind] == "FAIL", (rule, kind)
+    assert rows["one_expert_tensor_zeroed"]["rel_p90"] > 1e-3  # moved in fp32, whatever a bf16 rule can see
+    check = verify_fingerprint(_load(tiny_model_dir, adapter), adapter)  # the file was not changed by the bench
+    assert check["passed"] and check["value"] < 1e-5
