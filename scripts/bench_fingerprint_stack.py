@@ -88,16 +88,20 @@ def misread(model, kind: str):
 
 
 # Candidate cross-stack rules: (statistic judged, tolerance from the rows). rel_tol 0.1 and noise 2 x the layout
-# noise (p90, recorded or here, the larger) as pipeline_lib.fingerprint; they differ in statistic and stack term.
+# noise as pipeline_lib.fingerprint; they differ in statistic and stack term. "median_base2" is what
+# verify_fingerprint ships (chosen from the 2026-11-29 H200 run of this bench); "p90_base1.5" what it shipped before.
 RULES = {
-    "p90_base1.5": ("rel_p90", lambda rows, noise: max(0.1, 2 * noise, 1.5 * rows["base"]["rel_p90"])),
-    "p90_base3": ("rel_p90", lambda rows, noise: max(0.1, 2 * noise, 3.0 * rows["base"]["rel_p90"])),
-    "median_base1.5": ("rel_median", lambda rows, noise: max(0.1, 2 * noise, 1.5 * rows["base"]["rel_median"])),
+    "p90_base1.5": ("rel_p90", lambda rows, noise: max(0.1, 2 * noise["rel_p90"], 1.5 * rows["base"]["rel_p90"])),
+    "p90_base3": ("rel_p90", lambda rows, noise: max(0.1, 2 * noise["rel_p90"], 3.0 * rows["base"]["rel_p90"])),
+    "median_base2": ("rel_median",
+                     lambda rows, noise: max(0.1, 2 * noise["rel_median"], 2.0 * rows["base"]["rel_median"])),
 }
 
 
 def judge_rows(rows: dict, recorded: dict) -> dict[str, dict[str, str]]:
-    noise = max(recorded["noise_rel"], rows["noise_here"]["rel_p90"])
+    noise = {"rel_p90": max(recorded["noise_rel"], rows["noise_here"]["rel_p90"]),
+             "rel_median": max(recorded.get("noise_rel_median", recorded["noise_rel"]),
+                               rows["noise_here"]["rel_median"])}
     out = {}
     for rule, (statistic, tolerance) in RULES.items():
         tol = tolerance(rows, noise)
@@ -181,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row:28s} {s['rel_median']:8.4f} {s['rel_p90']:8.4f} {s['rel_max_abs_diff']:8.4f} "
                   f"{s['argmax_agreement']:7.3f}  {verdicts}")
         print("tolerances: " + ", ".join(f"{r} {result['rules'][r]['tolerance']}" for r in RULES))
-        print(f"shipped check: passed={result['shipped_check'].get('passed')} value "
-              f"{result['shipped_check'].get('value')} threshold {result['shipped_check'].get('threshold')}")
+        from pipeline_lib.fingerprint import describe
+
+        print(f"shipped check: {describe(result['shipped_check'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"model": args.model, "results": results}, indent=2, default=str) + "\n")
     print(f"report: {args.out}")

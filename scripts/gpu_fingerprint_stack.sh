@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ONE GPU call (~7 min on an H200) measuring the adapter fingerprint across stacks: Unsloth trains agent-SFT
-# adapters on a random 2-layer real-shape GPT-OSS, transformers + PEFT re-checks them as IPO does, and
+# ONE GPU call (347 s on an H200, 2026-11-29) measuring the adapter fingerprint across stacks: Unsloth trains
+# agent-SFT adapters on a random 2-layer real-shape GPT-OSS, transformers + PEFT re-checks them as IPO does, and
 # scripts/bench_fingerprint_stack.py reports each candidate rule on the saved adapters and on misread copies
 # (docs/BENCHMARKS.md "Fingerprint across stacks").
 #
@@ -26,22 +26,30 @@ if [ -f .wheelhouse/site.tar.gz ] && ! "$PY" -c "import unsloth" 2>/dev/null; th
 fi
 export HF_HUB_OFFLINE=1 GPT_OSS_PIPELINE_CACHE=$WORK/cache TRITON_CACHE_DIR=$WORK/cache/triton \
     TORCHINDUCTOR_CACHE_DIR=$WORK/cache/inductor
-step() { local t=$SECONDS; echo "[$(date -u +%T)] $1"; shift; "$@"; echo "[$(date -u +%T)] done in $((SECONDS - t)) s"; }
+# step NAME LOG CMD...: CMD's output to LOG (its last 40 lines shown on failure), its time to this log
+step() {
+    local t=$SECONDS name=$1 log=$2
+    shift 2
+    echo "[$(date -u +%T)] $name"
+    "$@" >"$log" 2>&1 || { tail -40 "$log"; echo "$name FAILED"; exit 1; }
+    echo "[$(date -u +%T)] $name: done in $((SECONDS - t)) s"
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 # the merged model IPO loads is bf16 on disk: build the same layout
-step "build model" "$PY" scripts/make_random_gpt_oss.py --output_dir "$WORK/model" --layers "$LAYERS" --layout bf16
-step "data" "$PY" scripts/tui_data_prep.py --source local --local-dir data/samples --quick-test \
-    --output-dir "$WORK/data" >"$WORK/data.log" 2>&1
+step "build model" "$WORK/build.log" "$PY" scripts/make_random_gpt_oss.py --output_dir "$WORK/model" \
+    --layers "$LAYERS" --layout bf16
+step "data" "$WORK/data.log" "$PY" scripts/tui_data_prep.py --source local --local-dir data/samples --quick-test \
+    --output-dir "$WORK/data"
 ADAPTERS=()
 for seed in $SEEDS; do
     # the smoke run's agent-SFT command (backend auto = Unsloth on CUDA), one seed each
-    step "agent SFT seed $seed" "$PY" scripts/14_train_core_agent.py --config configs/agent_sft.yaml \
-        --base_model "$WORK/model" --train_data_path "$WORK/data/agent_traj/train" --max_seq_length 512 \
-        --per_device_train_batch_size 1 --gradient_accumulation_steps 1 --max_steps "$STEPS" \
-        --output_dir "$WORK/a$seed" --save_steps 1000 --seed "$seed" >"$WORK/train_$seed.log" 2>&1 ||
-        { tail -40 "$WORK/train_$seed.log"; exit 1; }
+    step "agent SFT seed $seed" "$WORK/train_$seed.log" "$PY" scripts/14_train_core_agent.py \
+        --config configs/agent_sft.yaml --base_model "$WORK/model" --train_data_path "$WORK/data/agent_traj/train" \
+        --max_seq_length 512 --per_device_train_batch_size 1 --gradient_accumulation_steps 1 --max_steps "$STEPS" \
+        --output_dir "$WORK/a$seed" --save_steps 1000 --seed "$seed"
     grep -h "training path\|trainable=" "$WORK/train_$seed.log" || true
     ADAPTERS+=(--adapter "$WORK/a$seed/final")
 done
-step "bench" "$PY" scripts/bench_fingerprint_stack.py --model "$WORK/model" "${ADAPTERS[@]}" \
+step "bench" "$OUT/bench_stdout.log" "$PY" scripts/bench_fingerprint_stack.py --model "$WORK/model" "${ADAPTERS[@]}" \
     --out "$OUT/fingerprint_stack.json"
+grep -v "Loading weights\|Warning\|warn" "$OUT/bench_stdout.log" || true

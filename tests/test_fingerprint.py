@@ -13,6 +13,7 @@ from pipeline_lib.fingerprint import (
     FINGERPRINT_FILE,
     FINGERPRINT_JSON,
     FingerprintMismatch,
+    describe,
     record_fingerprint,
     verify_fingerprint,
 )
@@ -114,24 +115,90 @@ def test_cross_stack_recordings_get_the_looser_tolerance(tiny_model_dir: Path, t
     assert check["base_rel_p90"] < 0.01 and check["threshold"] == max(0.1, parts["noise_term"]) and check["passed"]
 
 
+def _as_unsloth_recording(folder: Path) -> dict:
+    summary = json.loads((folder / FINGERPRINT_JSON).read_text())
+    (folder / FINGERPRINT_JSON).write_text(json.dumps({**summary, "backend": "unsloth"}))
+    return summary
+
+
 def test_stack_term_follows_the_base_disagreement(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """Cross-stack: the recorded BASE logits (adapter off) disagreeing with ours raises the tolerance by 1.5 x that
-    disagreement (the adapter cannot cause it); the verdict is then reported as not discriminative when the adapter's
-    effect is under 3 x the tolerance. Control: the untouched recording has base_rel_p90 ~0."""
+    """Cross-stack: the recorded BASE logits (adapter off) disagreeing with ours raise the tolerance to 2 x that
+    disagreement's median (the adapter cannot cause it); the verdict is then reported as not discriminative when the
+    adapter's effect is under 3 x the tolerance. Control: the untouched recording has base disagreement ~0."""
     import torch
     from safetensors.torch import load_file, save_file
 
     folder = _trained_like_adapter(tiny_model_dir, tmp_path / "bf16", "bfloat16")
-    summary = json.loads((folder / FINGERPRINT_JSON).read_text())
-    (folder / FINGERPRINT_JSON).write_text(json.dumps({**summary, "backend": "unsloth"}))
+    _as_unsloth_recording(folder)
     tensors = load_file(str(folder / FINGERPRINT_FILE))
     generator = torch.Generator().manual_seed(1)
     noise = torch.randn(tensors["base"].shape, generator=generator) * tensors["base"].float().std(-1, keepdim=True)
     tensors["base"] = (tensors["base"].float() + noise).to(tensors["base"].dtype)
     save_file(tensors, str(folder / FINGERPRINT_FILE))
     check = verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder, strict=False)
-    assert check["base_rel_p90"] > 1.0 and check["tolerance_parts"]["stack_term"] == 1.5 * check["base_rel_p90"]
+    assert check["statistic"] == "rel_median" and check["base_rel_median"] > 1.0
+    assert check["tolerance_parts"]["stack_term"] == 2.0 * check["base_rel_median"]
     assert check["threshold"] == check["tolerance_parts"]["stack_term"] and check["passed"]
+    assert not check["discriminative"] and "NOT discriminative" in describe(check)
+
+
+def test_cross_stack_judges_the_median_position(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Across stacks, routing flips move a minority of positions a lot (H200: p90 0.64, median 0.058 for a correct
+    adapter); a misread adapter moves every position. Recorded logits shifted by 3 std at 20% of the positions pass
+    (p90 far out, median in); the same shift at every position fails. Same stack judges the p90: the 20% fails."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = _trained_like_adapter(tiny_model_dir, tmp_path / "bf16", "bfloat16")
+    summary = _as_unsloth_recording(folder)
+    clean = load_file(str(folder / FINGERPRINT_FILE))
+    positions = clean["adapter"].shape[0]
+
+    def shifted(rows: torch.Tensor) -> dict:
+        tensors = dict(clean)
+        adapter = tensors["adapter"].float().clone()
+        adapter[rows] += 3.0 * adapter.std()
+        tensors["adapter"] = adapter.to(clean["adapter"].dtype)
+        save_file(tensors, str(folder / FINGERPRINT_FILE))
+        return verify_fingerprint(_load(tiny_model_dir, folder, "bfloat16"), folder, strict=False)
+
+    few = torch.arange(0, positions, 5)  # every 5th position: 20%
+    check = shifted(few)
+    assert check["statistic"] == "rel_median" and check["rel_p90"] > 1.0 and check["passed"], check
+    check = shifted(torch.arange(positions))
+    assert check["rel_median"] > 1.0 and not check["passed"], check
+    (folder / FINGERPRINT_JSON).write_text(json.dumps(summary))  # recorded by "hf" on the CPU: same stack
+    check = shifted(few)
+    assert check["statistic"] == "rel_p90" and not check["passed"], check
+
+
+def test_expert_part_is_measured_and_switched_back(tiny_model_dir: Path, adapter: Path, tmp_path: Path) -> None:
+    """expert_effect: the loaded model with its expert LoRA switched off (scaling 0) against itself; the scaling
+    comes back (the logits after equal those before). Control: an adapter whose expert lora_B are all zero has
+    expert_effect 0 and is reported as not able to see the experts."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipeline_lib.fingerprint import _expert_lora_off, _logits
+    from pipeline_lib.probes import harmony_probe_ids
+
+    model = _load(tiny_model_dir, adapter)
+    before = _logits(model, harmony_probe_ids()[:1])
+    with _expert_lora_off(model) as switched:
+        off = _logits(model, harmony_probe_ids()[:1])
+    assert switched == len(EXPERT_PARAMETERS) * model.config.num_hidden_layers
+    assert torch.equal(_logits(model, harmony_probe_ids()[:1]), before) and not torch.equal(off, before)
+    check = verify_fingerprint(model, adapter)
+    assert check["expert_effect"] > 0.1 and check["discriminative_experts"], check
+
+    no_experts = tmp_path / "no_experts"
+    shutil.copytree(adapter, no_experts)
+    weights = load_file(str(no_experts / "adapter_model.safetensors"))
+    weights = {k: (torch.zeros_like(v) if "experts" in k and "lora_B" in k else v) for k, v in weights.items()}
+    save_file(weights, str(no_experts / "adapter_model.safetensors"))
+    check = verify_fingerprint(_load(tiny_model_dir, no_experts), no_experts, strict=False)
+    assert check["expert_effect"] == 0.0 and check["discriminative_experts"] is False
+    assert "experts' part 0, NOT discriminative" in describe(check)
 
 
 def test_adapter_without_fingerprint_is_reported_not_passed(tiny_model_dir: Path, adapter: Path,
