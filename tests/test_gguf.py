@@ -228,3 +228,38 @@ def test_export_killed_mid_probe_leaves_nothing_outside_and_next_export_cleans(t
     result = gguf_export.llama_logits(gguf_dir / "m-Q4_K_M.gguf", [[1, 2]], ["ab"], 1)
     assert result["tokenized"] == [[1, 2]] and result["logits"].shape == (2, 3)
     assert list(gguf_dir.iterdir()) == []  # a finished request removes its folder
+
+
+def test_gguf_control_variants_change_only_their_tensors(repo_root: Path) -> None:
+    """scripts/bench_gguf_controls.py's mapping bugs (docs/BENCHMARKS.md "BF16 GGUF controls"): each changes exactly
+    the tensors it names, the gate/up swap exchanges the interleaved halves (applied twice it is the identity), and
+    a state without the tensors is refused rather than benchmarked unchanged."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_gguf_controls",
+                                                  repo_root / "scripts" / "bench_gguf_controls.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g = torch.Generator().manual_seed(0)
+    state = {"model.layers.0.self_attn.sinks": torch.randn(4, generator=g),
+             "model.layers.0.mlp.experts.gate_up_proj": torch.randn(2, 3, 8, generator=g),
+             "model.layers.0.mlp.experts.gate_up_proj_bias": torch.randn(2, 8, generator=g),
+             "model.layers.0.mlp.router.bias": torch.randn(2, generator=g),
+             "model.layers.0.self_attn.q_proj.weight": torch.randn(4, 4, generator=g)}
+    changed = {"sinks_zeroed": {"model.layers.0.self_attn.sinks"},
+               "gate_up_swapped": {"model.layers.0.mlp.experts.gate_up_proj",
+                                   "model.layers.0.mlp.experts.gate_up_proj_bias"},
+               "router_bias_zeroed": {"model.layers.0.mlp.router.bias"}}
+    assert set(changed) == set(bench.CONTROLS)
+    for control, keys in changed.items():
+        out = bench.broken_state(state, control)
+        assert {k for k in state if not torch.equal(state[k], out[k])} == keys, control
+    swapped = bench.broken_state(state, "gate_up_swapped")
+    w = "model.layers.0.mlp.experts.gate_up_proj"
+    assert torch.equal(swapped[w][..., ::2], state[w][..., 1::2])
+    assert torch.equal(swapped[w][..., 1::2], state[w][..., ::2])
+    assert torch.equal(bench.broken_state(swapped, "gate_up_swapped")[w], state[w])
+    with pytest.raises(ValueError, match="no tensor to change"):
+        bench.broken_state({"model.layers.0.self_attn.q_proj.weight": torch.zeros(2)}, "sinks_zeroed")
