@@ -58,19 +58,20 @@ class GgufSettings:
         "help": "A llama.cpp checkout whose converter to use (default: the pinned llama-cpp-python sdist)"})
     llama_cpp_sdist: str | None = field(default=None, metadata={
         "help": "Path to llama_cpp_python-0.3.36.tar.gz (offline; else pip downloads it once)"})
-    # BF16 GGUF vs HF logits, rel_p90 (pipeline_lib.probes.logits_agreement: per-position max|d| / std(HF), 90th
-    # percentile; the max alone trips on one router near-tie flip). Measured on tiny merged models with bf16 weights
-    # and the merge probes: p90 0.017, median 0.014 (max 0.017-2.06: routing flips).
-    # Mapping bugs: sinks zeroed p90 1.0 / median 0.21 (here), gate/up swapped 0.65, sinks off 0.54, no sliding
-    # window 0.109 (max). 0.05 is ~3x the clean value and ~2x below the smallest tensor-mapping control; plain RoPE
-    # (0.046) is caught by the metadata check instead. At the real width (2-layer GPT-OSS-20B shape, random weights,
-    # 2026-11-29, docs/BENCHMARKS.md "Reference precision") a correct file measured p90 0.043 against the fp32 CPU
-    # reference and 0.047 on the H200 (probes.float32_forward), median 0.036-0.037, top-1 0.966 on both: what
-    # llama.cpp's BF16 dot products (activations rounded to bf16) cost there. Little margin, left as is: the mapping
-    # controls have not been measured at that width, and 0.1 would sit at the no-sliding-window control's 0.109.
-    gguf_bf16_rel_tol: float = field(default=5e-2, metadata={"help": "BF16 GGUF vs HF logits: max rel_p90"})
-    # One top-1 flip in 87 probe tokens on the tiny model's near-tied random logits (std 0.16); sinks zeroed: 0.85.
-    gguf_bf16_min_argmax_agreement: float = field(default=0.95, metadata={"help": "BF16 GGUF: min top-1 agreement"})
+    # BF16 GGUF vs HF logits, rel_median (pipeline_lib.probes.logits_agreement: per-position max|d| / std(HF), the
+    # median over the probe positions). At the real width (2-layer GPT-OSS-20B shape, random weights, 2026-11-29,
+    # docs/BENCHMARKS.md "BF16 GGUF controls") a correct file measured median 0.035-0.037 in three runs (fp32 CPU
+    # reference twice, probes.float32_forward on the H200) -- what llama.cpp's BF16 dot products (activations rounded
+    # to bf16) cost there -- while its p90 swung from 0.043 to 0.27 with the number of positions whose top-4 routing
+    # flipped (the p90 was judged until then and failed that correct file). Mapping bugs move every position: at the
+    # real width sinks zeroed median 0.98, gate/up swapped 3.06, router bias zeroed 0.20; on the tiny model (correct
+    # 0.014-0.018) 0.13-0.21, 3.19 and 0.23. 0.05 sits 1.4x above the correct real-width file and 4x below the
+    # nearest control. A missing sliding window (tiny: max 0.109) and plain RoPE (0.046) are caught by the metadata
+    # checks; the real model's 128-token window is longer than the probes.
+    gguf_bf16_rel_tol: float = field(default=5e-2, metadata={"help": "BF16 GGUF vs HF logits: max rel_median"})
+    # A floor against a garbage file, not the tight check: a correct real-width file on random weights (near-tied
+    # logits) measured top-1 0.908-0.966, the router-bias control 0.862 (the median above catches it).
+    gguf_bf16_min_argmax_agreement: float = field(default=0.8, metadata={"help": "BF16 GGUF: min top-1 agreement"})
     # 4-bit files: rel is 2.2-2.7 on the tiny model (0.095-0.125 on its probe), correlation 0.986-0.993 and
     # top-1 0.68-0.76, close to the sinks-zeroed BF16 control (0.994, 0.85): on their own they cannot tell a mapping
     # bug from quantization noise. They are sanity floors against a garbage file; the tight check is the BF16 one
@@ -357,8 +358,8 @@ def metadata_checks(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, d
 def logits_checks(agreement: dict[str, float], quantized: bool, settings: GgufSettings) -> dict[str, dict[str, Any]]:
     if not quantized:
         return {
-            "logits_rel_p90": check(agreement["rel_p90"], settings.gguf_bf16_rel_tol,
-                                    agreement["rel_p90"] <= settings.gguf_bf16_rel_tol),
+            "logits_rel_median": check(agreement["rel_median"], settings.gguf_bf16_rel_tol,
+                                       agreement["rel_median"] <= settings.gguf_bf16_rel_tol),
             "logits_argmax_agreement": check(agreement["argmax_agreement"], settings.gguf_bf16_min_argmax_agreement,
                                              agreement["argmax_agreement"] >= settings.gguf_bf16_min_argmax_agreement),
         }
@@ -399,7 +400,8 @@ def validate_gguf(gguf_file: Path, hf_reference: dict[str, Any], config: dict[st
 def hf_reference_logits(hf_dir: Path) -> dict[str, Any]:
     """HF logits on the Harmony probes, the reference every GGUF is compared with: the saved bf16 weights in fp32
     arithmetic on every machine (probes.float32_forward), as llama.cpp computes a BF16 GGUF. A bf16 forward on CUDA
-    was no reference: against it the correct BF16 GGUF of the 2-layer real shape measured rel_p90 0.74."""
+    was no reference: against it the correct BF16 GGUF of the 2-layer real shape measured rel_p90 0.74, median 0.081
+    (0.037 against fp32 arithmetic)."""
     import torch
 
     from pipeline_lib.modeling import inference_precision, load_causal_lm
