@@ -42,9 +42,9 @@ step "data" "$WORK/data.log" "$PY" scripts/tui_data_prep.py --source local --loc
     --output-dir "$WORK/data"
 ADAPTERS=()
 for seed in $SEEDS; do
-    # the smoke run's agent-SFT command (backend auto = Unsloth on CUDA), one seed each
+    # the smoke run's agent-SFT command (its default config; backend auto = Unsloth on CUDA), one seed each
     step "agent SFT seed $seed" "$WORK/train_$seed.log" "$PY" scripts/14_train_core_agent.py \
-        --config configs/agent_sft.yaml --base_model "$WORK/model" --train_data_path "$WORK/data/agent_traj/train" \
+        --base_model "$WORK/model" --train_data_path "$WORK/data/agent_traj/train" \
         --max_seq_length 512 --per_device_train_batch_size 1 --gradient_accumulation_steps 1 --max_steps "$STEPS" \
         --output_dir "$WORK/a$seed" --save_steps 1000 --seed "$seed"
     grep -h "training path\|trainable=" "$WORK/train_$seed.log" || true
