@@ -10,7 +10,8 @@ re-run with a suffix); and misread copies of the adapter, made in memory, that a
 
 - ``experts_B_transposed``: every expert ``lora_B`` read expert-major instead of PEFT's rank-major layout (Unsloth
   writes ``lora_B_layout: rank_major`` into the config; a loader that read it the other way gets this);
-- ``experts_B_zeroed``: every expert ``lora_B`` zero (the experts' adapter lost);
+- ``experts_B_zeroed``: the experts' adapter lost (``fingerprint._expert_lora_off``, the switch the check's own
+  ``expert_effect`` uses);
 - ``scale_x0.5``: every ``lora_B`` halved (a misread alpha/rank scaling);
 - ``one_expert_tensor_zeroed``: layer 0's first expert ``lora_B`` zero (the smoke run's same-stack control).
 
@@ -33,6 +34,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from pipeline_lib.fingerprint import FingerprintSettings, _expert_lora_off  # noqa: E402 (after the path insert)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +74,7 @@ def misread(model, kind: str):
                     # PEFT reads B as (out, rank, experts); read as (out, experts, rank) instead
                     weight.copy_(weight.reshape(out, rank, experts).transpose(1, 2).reshape(out, rank_x_experts))
             elif kind == "experts_B_zeroed":
-                for _, weight, _experts in _expert_b(model):
-                    weight.zero_()
+                pass  # the check's own switch (scaling 0), entered below
             elif kind == "one_expert_tensor_zeroed":
                 _expert_b(model)[0][1].zero_()
             elif kind == "scale_x0.5":
@@ -80,21 +82,23 @@ def misread(model, kind: str):
                     p.mul_(0.5)
             else:
                 raise ValueError(kind)
-        yield
+        with _expert_lora_off(model) if kind == "experts_B_zeroed" else contextlib.nullcontext():
+            yield
     finally:
         with torch.no_grad():
             for key, p in params.items():
                 p.copy_(saved[key])
 
 
-# Candidate cross-stack rules: (statistic judged, tolerance from the rows). rel_tol 0.1 and noise 2 x the layout
-# noise as pipeline_lib.fingerprint; they differ in statistic and stack term. "median_base2" is what
-# verify_fingerprint ships (chosen from the 2026-11-29 H200 run of this bench); "p90_base1.5" what it shipped before.
+# Candidate cross-stack rules: (statistic judged, tolerance from the rows and the layout noise). "shipped" is
+# verify_fingerprint's cross-stack rule, built from its FingerprintSettings (bf16), so the two cannot drift apart;
+# "p90_base1.5" is what it shipped before 2026-11-29, "p90_base3" the looser p90 alternative.
+_S = FingerprintSettings()
 RULES = {
     "p90_base1.5": ("rel_p90", lambda rows, noise: max(0.1, 2 * noise["rel_p90"], 1.5 * rows["base"]["rel_p90"])),
     "p90_base3": ("rel_p90", lambda rows, noise: max(0.1, 2 * noise["rel_p90"], 3.0 * rows["base"]["rel_p90"])),
-    "median_base2": ("rel_median",
-                     lambda rows, noise: max(0.1, 2 * noise["rel_median"], 2.0 * rows["base"]["rel_median"])),
+    "shipped": ("rel_median", lambda rows, noise: max(_S.rel_tol["bfloat16"], _S.noise_factor * noise["rel_median"],
+                                                      _S.stack_factor * rows["base"]["rel_median"])),
 }
 
 
