@@ -76,14 +76,15 @@ def bf16_folder(model: Path, workdir: Path) -> Path:
     config = json.loads((model / "config.json").read_text())
     if "quantization_config" not in config:
         return model
+    from pipeline_lib.merge import save_tokenizer, strip_quantization_config
     from pipeline_lib.modeling import inference_precision, load_causal_lm
 
     out = workdir / "bf16"
     if not (out / "config.json").is_file():
+        # as the merge writes its bf16 folder: weights, no quantization_config, the model's tokenizer + template
         load_causal_lm(model, inference_precision()).save_pretrained(out)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-            if (model / name).is_file():
-                shutil.copy(model / name, out / name)
+        strip_quantization_config(out)
+        save_tokenizer(model, str(model), out)
     return out
 
 
