@@ -9,9 +9,13 @@ Measures, on the machine's device (docs/BENCHMARKS.md "Reference precision" has 
    useful where the correct merge lands far below the dropped one;
 3. with ``--export``: the adapter saved as ``<workdir>/checkpoints/tool_calling_sft/final`` and exported by
    ``scripts/19_merge_adapter.py --export`` (merge, HF checks, BF16/Q4_K_M/MXFP4_MOE GGUF validated by llama.cpp
-   against the HF reference); its manifest's checks are copied into the output.
+   against the HF reference); its manifest's checks are copied into the output, and the BF16 GGUF's logits are
+   compared with the exported model's plain forward and its ``float32_forward`` -- and with ``--cpu-reference``
+   with the exported model loaded in true fp32 on the CPU (the reference the CUDA forwards are meant to equal).
+``--adapter DIR``: export a trained adapter (a phase's ``final/``) instead of the random one; item 2 is skipped.
 
     python3 scripts/bench_reference_precision.py --model DIR --workdir DIR --out FILE.json [--export]
+        [--adapter DIR] [--cpu-reference] [--skip-fp32-model]
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--b-std", type=float, default=0.02, help="std of the random LoRA B (A is PEFT's init)")
     p.add_argument("--skip-fp32-model", action="store_true", help="no fp32 copy of the model (item 1 skipped)")
     p.add_argument("--export", action="store_true", help="also run 19_merge_adapter.py --export on the adapter")
+    p.add_argument("--adapter", type=Path, help="a trained adapter folder to export instead of the random one")
+    p.add_argument("--cpu-reference", action="store_true",
+                   help="also compare the BF16 GGUF with the export loaded in fp32 on the CPU")
     return p.parse_args(argv)
 
 
@@ -119,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     # 2. the merge, correct and with the expert deltas dropped, under both forwards
     merge_key, export_key = phases.MERGE.name, phases.EXPORT.name  # the report's keys
     report[merge_key] = {}
-    for case in ("correct", "experts_dropped"):
+    if args.adapter is not None:
+        import shutil
+
+        adapter_dir = phases.TOOL_CALLING.run_dir(args.workdir, "bench") / "final"
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        shutil.copytree(args.adapter, adapter_dir)
+        report["adapter"] = str(args.adapter)
+    for case in () if args.adapter is not None else ("correct", "experts_dropped"):
         model = model if case == "correct" else load_causal_lm(args.model, precision).eval()
         peft_model = random_adapter(model, args.b_std)
         if case == "correct":
@@ -182,8 +196,20 @@ def main(argv: list[str] | None = None) -> int:
             width = min(llama.shape[-1], plain.shape[-1])
             versus = {"plain": probe_logits(merged, probes), "float32_forward": probe_logits(merged, probes,
                                                                                               float32=True)}
-            report[export_key]["bf16_gguf_vs"] = {k: logits_agreement(v[:, :width], llama[:, :width])
+            del merged
+            if args.cpu_reference:  # the export's bf16 weights, held and computed in fp32 on the CPU
+                cpu = load_causal_lm(out_dir / "hf", Precision("cpu", False, "float32", "eager", "eager")).eval()
+                versus["cpu_fp32"] = probe_logits(cpu, probes)
+                del cpu
+                report[export_key]["float32_forward_vs_cpu_fp32"] = logits_agreement(
+                    versus["cpu_fp32"].float(), versus["float32_forward"].float().cpu())
+            report[export_key]["bf16_gguf_vs"] = {k: logits_agreement(v[:, :width].float().cpu(), llama[:, :width])
                                                 for k, v in versus.items()}
+            # per position (max |d| over the vocabulary / the reference's std, as logits_agreement): where do they
+            # differ -- a few routing flips or every position?
+            report[export_key]["bf16_gguf_rel_per_position"] = {
+                k: [round(float(x), 4) for x in (v[:, :width] - llama[:, :width]).abs().amax(-1) / v[:, :width].std()]
+                for k, v in versus.items()}
             log(f"BF16 GGUF vs HF: {json.dumps(report[export_key]['bf16_gguf_vs'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str))
