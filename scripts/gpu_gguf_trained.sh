@@ -23,6 +23,11 @@ step() { echo "[gguf-trained $(date -u +%H:%M:%S) +${SECONDS}s] $*"; }
 export PYTHONPATH=$W/site:$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 GPT_OSS_PIPELINE_CACHE=$W/cache
 export PYTHON=${PYTHON:-python3}
 cd "$REPO_ROOT"
+# llama.cpp's converter from the wheelhouse, where pipeline_lib.gguf_export looks for it (as gpu_smoke.sh does)
+CONVERTER=$GPT_OSS_PIPELINE_CACHE/llama-cpp-python-0.3.36/llama.cpp
+if [[ -f $W/site/llama_cpp_converter/convert_hf_to_gguf.py && ! -f $CONVERTER/convert_hf_to_gguf.py ]]; then
+    mkdir -p "$(dirname "$CONVERTER")" && cp -r "$W/site/llama_cpp_converter" "$CONVERTER"
+fi
 
 MODEL=$W/gpt-oss-2l-mxfp4
 "$PYTHON" scripts/make_random_gpt_oss.py --output_dir "$MODEL" --layers 2 --layout mxfp4 >"$W/build.out" 2>&1
@@ -62,5 +67,6 @@ r = json.load(open(sys.argv[1])).get(phases.EXPORT.name, {})
 for k, v in (r.get("bf16_gguf_vs") or {}).items():
     print(f"BF16 GGUF vs {k}: median {v['rel_median']:.4f} p90 {v['rel_p90']:.4f} top-1 {v['argmax_agreement']:.3f}")
 print("float32_forward vs cpu fp32:", json.dumps(r.get("float32_forward_vs_cpu_fp32")))
+print("gguf:", r.get("gguf_status"), json.dumps(r.get("gguf"))[:1500], r.get("stderr_tail", "")[-800:])
 EOF
 rm -rf "$W/run" "$W/bench" "$MODEL" "$W/cache"
