@@ -96,6 +96,40 @@ def test_metadata_checks_catch_wrong_values() -> None:
 
 @pytest.mark.slow
 @GGUF_SKIP
+def test_bf16_tolerance_follows_the_models_rounding_sensitivity() -> None:
+    """BF16 GGUF: the rel_median tolerance is max(rel_tol, factor x the HF model's bf16-vs-fp32 rel_median). The
+    H200 numbers: a correct file of a sensitive trained model (0.170) passes at a measured-style sensitivity of
+    0.34; without a sensitivity (fp32 loaders) the floor 0.05 applies; a mapping bug (sinks zeroed: 0.98) fails
+    either way."""
+    settings = GgufSettings()
+
+    def judged(median: float, sensitivity: float | None):
+        entry = gguf_export.logits_checks({"rel_median": median, "argmax_agreement": 0.9}, False, settings,
+                                          sensitivity)["logits_rel_median"]
+        return entry["passed"], entry["threshold"], entry["tolerance_parts"]
+
+    assert judged(0.04, None)[:2] == (True, 0.05)
+    assert judged(0.170, None)[0] is False
+    passed, threshold, parts = judged(0.170, 0.34)
+    assert passed and threshold == 0.34 and parts == {"rel_tol": 0.05, "sensitivity_term": 0.34}
+    assert judged(0.98, 0.34)[0] is False and judged(0.04, 0.01)[1] == 0.05
+
+
+def test_reference_measures_the_sensitivity_where_the_model_computes_in_bf16(tiny_model_dir: Path) -> None:
+    """hf_reference_logits runs the bf16 forward beside the fp32 reference when the load is bf16 (CUDA; here bf16 on
+    the CPU) and reports their distance; an fp32 load has none to measure (control: None, not 0)."""
+    from pipeline_lib.gguf_export import hf_reference_logits
+    from pipeline_lib.modeling import Precision
+
+    bf16 = hf_reference_logits(tiny_model_dir, Precision("cpu", True, "bfloat16", "eager", None))
+    sensitivity = bf16["rounding_sensitivity"]
+    # measured on the CPU-trained tiny export: 0.025, with its BF16 GGUF at 0.011 from the fp32 reference
+    assert sensitivity["forward"] == "bfloat16" and 0.001 < sensitivity["rel_median"] < 0.1, sensitivity
+    fp32 = hf_reference_logits(tiny_model_dir, Precision("cpu", False, "float32", "eager", None))
+    assert fp32["rounding_sensitivity"] is None
+    assert bf16["logits"].shape == fp32["logits"].shape and bf16["probes"] == fp32["probes"]
+
+
 def test_export_writes_validated_gguf_and_broken_gguf_fails(tiny_model_dir: Path, tmp_path: Path,
                                                             repo_root: Path) -> None:
     import llama_cpp  # noqa: F401  (fails the test, not skips it, when the build is missing)

@@ -311,7 +311,8 @@ def test_every_settings_field_is_a_cli_flag(repo_root: Path, tmp_path: Path, mon
         "delta_ratio_tol": "0.05", "delta_sample_elements": "1000", "min_size_fraction": "0.8",
         "smoke_new_tokens": "11", "smoke_min_unique_chars": "4", "quant": "Q8_0",
         "keep_bf16_gguf": "true", "threads": "3", "llama_cpp_dir": str(llama), "llama_cpp_sdist": "s.tar.gz",
-        "gguf_bf16_rel_tol": "0.07", "gguf_bf16_min_argmax_agreement": "0.9", "gguf_quant_min_correlation": "0.8",
+        "gguf_bf16_rel_tol": "0.07", "gguf_bf16_sensitivity_factor": "1.5", "gguf_bf16_min_argmax_agreement": "0.9",
+        "gguf_quant_min_correlation": "0.8",
         "gguf_quant_min_argmax_agreement": "0.4",
     }
     fields = {f.name: f for cls in script.ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
