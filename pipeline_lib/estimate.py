@@ -62,13 +62,29 @@ class ThroughputTable:
     merge: tuple[MergeMeasurement, ...]
 
     def lookup(self, card: str, phase: str, backend: str) -> Measurement | None:
-        """The measurement for this card/phase/backend; backend 'auto' takes unsloth's, else hf's."""
-        order = ("unsloth", "hf") if backend == "auto" else (backend,)
-        for wanted in order:
-            for m in self.training:
-                if (m.card, m.phase, m.backend) == (card, phase, wanted):
-                    return m
+        """The measurement for this card/phase/backend ('auto' is resolved first: ``planned_backend``)."""
+        for m in self.training:
+            if (m.card, m.phase, m.backend) == (card, phase, backend):
+                return m
         return None
+
+    def basis_for(self, card: str, phase: str, backend: str) -> Measurement | None:
+        """``lookup``, falling back to unsloth's row, then hf's, when this card has none for ``backend`` (the
+        estimate's basis line names the backend it used)."""
+        for wanted in dict.fromkeys((backend, "unsloth", "hf")):
+            if (m := self.lookup(card, phase, wanted)) is not None:
+                return m
+        return None
+
+
+def planned_backend(backend: str, card: str, *, packing: bool, mxfp4: bool) -> str:
+    """What a phase configured with ``backend`` trains on for this card: 'auto' follows the phases' own rule
+    (unsloth_utils.auto_backend, with Unsloth installed as on the GPU image; the CPU card has no CUDA)."""
+    if backend != "auto":
+        return backend
+    from pipeline_lib.unsloth_utils import auto_backend
+
+    return auto_backend(cuda=card != CPU_CARD, unsloth=True, mxfp4=mxfp4, packing=packing)[0]
 
 
 def load_throughput(path: Path = THROUGHPUT_PATH) -> ThroughputTable:
@@ -182,7 +198,7 @@ class TrainingPlan:
     seq: int
     max_steps: int  # -1: train `epochs` over the data
     epochs: float
-    backend: str
+    backend: str  # as planned (planned_backend); ThroughputTable.basis_for picks the measurement
     packed: bool = False
     pairs: bool = False  # preference rows: chosen and rejected are both forwarded
     gpus: int = 1
@@ -223,7 +239,7 @@ def estimate_training(plan: TrainingPlan, table: ThroughputTable, card: str) -> 
         volume_tokens = plan.volume.rows * min(plan.volume.mean_tokens, plan.seq) * (2 if plan.pairs else 1)
         steps = max(1, math.ceil(volume_tokens * plan.epochs / per_step))
     tokens = int(steps * per_step)
-    m = table.lookup(card, plan.phase, plan.backend)
+    m = table.basis_for(card, plan.phase, plan.backend)
     if m is None:
         return PhaseEstimate(plan.phase, tokens, steps, None, plan.gpus,
                              f"no measurement for {plan.phase} on {card} ({plan.backend})")
@@ -285,6 +301,7 @@ class PhaseSpec:
     category: str | None = None  # the prepared data it trains on
     config: Path | None = None  # its YAML (epochs, backend, packing)
     pairs: bool = False
+    mxfp4: bool = False  # it trains a released MXFP4 checkpoint (Phase 1 on the hub model): 'auto' picks fast
 
 
 def phase_settings(config: Path | None) -> dict[str, Any]:
@@ -308,16 +325,18 @@ def estimate_run(specs: list[PhaseSpec], *, data_dir: Path, profile: str, quick_
         elif spec.kind == phases.KIND_TRAIN:
             settings = phase_settings(spec.config)
             batch = resolve(profile, spec.name, quick_test=quick_test)
-            backend = str(settings.get("backend", "auto"))
-            # Unsloth trains gpt_oss unpacked (docs/BENCHMARKS.md, Phase 2): so does the estimate when it is used
-            measured = table.lookup(card, spec.name, backend)
+            packing = bool(settings.get("packing"))
+            backend = planned_backend(str(settings.get("backend", "auto")), card, packing=packing, mxfp4=spec.mxfp4)
+            # the row the estimate will use: Unsloth trains gpt_oss unpacked (sft.effective_packing), so then does
+            # the estimate
+            measured = table.basis_for(card, spec.name, backend)
             uses_unsloth = backend == "unsloth" or (measured is not None and measured.backend == "unsloth")
             out.append(estimate_training(TrainingPlan(
                 # per GPU, as the orchestrator launches it (accumulation / gpus): the global batch stays the profile's
                 spec.name, volumes.get(spec.category or ""), batch.batch, per_gpu_accum(batch.accum, gpus), batch.seq,
                 batch.max_steps,
                 float(settings.get("num_train_epochs", 1)), backend,
-                packed=bool(settings.get("packing")) and not uses_unsloth, pairs=spec.pairs, gpus=gpus),
+                packed=packing and not uses_unsloth, pairs=spec.pairs, gpus=gpus),
                 table, card))
         elif spec.kind == phases.KIND_MERGE:
             out.append(estimate_merge(spec.name, parameters, table, card))

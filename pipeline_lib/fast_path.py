@@ -24,6 +24,7 @@ The rest of the path:
 
 from __future__ import annotations
 
+import contextlib
 import types
 from typing import Any
 
@@ -451,6 +452,25 @@ def set_fast_experts(model: Any, enabled: bool) -> int:
         if hasattr(m, "_fast_lora"):
             m._fast_lora["enabled"] = enabled
     return len(modules)
+
+
+@contextlib.contextmanager
+def stock_forward(model: Any):
+    """PEFT's own forwards (experts and q/k/v/o LoRA) inside the block, each swapped forward restored to its state
+    after; yields how many were switched off (0: the fast path was not on)."""
+    experts = [m for m in _fast_modules(model) if m._fast_experts["enabled"]]
+    linear = [m for m in model.modules() if getattr(m, "_fast_lora", {}).get("enabled")]
+    for m in experts:
+        m._fast_experts["enabled"] = False
+    for m in linear:
+        m._fast_lora["enabled"] = False
+    try:
+        yield len(experts) + len(linear)
+    finally:
+        for m in experts:
+            m._fast_experts["enabled"] = True
+        for m in linear:
+            m._fast_lora["enabled"] = True
 
 
 def set_fused_swiglu(model: Any, enabled: bool) -> int:

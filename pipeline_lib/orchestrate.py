@@ -763,8 +763,12 @@ def trainable_count(config: Path | Any, rank: int, include_experts: bool = True)
 def estimate_specs(ctx: RunContext) -> list[Any]:
     """The phases as the cost estimate sees them (pipeline_lib.estimate.PhaseSpec), in run order."""
     from pipeline_lib.estimate import PhaseSpec
+    from pipeline_lib.unsloth_utils import is_mxfp4_checkpoint
 
-    return [PhaseSpec(p.name, p.kind, p.dataset, ctx.config_file(p) if p.trains else None, pairs=p is phases.IPO)
+    # Phase 1 trains the run's model (the released one is MXFP4); later phases train the merged bf16 model
+    mxfp4 = bool(ctx.model) and is_mxfp4_checkpoint(ctx.model)
+    return [PhaseSpec(p.name, p.kind, p.dataset, ctx.config_file(p) if p.trains else None, pairs=p is phases.IPO,
+                      mxfp4=mxfp4 and p is phases.TOOL_CALLING)
             for p in phases.PHASES]
 
 

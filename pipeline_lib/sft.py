@@ -107,16 +107,35 @@ def _prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: i
 
 
 # --------------------------------------------------------------------------------------------------------- trainer
+def choose_phase_backend(phase: str, model_path: str, script_args: SFTScriptArguments,
+                         training_args: PhaseSFTConfig, print_fn: Callable[[str], None] = print) -> bool:
+    """Pick the phase's backend once, before its data is prepared (it decides packing), and say why.
+
+    Sets ``script_args.backend`` (auto -> unsloth/fast/hf, unsloth_utils.auto_backend) and
+    ``script_args.backend_reason``; returns whether the rows are packed (sft.effective_packing: never on Unsloth).
+    """
+    from pipeline_lib.unsloth_utils import choose_backend
+
+    backend, why = choose_backend(script_args.backend, model=model_path, packing=bool(training_args.packing),
+                                  load_in_4bit=bool(getattr(script_args, "load_in_4bit", False)))
+    script_args.backend, script_args.backend_reason = backend, why
+    print_fn(f"[{phase}] backend {backend}: {why}")
+    packing, note = effective_packing(bool(training_args.packing), backend)
+    script_args.packing_note = note
+    if note:
+        print_fn(f"[{phase}] WARNING: {note}")
+    return packing
+
+
 def load_adapted_model(model_path: str, script_args: SFTScriptArguments, training_args: PhaseSFTConfig,
                        merge_adapter: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Base model (+ an adapter merged in first, Phase 2's --lang_adapter) + LoRA; returns (model, info)."""
+    """Base model (+ an adapter merged in first, Phase 2's --lang_adapter) + LoRA; returns (model, info).
+
+    ``script_args.backend`` is the one choose_phase_backend picked (an unresolved 'auto' is resolved here)."""
     from pipeline_lib import unsloth_utils as lora
 
-    backend = lora.resolve_backend(script_args.backend, model=model_path)
-    if backend == "hf" and script_args.backend == "auto" and lora.is_mxfp4_checkpoint(model_path):
-        print(f"[backend] hf: {model_path} is a released MXFP4 checkpoint, which Unsloth does not train into a "
-              "PEFT-reproducible adapter (docs/BENCHMARKS.md 'GPU smoke run'); later phases train the merged bf16 "
-              "model", flush=True)
+    backend = lora.resolve_backend(script_args.backend, model=model_path, packing=bool(training_args.packing),
+                                   load_in_4bit=script_args.load_in_4bit)
     model, _ = lora.load_model_for_training(model_path, backend=backend, max_seq_length=training_args.max_seq_length,
                                        load_in_4bit=script_args.load_in_4bit)
     if merge_adapter:
@@ -135,8 +154,9 @@ def load_adapted_model(model_path: str, script_args: SFTScriptArguments, trainin
         # "unsloth"); the Trainer's own would checkpoint twice.
         training_args.gradient_checkpointing = False
     report = lora.trainable_report(model)
-    return model, {"backend": backend, "trainable": report, "experts_targeted": experts_targeted,
-                   "merged_adapter": merge_adapter, "training_path": lora.training_path(model, backend)}
+    return model, {"backend": backend, "backend_reason": getattr(script_args, "backend_reason", None),
+                   "trainable": report, "experts_targeted": experts_targeted, "merged_adapter": merge_adapter,
+                   "training_path": lora.training_path(model, backend)}
 
 
 def build_sft_trainer(model: Any, tokenizer: Any, training_args: PhaseSFTConfig, data: SFTData,
@@ -246,6 +266,7 @@ def finalize_sft_phase(trainer: Any, tokenizer: Any, *, phase: str, base_model: 
         "base_model": base_model,
         "merged_adapter": model_info.get("merged_adapter"),
         "backend": model_info["backend"],
+        "backend_reason": model_info.get("backend_reason"),
         "training_path": model_info.get("training_path"),
         "max_seq_length": training_args.max_seq_length,
         "lora_update_check": lora_check,

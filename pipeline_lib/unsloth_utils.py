@@ -62,54 +62,146 @@ UNSLOTH_MXFP4_REFUSED = (
     "logit-std (tolerance 0.1), so merge, IPO and export would work on another model. ")
 
 
-def resolve_backend(backend: str = "auto", model: str | os.PathLike | None = None) -> str:
-    """'auto' -> 'unsloth' when CUDA and unsloth are both there, else 'hf'. Asking for unsloth without them fails.
+# What 'auto' trains on, from one H200 run of scripts/bench_train_step.py (docs/BENCHMARKS.md "Our fast path vs
+# Unsloth vs stock", run 4: 24 layers of the 20B shape, random bf16, same card, code and 80 GB cap for all three):
+#   Phase 1 (r64, batch 1 x 4,096, unpacked): unsloth 11,327 tok/s, fast 8,940, hf 5,391;
+#   Phase 2 (r128, 32,768): fast packed 11,845, unsloth 7,228 (trains one conversation per row, sft.effective_packing).
+# The fast path's bf16 kernels passed their numerics check against stock PEFT in that run (bf16_kernel, every
+# workload); on CPU it only runs a per-expert loop, so there 'auto' stays on stock transformers + PEFT.
+AUTO_WHY = {
+    "cpu": "no CUDA GPU: stock transformers + PEFT (the fast path's expert kernels are CUDA bf16 grouped GEMMs)",
+    "4bit": "--load_in_4bit: only Unsloth trains a 4-bit base (QLoRA)",
+    "mxfp4": ("released MXFP4 checkpoint, which Unsloth does not train into a PEFT-reproducible adapter; the fast "
+              "path trains it dequantized at 1.66x stock hf's tok/s (Phase 1, H200, docs/BENCHMARKS.md run 4)"),
+    "packed": ("packed rows: Unsloth's gpt_oss collator would train them unpacked, one conversation per row; the fast "
+               "path trains them packed at 1.64x Unsloth's tok/s (Phase 2, H200, docs/BENCHMARKS.md run 4)"),
+    "unsloth": ("unpacked rows: Unsloth runs 1.27x the fast path's tok/s there (Phase 1, H200, docs/BENCHMARKS.md "
+                "run 4)"),
+    "no_unsloth": ("unsloth is not installed: the fast path runs 1.66x stock hf's tok/s (Phase 1, H200, "
+                   "docs/BENCHMARKS.md run 4)"),
+}
 
-    ``model``: on a released (MXFP4) checkpoint 'auto' is 'hf' and 'unsloth' is refused (UNSLOTH_MXFP4_REFUSED);
-    Phase 1 is the only phase that loads one (later phases train on the merged bf16 model).
 
-    'fast' (pipeline_lib/fast_path.py) runs anywhere: the hf model and PEFT adapter, expert LoRA computed as split
-    grouped GEMMs. It is not the 'auto' choice until a GPU run of scripts/bench_train_step.py shows it wins
-    (docs/BENCHMARKS.md).
+def auto_backend(*, cuda: bool, unsloth: bool, mxfp4: bool = False, packing: bool = False,
+                 load_in_4bit: bool = False) -> tuple[str, str]:
+    """(backend, why) that 'auto' picks on a machine (``cuda``, ``unsloth`` importable) for a phase's model and rows.
+
+    A pure rule, so the phases, ``import_unsloth_first`` and the cost estimate (pipeline_lib/estimate.py) agree.
     """
+    if not cuda:
+        return "hf", AUTO_WHY["cpu"]
+    if load_in_4bit:
+        return "unsloth", AUTO_WHY["4bit"]  # resolve_backend says so when unsloth is missing
+    if mxfp4:
+        return "fast", AUTO_WHY["mxfp4"]
+    if packing:
+        return "fast", AUTO_WHY["packed"]
+    return ("unsloth", AUTO_WHY["unsloth"]) if unsloth else ("fast", AUTO_WHY["no_unsloth"])
+
+
+def choose_backend(backend: str = "auto", model: str | os.PathLike | None = None, *, packing: bool = False,
+                   load_in_4bit: bool = False) -> tuple[str, str]:
+    """(backend, why) for ``--backend``: 'auto' follows ``auto_backend`` on this machine; an explicit choice is
+    checked (unsloth needs CUDA and the package, and is refused on a released MXFP4 checkpoint)."""
     if backend not in ("auto", "unsloth", "hf", "fast"):
         raise ValueError(f"--backend must be auto, unsloth, hf or fast, got {backend!r}")
     if backend in ("hf", "fast"):
-        return backend
-    if model is not None and is_mxfp4_checkpoint(model):
-        if backend == "unsloth":
+        return backend, f"--backend {backend}"
+    # QLoRA quantizes the base itself, so a 4-bit load of an MXFP4 checkpoint is not the refused 16-bit one
+    mxfp4 = model is not None and not load_in_4bit and is_mxfp4_checkpoint(model)
+    have_cuda, have_unsloth = cuda_available(), unsloth_available()
+    if backend == "unsloth" or (backend == "auto" and load_in_4bit and have_cuda):
+        if mxfp4:
             raise RuntimeError(UNSLOTH_MXFP4_REFUSED + f"{model} is MXFP4: pass --backend hf or fast, or a bf16 "
                                "copy of it (e.g. unsloth/gpt-oss-20b-BF16)")
-        return "hf"
-    have_cuda, have_unsloth = cuda_available(), unsloth_available()
-    if backend == "unsloth" and not (have_cuda and have_unsloth):
-        missing = " and ".join(m for m, ok in (("a CUDA GPU", have_cuda), ("the unsloth package", have_unsloth))
-                               if not ok)
-        raise RuntimeError(f"--backend unsloth needs {missing}; install the gpt_oss extra "
-                           "(pip install -e '.[gpt_oss]') on a CUDA machine, or pass --backend hf")
-    return "unsloth" if have_cuda and have_unsloth else "hf"
+        if not (have_cuda and have_unsloth):
+            missing = " and ".join(m for m, ok in (("a CUDA GPU", have_cuda), ("the unsloth package", have_unsloth))
+                                   if not ok)
+            raise RuntimeError(f"--backend unsloth{' (--load_in_4bit)' if load_in_4bit else ''} needs {missing}; "
+                               "install the gpt_oss extra (pip install -e '.[gpt_oss]') on a CUDA machine, or pass "
+                               "--backend hf")
+        if backend == "unsloth":
+            return "unsloth", "--backend unsloth"
+    return auto_backend(cuda=have_cuda, unsloth=have_unsloth, mxfp4=mxfp4, packing=packing,
+                        load_in_4bit=load_in_4bit)
 
 
-def import_unsloth_first(argv: list[str]) -> bool:
-    """Import unsloth before trl/transformers/peft (it patches them on import) unless ``--backend hf`` is asked for.
+def resolve_backend(backend: str = "auto", model: str | os.PathLike | None = None, *, packing: bool = False,
+                    load_in_4bit: bool = False) -> str:
+    """The backend ``choose_backend`` picks (without its reason).
 
-    Call at the top of a phase script, before anything imports trl. Returns True when unsloth was imported.
+    'fast' (pipeline_lib/fast_path.py): the hf model and PEFT adapter, expert LoRA computed as split grouped GEMMs,
+    the same adapter format. 'auto' on CUDA: fast for a released MXFP4 checkpoint and for packed rows, unsloth for
+    unpacked rows when it is installed (AUTO_WHY gives the measured reasons); hf without CUDA.
     """
-    values: dict[str, str] = {}
-    for i, arg in enumerate(argv):
-        for flag in ("--backend", "--model_name_or_path", "--base_model"):
+    return choose_backend(backend, model, packing=packing, load_in_4bit=load_in_4bit)[0]
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def phase_choice(argv: list[str], default_config: str | os.PathLike | None = None) -> dict[str, Any]:
+    """backend, model, packing and load_in_4bit as a phase script will parse them (its YAML, ``--config FILE`` or
+    ``default_config``, under the command line), read without importing transformers or trl.
+
+    Booleans follow HfArgumentParser: ``--packing``, ``--packing false``, ``--packing=false``, ``--no-packing``.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    def value(flag: str) -> str | None:
+        found = None
+        for i, arg in enumerate(argv):
             if arg.startswith(flag + "="):
-                values[flag] = arg.split("=", 1)[1]
-            elif arg == flag and i + 1 < len(argv):
-                values[flag] = argv[i + 1]
-    backend = values.get("--backend")
-    if backend in ("hf", "fast"):
+                found = arg.split("=", 1)[1]
+            elif arg == flag and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                found = argv[i + 1]
+        return found
+
+    def boolean(name: str, default: bool) -> bool:
+        result = default
+        for i, arg in enumerate(argv):
+            if arg in (f"--no-{name}", f"--no_{name}", f"--no-{name.replace('_', '-')}"):
+                result = False
+            elif arg == f"--{name}" or arg.startswith(f"--{name}="):
+                given = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+                result = given.lower() not in _FALSE if given.lower() in _TRUE + _FALSE else True
+        return result
+
+    config = value("--config") or default_config
+    settings: dict[str, Any] = {}
+    if config is not None and Path(config).is_file():
+        settings = yaml.safe_load(Path(config).read_text()) or {}
+    return {
+        "backend": value("--backend") or str(settings.get("backend", "auto")),
+        "model": (value("--model_name_or_path") or value("--base_model") or settings.get("model_name_or_path")
+                  or settings.get("base_model")),
+        "packing": boolean("packing", bool(settings.get("packing", False))),
+        "load_in_4bit": boolean("load_in_4bit", bool(settings.get("load_in_4bit", False))),
+    }
+
+
+def import_unsloth_first(argv: list[str], default_config: str | os.PathLike | None = None) -> bool:
+    """Import unsloth before trl/transformers/peft (it patches them on import) when the phase will train on it:
+    ``--backend unsloth``, or 'auto' resolving to it (``auto_backend``). Never otherwise: its import-time patches
+    would change the hf and fast paths.
+
+    Call at the top of a phase script, before anything imports trl, with the phase's default config (its backend,
+    model and packing decide 'auto'). Returns True when unsloth was imported.
+    """
+    choice = phase_choice(argv, default_config)
+    if choice["backend"] in ("hf", "fast"):
         return False
-    model = values.get("--model_name_or_path") or values.get("--base_model")
-    if backend in (None, "auto") and model and is_mxfp4_checkpoint(model):
-        return False  # resolve_backend picks hf there; Unsloth's import-time patches would change the hf path
     if not (unsloth_available() and cuda_available()):
-        return False
+        return False  # the phase's choose_backend says why --backend unsloth cannot run
+    if choice["backend"] == "auto":
+        model = choice["model"]
+        mxfp4 = bool(model) and not choice["load_in_4bit"] and is_mxfp4_checkpoint(model)
+        backend, _ = auto_backend(cuda=True, unsloth=True, mxfp4=mxfp4, packing=choice["packing"],
+                                  load_in_4bit=choice["load_in_4bit"])
+        if backend != "unsloth":
+            return False
     import unsloth  # noqa: F401
 
     return True

@@ -25,17 +25,19 @@ from pipeline_lib.interpreter import require_modules  # noqa: E402
 
 require_modules()  # before any import that needs them: names this interpreter and the fix
 
+from pipeline_lib import phases  # noqa: E402
+from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.unsloth_utils import import_unsloth_first  # noqa: E402
 
-import_unsloth_first(sys.argv[1:])  # before trl/transformers/peft: Unsloth patches them on import
+# before trl/transformers/peft, which Unsloth patches on import; only when the phase will train on Unsloth
+import_unsloth_first(sys.argv[1:], default_config(phases.TOOL_CALLING.name))
 
-from pipeline_lib import phases  # noqa: E402
 from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps  # noqa: E402
-from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.sft import (  # noqa: E402
     banner,
     build_sft_trainer,
     check_phase_outcome,
+    choose_phase_backend,
     final_evaluate,
     finalize_sft_phase,
     load_adapted_model,
@@ -58,9 +60,10 @@ def main() -> None:
     model_path = script_args.model_name_or_path
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     tokenizer = load_training_tokenizer(model_path)
+    packing = choose_phase_backend(PHASE, model_path, script_args, training_args)
 
     data = prepare_sft_data(script_args.train_data_path, tokenizer, max_seq_length=training_args.max_seq_length,
-                            packing=training_args.packing, eval_strategy=str(training_args.eval_strategy.value),
+                            packing=packing, eval_strategy=str(training_args.eval_strategy.value),
                             eval_split_size=script_args.eval_split_size, seed=training_args.seed,
                             text_field=training_args.dataset_text_field,
                             max_train_samples=script_args.max_train_samples,

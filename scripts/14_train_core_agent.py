@@ -31,18 +31,19 @@ from pipeline_lib.interpreter import require_modules  # noqa: E402
 
 require_modules()  # before any import that needs them: names this interpreter and the fix
 
+from pipeline_lib import phases  # noqa: E402
+from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.unsloth_utils import import_unsloth_first  # noqa: E402
 
-import_unsloth_first(sys.argv[1:])  # before trl/transformers/peft: Unsloth patches them on import
+# before trl/transformers/peft, which Unsloth patches on import; only when the phase will train on Unsloth
+import_unsloth_first(sys.argv[1:], default_config(phases.AGENT_SFT.name))
 
-from pipeline_lib import phases  # noqa: E402
 from pipeline_lib.checkpoints import resolve_resume_checkpoint, train_to_max_steps  # noqa: E402
-from pipeline_lib.config import default_config  # noqa: E402
 from pipeline_lib.sft import (  # noqa: E402
     banner,
     build_sft_trainer,
     check_phase_outcome,
-    effective_packing,
+    choose_phase_backend,
     final_evaluate,
     finalize_sft_phase,
     load_adapted_model,
@@ -62,7 +63,6 @@ def main() -> None:
     from pipeline_lib.throughput import ThroughputCallback
     from pipeline_lib.unsloth_utils import (
         load_training_tokenizer,
-        resolve_backend,
         snapshot_parameters,
         verify_lora_updates,
     )
@@ -72,10 +72,7 @@ def main() -> None:
         raise FileNotFoundError(f"--base_model {model_path}: no such folder (run Phase 1.5, the merge, first)")
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     tokenizer = load_training_tokenizer(model_path)
-    script_args.backend = resolve_backend(script_args.backend)
-    packing, packing_note = effective_packing(training_args.packing, script_args.backend)
-    if packing_note:
-        print(f"[{PHASE}] WARNING: {packing_note}", flush=True)
+    packing = choose_phase_backend(PHASE, model_path, script_args, training_args)
 
     data = prepare_sft_data(script_args.train_data_path, tokenizer, max_seq_length=training_args.max_seq_length,
                             packing=packing, eval_strategy=str(training_args.eval_strategy.value),
@@ -83,8 +80,8 @@ def main() -> None:
                             text_field=training_args.dataset_text_field,
                             max_train_samples=script_args.max_train_samples,
                             num_proc=training_args.dataset_num_proc)
-    if packing_note:
-        data.stats["packing"]["note"] = packing_note
+    if script_args.packing_note:
+        data.stats["packing"]["note"] = script_args.packing_note
     if script_args.print_mask_example:
         print_mask_example(data.train, tokenizer)
 

@@ -84,7 +84,8 @@ def test_configured_volumes_leave_out_categories_with_unknown_sizes(tmp_path):
 
 def test_shipped_throughput_table_loads_and_rejects_bad_rows(tmp_path):
     shipped = est.load_throughput()
-    assert shipped.lookup("H100-80GB", "tool_calling_sft", "auto").backend == "unsloth"
+    assert shipped.lookup("H100-80GB", "tool_calling_sft", "unsloth").tokens_per_second == 8694.5
+    assert shipped.lookup("H100-80GB", "tool_calling_sft", "auto") is None  # 'auto' is planned first
     bad = tmp_path / "t.yaml"
     bad.write_text("training:\n  - {card: X, phase: p, backend: hf, tokens_per_second: 0, seq: 1, date: d,"
                    " source: s}\n")
@@ -150,3 +151,34 @@ def test_more_gpus_keep_the_global_batch_and_divide_the_time(tmp_path, repo_root
     tiny = [est.estimate_run([spec], data_dir=tmp_path, profile="tiny", quick_test=False, parameters=None,
                              card=card, gpus=n)[0] for n in (1, 2)]  # tiny: batch 2 x accum 1 -> 1 per GPU
     assert tiny[1].tokens == 2 * tiny[0].tokens
+
+
+def test_auto_is_planned_as_the_phases_resolve_it(tmp_path, repo_root):
+    """The estimate plans 'auto' with the phases' own rule (unsloth_utils.auto_backend): packed agent SFT on the fast
+    path on a GPU card (its H200 row, packed rows), Phase 1 on Unsloth unless the model is the released MXFP4 one,
+    stock hf on the CPU card. Control: on a card without a fast row (H100) it falls back to Unsloth's row and then
+    plans unpacked rows, as that backend trains."""
+    from pipeline_lib import phases
+
+    assert est.planned_backend("auto", "H200", packing=True, mxfp4=False) == "fast"
+    assert est.planned_backend("auto", "H200", packing=False, mxfp4=False) == "unsloth"
+    assert est.planned_backend("auto", "H200", packing=False, mxfp4=True) == "fast"
+    assert est.planned_backend("auto", est.CPU_CARD, packing=True, mxfp4=True) == "hf"
+    assert est.planned_backend("hf", "H200", packing=True, mxfp4=True) == "hf"
+
+    report = {"datasets": {name: {"category": phase.dataset, "kept": 1000, "tokens": {"mean": 3000.0}}
+                           for name, phase in (("a", phases.AGENT_SFT), ("t", phases.TOOL_CALLING))}}
+    (tmp_path / "prep_report.json").write_text(json.dumps(report))
+
+    def run(phase, card, **kw):
+        spec = est.PhaseSpec(phase.name, phases.KIND_TRAIN, phase.dataset, repo_root / "configs" / phase.config, **kw)
+        return est.estimate_run([spec], data_dir=tmp_path, profile="balanced", quick_test=True, parameters=None,
+                                card=card)[0]
+
+    agent = run(phases.AGENT_SFT, "H200")
+    assert "11,845 tok/s fast on H200" in agent.basis
+    fallback = run(phases.AGENT_SFT, "H100-80GB")
+    assert "unsloth on H100-80GB" in fallback.basis
+    assert agent.tokens > fallback.tokens  # packed 32K rows vs one conversation a row, same steps
+    assert "11,327 tok/s unsloth on H200" in run(phases.TOOL_CALLING, "H200").basis
+    assert "8,940 tok/s fast on H200" in run(phases.TOOL_CALLING, "H200", mxfp4=True).basis

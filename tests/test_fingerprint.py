@@ -321,3 +321,38 @@ def test_stack_bench_misreads_fail_and_the_saved_adapter_passes(tiny_model_dir: 
         with bench.misread(model, kind):
             assert not torch.equal(_logits(model, probes), before), kind
         assert torch.equal(_logits(model, probes), before), kind
+
+
+def test_fast_path_records_through_peft_and_keeps_the_tight_rule(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A fast-path run records its fingerprint with the swapped forwards off: the training process then computes
+    exactly what plain PEFT will, so the same-stack rule (and its exact 0) applies, and the fast path is back on
+    afterwards. Control: the same adapter with one expert lora_B zeroed fails that rule by far."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipeline_lib import fast_path
+    from pipeline_lib.modeling import Precision, load_causal_lm
+    from pipeline_lib.unsloth_utils import apply_lora_config
+
+    torch.manual_seed(0)
+    model = apply_lora_config(load_causal_lm(tiny_model_dir, Precision("cpu", False, "float32", "eager", None)), 8,
+                              backend="fast")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.02)
+    out = tmp_path / "fast"
+    model.save_pretrained(str(out))
+    on_before = fast_path.fast_path_report(model)["layers"]
+    summary = record_fingerprint(model, out, backend="fast")
+    assert on_before > 0 and fast_path.fast_path_report(model)["layers"] == on_before  # switched back on
+    assert (summary["backend"], summary["trained_by"]) == ("hf", "fast"), summary
+    check = verify_fingerprint(_load(tiny_model_dir, out), out)
+    assert check["same_stack"] and check["passed"] and check["value"] < 1e-5, check
+
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    key = next(k for k in sorted(weights) if "experts" in k and "lora_B" in k)
+    weights[key] = torch.zeros_like(weights[key])
+    save_file(weights, str(out / "adapter_model.safetensors"))
+    broken = verify_fingerprint(_load(tiny_model_dir, out), out, strict=False)
+    assert not broken["passed"] and broken["value"] > 10 * broken["threshold"], (key, broken)

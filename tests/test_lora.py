@@ -37,6 +37,99 @@ def test_resolve_backend_on_cpu():
         resolve_backend("vllm")
 
 
+def test_auto_backend_rule_and_reasons():
+    """Every branch of the rule 'auto' follows (phases, import_unsloth_first and the estimate share it), with a
+    reason that names its measurement; the CPU keeps stock PEFT whatever else holds."""
+    from pipeline_lib.unsloth_utils import auto_backend
+
+    def pick(**kw):
+        return auto_backend(**{"cuda": True, "unsloth": True, **kw})[0]
+
+    assert pick() == "unsloth"                       # Phase 1 unpacked: Unsloth 1.27x the fast path
+    assert pick(packing=True) == "fast"              # Phase 2 packed: Unsloth would train it unpacked
+    assert pick(mxfp4=True) == "fast"                # the released checkpoint: Unsloth refused
+    assert pick(unsloth=False) == "fast"             # no Unsloth: fast 1.66x stock
+    assert pick(load_in_4bit=True, packing=True) == "unsloth"  # QLoRA exists on Unsloth only
+    for kw in ({}, {"packing": True}, {"mxfp4": True}, {"unsloth": False}, {"load_in_4bit": True}):
+        assert auto_backend(**{"cuda": False, "unsloth": True, **kw})[0] == "hf"
+    for kw in ({}, {"packing": True}, {"mxfp4": True}, {"unsloth": False}):
+        assert "docs/BENCHMARKS.md" in auto_backend(**{"cuda": True, "unsloth": True, **kw})[1]
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend this machine has (or lacks) CUDA and unsloth: choose_backend asks unsloth_utils for both."""
+    from pipeline_lib import unsloth_utils
+
+    def set_machine(cuda: bool, unsloth: bool) -> None:
+        monkeypatch.setattr(unsloth_utils, "cuda_available", lambda: cuda)
+        monkeypatch.setattr(unsloth_utils, "unsloth_available", lambda: unsloth)
+
+    return set_machine
+
+
+def test_choose_backend_on_a_gpu_machine(machine, tiny_model_dir):
+    from pipeline_lib.unsloth_utils import choose_backend
+
+    machine(cuda=True, unsloth=True)
+    assert choose_backend("auto", tiny_model_dir, packing=True)[0] == "fast"
+    assert choose_backend("auto", tiny_model_dir, packing=False)[0] == "unsloth"
+    assert choose_backend("unsloth", tiny_model_dir, packing=True) == ("unsloth", "--backend unsloth")
+    assert choose_backend("hf", tiny_model_dir, packing=True) == ("hf", "--backend hf")
+    machine(cuda=True, unsloth=False)
+    assert choose_backend("auto", tiny_model_dir)[0] == "fast"
+    with pytest.raises(RuntimeError, match="needs the unsloth package"):
+        choose_backend("auto", tiny_model_dir, load_in_4bit=True)
+    with pytest.raises(RuntimeError, match="needs the unsloth package"):
+        choose_backend("unsloth", tiny_model_dir)
+    machine(cuda=False, unsloth=False)
+    assert choose_backend("auto", tiny_model_dir, packing=True)[0] == "hf"
+
+
+def test_phase_choice_reads_the_config_under_the_command_line(tmp_path):
+    from pipeline_lib.unsloth_utils import phase_choice
+
+    config = tmp_path / "phase.yaml"
+    config.write_text("backend: auto\npacking: true\nmodel_name_or_path: openai/gpt-oss-20b\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("backend: hf\npacking: false\nload_in_4bit: true\n")
+    base = phase_choice([], config)
+    assert base == {"backend": "auto", "model": "openai/gpt-oss-20b", "packing": True, "load_in_4bit": False}
+    assert phase_choice(["--no-packing"], config)["packing"] is False
+    assert phase_choice(["--no_packing"], config)["packing"] is False
+    assert phase_choice(["--packing", "false"], config)["packing"] is False
+    assert phase_choice(["--packing=False", "--backend=fast"], config)["backend"] == "fast"
+    assert phase_choice(["--packing", "--backend", "unsloth"], other) == {
+        "backend": "unsloth", "model": None, "packing": True, "load_in_4bit": True}
+    assert phase_choice(["--config", str(other), "--base_model", "/m"], config) == {
+        "backend": "hf", "model": "/m", "packing": False, "load_in_4bit": True}
+    assert phase_choice([], None)["backend"] == "auto"
+
+
+def test_import_unsloth_first_only_when_the_phase_trains_on_it(machine, monkeypatch, tmp_path, tiny_model_dir):
+    """Unsloth patches transformers/PEFT on import, which would change the fast and hf paths: it is imported only
+    when the phase resolves to it (a stand-in module counts the imports)."""
+    import sys
+    import types
+
+    from pipeline_lib.unsloth_utils import import_unsloth_first
+
+    config = tmp_path / "phase.yaml"
+    config.write_text(f"backend: auto\npacking: true\nbase_model: {tiny_model_dir}\n")
+    machine(cuda=True, unsloth=True)
+
+    def imported(argv):
+        monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))
+        return import_unsloth_first(argv, config)
+
+    assert imported([]) is False                     # auto + packed rows -> fast
+    assert imported(["--no-packing"]) is True        # auto + unpacked -> unsloth
+    assert imported(["--backend", "fast", "--no-packing"]) is False
+    assert imported(["--backend", "unsloth"]) is True
+    machine(cuda=False, unsloth=True)
+    assert imported(["--backend", "unsloth"]) is False  # the phase then says why it cannot run
+
+
 def lora_model(tiny_model_dir, *, include_experts=True):
     from pipeline_lib.modeling import detect_precision, load_causal_lm
 

@@ -177,14 +177,22 @@ def test_is_mxfp4_checkpoint_tells_the_released_layout_from_bf16(released, tiny_
     assert not is_mxfp4_checkpoint(tiny_model_dir)
 
 
-def test_backend_on_a_released_checkpoint_is_hf_and_unsloth_is_refused(released, tiny_model_dir: Path) -> None:
-    """auto picks hf on MXFP4 (Unsloth's adapter from it did not reproduce through PEFT on the H200) and an explicit
-    unsloth is refused with the reason; a bf16 folder is untouched (control: auto resolves as before)."""
+def test_backend_on_a_released_checkpoint_is_fast_and_unsloth_is_refused(released, tiny_model_dir: Path,
+                                                                         monkeypatch) -> None:
+    """auto never picks Unsloth on MXFP4 (its adapter from it did not reproduce through PEFT on the H200): fast on
+    CUDA, hf on CPU; an explicit unsloth is refused with the reason; a bf16 folder is untouched (control: auto
+    resolves as before)."""
+    from pipeline_lib import unsloth_utils
     from pipeline_lib.unsloth_utils import resolve_backend
 
     folder, _, _ = released
-    assert resolve_backend("auto", model=folder) == "hf"
-    assert resolve_backend("auto", model="openai/gpt-oss-20b") == "hf"
+    if not unsloth_utils.cuda_available():
+        assert resolve_backend("auto", model=folder) == "hf"
+    monkeypatch.setattr(unsloth_utils, "cuda_available", lambda: True)
+    monkeypatch.setattr(unsloth_utils, "unsloth_available", lambda: True)
+    assert resolve_backend("auto", model=folder) == "fast"
+    assert resolve_backend("auto", model="openai/gpt-oss-20b") == "fast"
+    assert resolve_backend("auto", model=tiny_model_dir) == "unsloth"  # control: the bf16 folder, unpacked
     with pytest.raises(RuntimeError, match="MXFP4: pass --backend hf or fast"):
         resolve_backend("unsloth", model=folder)
     assert resolve_backend("fast", model=folder) == "fast"
