@@ -17,8 +17,9 @@
 #    has written its first checkpoint; after the checks below, the same command again must resume that phase and
 #    finish IPO, GRPO (on mutation tasks made from the bundled corpus) and the export (HF + GGUF).
 # 4. checks the tiny CPU model cannot make (python -m pipeline_lib.smoke checks): the MXFP4 folder loads exactly;
-#    the Unsloth-trained adapter's logits fingerprint holds through plain PEFT and fails with one expert LoRA
-#    tensor zeroed; the bf16 merge check fails with the expert deltas dropped (its tolerance printed part by part).
+#    the tool-calling adapter's logits fingerprint (recorded by its training process) holds through plain PEFT
+#    and fails with one expert LoRA tensor zeroed; the bf16 merge check fails with the expert deltas dropped (its
+#    tolerance printed part by part).
 # 5. prints per phase: status, wall time, first-step time, peak GPU memory; writes gpu_smoke_report.{md,json} and
 #    the logs to $OUT (the device tool's return folder) or <workdir>/out.
 # Every step is bounded by --budget (default 1500 s; --cpu 2400 s): past it the pipeline is stopped and the report
