@@ -46,10 +46,10 @@ def launch(script: Path, args: list[str], *, processes: int, env: dict | None = 
     return subprocess.run([*launcher, str(script), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def train(tiny_model_dir: Path, data: Path, out: Path, *, processes: int, batch: int) -> dict:
+def train(tiny_model_dir: Path, data: Path, out: Path, *, processes: int, batch: int, backend: str = "hf") -> dict:
     args = ["--model_name_or_path", str(tiny_model_dir), "--train_data_path", str(data), "--max_steps", "3",
             "--num_train_epochs", "1", "--gradient_accumulation_steps", "1", "--max_seq_length", "128",
-            "--save_steps", "3", "--lora_r", "8", "--logging_steps", "1", "--backend", "hf", "--report_to", "none",
+            "--save_steps", "3", "--lora_r", "8", "--logging_steps", "1", "--backend", backend, "--report_to", "none",
             "--seed", "7", "--per_device_train_batch_size", str(batch), "--output_dir", str(out)]
     launcher = [sys.executable]
     if processes > 1:
@@ -78,6 +78,23 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_model_d
     # Negative control: rank 0's rows alone (what each rank would train without the gradient all-reduce).
     alone = train(tiny_model_dir, data, tmp_path / "alone", processes=1, batch=1)
     assert max_diff(one["adapter"], alone["adapter"]) > 100 * TOLERANCE
+
+
+@pytest.mark.slow
+def test_fast_path_under_two_processes_matches_one_process(tiny_model_dir, tmp_path):
+    """`auto` trains on the fast path on CUDA (packed rows, the MXFP4 checkpoint), and --gpus N launches the phases
+    data-parallel: its swapped forwards must compose with DDP's gradient all-reduce as stock PEFT does (same
+    tolerance). Control: rank 0's rows alone differ; and the fingerprint is recorded through plain PEFT."""
+    data = write_text_dataset(tmp_path / "train", mixed_texts(16))
+    one = train(tiny_model_dir, data, tmp_path / "one", processes=1, batch=2, backend="fast")
+    two = train(tiny_model_dir, data, tmp_path / "two", processes=2, batch=1, backend="fast")
+    assert one["metrics"]["backend"] == two["metrics"]["backend"] == "fast"
+    assert two["metrics"]["training_path"].startswith("fast:") and two["metrics"]["lora_update_check"]["passed"]
+    assert max_diff(one["adapter"], two["adapter"]) <= TOLERANCE
+    alone = train(tiny_model_dir, data, tmp_path / "alone", processes=1, batch=1, backend="fast")
+    assert max_diff(one["adapter"], alone["adapter"]) > 100 * TOLERANCE
+    recorded = json.loads((tmp_path / "two" / "final" / "logits_fingerprint.json").read_text())
+    assert (recorded["backend"], recorded["trained_by"]) == ("hf", "fast"), recorded
 
 
 @pytest.mark.parametrize("name", [p.name for p in phases.TRAINED])  # 13, 14, 17, 18
