@@ -223,7 +223,12 @@ def build_report(workdir: Path, model: str, smoke_log: Path, gpu_csv: Path | Non
                    "gguf_error": (export.get("gguf") or {}).get("error"),
                    "gguf_files": {q: {"passed": f.get("passed"), "size_gib": f.get("size_gib"),
                                       "failed": [k for k, v in (f.get("checks") or {}).items() if not v["passed"]]}
-                                  for q, f in ((export.get("gguf") or {}).get("files") or {}).items()}},
+                                  for q, f in ((export.get("gguf") or {}).get("files") or {}).items()},
+                   # the BF16 file's tight check with its tolerance parts, and the HF model's own bf16-vs-fp32
+                   # distance that scales it (pipeline_lib.gguf_export.GgufSettings.gguf_bf16_sensitivity_factor)
+                   "gguf_bf16_rel_median": ((((export.get("gguf") or {}).get("files") or {}).get("BF16") or {})
+                                            .get("checks") or {}).get("logits_rel_median"),
+                   "gguf_rounding_sensitivity": (export.get("gguf") or {}).get("rounding_sensitivity")},
         "kill_resume": {"phase": kill_phase, "resumed_from_checkpoint": killed.get("resumed_from_checkpoint"),
                         "resumed_from_step": killed.get("resumed_from_step"),
                         "global_step": killed.get("global_step"), "max_steps": killed.get("max_steps")},
@@ -303,6 +308,12 @@ def render(report: dict[str, Any]) -> str:
     export = report.get(pipeline_phases.EXPORT.name) or {}
     lines.append(f"- export: passed {export.get('passed')}, GGUF {export.get('gguf_status')} "
                  f"{json.dumps(export.get('gguf_files'))} {(export.get('gguf_error') or '')[:300]}")
+    bf16 = export.get("gguf_bf16_rel_median")
+    if bf16:
+        sensitivity = export.get("gguf_rounding_sensitivity") or {}
+        lines.append(f"- export: BF16 GGUF logits rel_median {bf16.get('value'):.4g} vs tolerance "
+                     f"{bf16.get('threshold'):.4g} ({json.dumps(bf16.get('tolerance_parts'))}); the HF model's "
+                     f"bf16-vs-fp32 rel_median {sensitivity.get('rel_median', 'not measured')}")
     k = report["kill_resume"]
     if k["phase"] == "none":
         lines.append("- kill -9 + rerun: not asked for (--kill-phase none)")

@@ -95,6 +95,15 @@ def test_verdict_on_run_l_fails_for_its_bf16_gguf_and_passes_once_that_holds(rep
     good["export"]["gguf_files"]["BF16"]["passed"] = True
     assert verdict(good) == {"passed": True, "failures": [], "not_judged": v["not_judged"]}
     assert "verdict: PASS" in render({**good, "verdict": verdict(good)})
+    # run N's report: the same single failure; the BF16 check's tolerance and the sensitivity behind it are shown
+    # once the export records them (run N predates them: the line is absent, not invented)
+    run_n = json.loads((repo_root / "docs" / "bench" / "2026-11-29_h200_gpu_smoke_run_n.json").read_text())
+    assert [f for f in verdict(run_n)["failures"] if "BF16 GGUF did not pass" in f] == verdict(run_n)["failures"]
+    assert "BF16 GGUF logits rel_median" not in render(run_n)
+    run_n["export"]["gguf_bf16_rel_median"] = {"value": 0.17, "threshold": 0.35, "passed": True,
+                                               "tolerance_parts": {"rel_tol": 0.05, "sensitivity_term": 0.35}}
+    run_n["export"]["gguf_rounding_sensitivity"] = {"rel_median": 0.35}
+    assert "BF16 GGUF logits rel_median 0.17 vs tolerance 0.35" in render(run_n)
     # each part of the verdict fails on its own
     no_resume = copy.deepcopy(good)
     no_resume["kill_resume"]["resumed_from_step"] = None  # the rerun started over instead of resuming
