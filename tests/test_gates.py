@@ -183,8 +183,27 @@ def _record_many(args: tuple[str, int, bool]) -> None:
     path, worker, locked = args
     if not locked:  # the negative control: the same read-modify-write without the lock
         import contextlib
+        import os
+        import time
 
         gates._locked = lambda path: contextlib.nullcontext()
+        # The race made certain, not likely: each unlocked writer holds what it read for 20 ms before writing, and
+        # the 4 workers start together (one file per worker process, go once 4 exist). Without this, spawned
+        # workers on a loaded 2-core box once started far enough apart to keep all 160 entries (CI, 2026-11-29).
+        read = gates.read_gates
+
+        def slow_read(gates_file):
+            data = read(gates_file)
+            time.sleep(0.02)
+            return data
+
+        gates.read_gates = slow_read
+        ready = Path(path).parent / "ready"
+        ready.mkdir(exist_ok=True)
+        (ready / str(os.getpid())).touch()
+        deadline = time.time() + 60
+        while len(list(ready.iterdir())) < 4 and time.time() < deadline:
+            time.sleep(0.01)
     for i in range(20):
         record_gate(path, f"k{worker}_{i}", {"passed": "true"})
 
