@@ -191,17 +191,13 @@ def import_unsloth_first(argv: list[str], default_config: str | os.PathLike | No
     model and packing decide 'auto'). Returns True when unsloth was imported.
     """
     choice = phase_choice(argv, default_config)
-    if choice["backend"] in ("hf", "fast"):
+    try:  # the phase's own choice, made early (choose_backend imports neither transformers nor trl)
+        backend, _ = choose_backend(choice["backend"], choice["model"], packing=choice["packing"],
+                                    load_in_4bit=choice["load_in_4bit"])
+    except (RuntimeError, ValueError):
+        return False  # the phase's choose_backend raises the same error, with its reason, once it parses its flags
+    if backend != "unsloth":
         return False
-    if not (unsloth_available() and cuda_available()):
-        return False  # the phase's choose_backend says why --backend unsloth cannot run
-    if choice["backend"] == "auto":
-        model = choice["model"]
-        mxfp4 = bool(model) and not choice["load_in_4bit"] and is_mxfp4_checkpoint(model)
-        backend, _ = auto_backend(cuda=True, unsloth=True, mxfp4=mxfp4, packing=choice["packing"],
-                                  load_in_4bit=choice["load_in_4bit"])
-        if backend != "unsloth":
-            return False
     import unsloth  # noqa: F401
 
     return True

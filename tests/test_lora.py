@@ -108,7 +108,7 @@ def test_phase_choice_reads_the_config_under_the_command_line(tmp_path):
 
 def test_import_unsloth_first_only_when_the_phase_trains_on_it(machine, monkeypatch, tmp_path, tiny_model_dir):
     """Unsloth patches transformers/PEFT on import, which would change the fast and hf paths: it is imported only
-    when the phase resolves to it (a stand-in module counts the imports)."""
+    when the phase resolves to it (a stand-in module in sys.modules lets the import run on this machine)."""
     import sys
     import types
 
@@ -128,6 +128,12 @@ def test_import_unsloth_first_only_when_the_phase_trains_on_it(machine, monkeypa
     assert imported(["--backend", "unsloth"]) is True
     machine(cuda=False, unsloth=True)
     assert imported(["--backend", "unsloth"]) is False  # the phase then says why it cannot run
+    machine(cuda=True, unsloth=True)
+    mxfp4 = tmp_path / "released"
+    mxfp4.mkdir()
+    (mxfp4 / "config.json").write_text('{"quantization_config": {"quant_method": "mxfp4"}}')
+    assert imported(["--no-packing", "--base_model", str(mxfp4)]) is False  # auto: fast on the released layout
+    assert imported(["--backend", "unsloth", "--base_model", str(mxfp4)]) is False  # refused there, by the phase
 
 
 def lora_model(tiny_model_dir, *, include_experts=True):
