@@ -62,6 +62,9 @@ def main() -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         save_file(lora, args.out, metadata={"sharded_params": str(sharded)})
     if world > 1:
+        # Both ranks reach teardown together: in a fresh-clone CI run (2026-11-29) rank 1 once aborted in gloo
+        # ("terminate called without an active exception") while rank 0 was still writing the file.
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
