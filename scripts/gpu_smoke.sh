@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # First run on a new GPU box: the whole curriculum on a random-weight GPT-OSS with 2 real-shape layers, in the
 # released checkpoint's file layout (MXFP4 experts), through the same code the 20B run uses: 16 minutes on an H200
-# (run L, 2026-11-29, kill -9 and resume included; docs/BENCHMARKS.md "Smoke run L").
+# (run O, 2026-11-29, 969 s, kill -9 and resume included; docs/BENCHMARKS.md "Smoke run O").
 #
 #   bash scripts/gpu_smoke.sh [--workdir DIR] [--layers 2] [--layout mxfp4|bf16] [--wheelhouse DIR]
 #                             [--budget SECONDS] [--kill-phase agent_sft|ipo|tool_calling_sft|none] [--cpu]
@@ -34,8 +34,8 @@
 #    the same command again re-attaches and follows it, printing the steps and the phase log's tail; when it has
 #    ended, prints its report, copies it to $OUT and exits with its status (3 = still running). On a fresh machine
 #    (the warm one was released) the same command starts over. On your own GPU box use screen instead.
-# --cpu: the same steps with the tiny GPT-OSS on CPU and the local venv (no wheelhouse): 36 min on the shared
-# 2-core CPU box (load ~12, 2026-11-28).
+# --cpu: the same steps with the tiny GPT-OSS on CPU and the local venv (no wheelhouse): on the shared 2-core CPU
+# box 10m36s (2026-11-29) to 36 min (load ~12, 2026-11-28).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

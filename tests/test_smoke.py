@@ -104,6 +104,14 @@ def test_verdict_on_run_l_fails_for_its_bf16_gguf_and_passes_once_that_holds(rep
                                                "tolerance_parts": {"rel_tol": 0.05, "sensitivity_term": 0.35}}
     run_n["export"]["gguf_rounding_sensitivity"] = {"rel_median": 0.35}
     assert "BF16 GGUF logits rel_median 0.17 vs tolerance 0.35" in render(run_n)
+    # run O's report (H200, 2026-11-29, the current defaults): the real verdict passes, its GGUF line shows the
+    # tolerance made of the measured sensitivity, and the same report with its BF16 GGUF failed does not pass
+    run_o = json.loads((repo_root / "docs" / "bench" / "2026-11-29_h200_gpu_smoke_run_o.json").read_text())
+    assert verdict(run_o)["passed"] and run_o["verdict"]["passed"], verdict(run_o)
+    assert "BF16 GGUF logits rel_median 0.03713 vs tolerance 0.253" in render(run_o)
+    assert run_o["kill_resume"]["resumed_from_step"] == 2
+    run_o["export"]["gguf_files"]["BF16"]["passed"] = False
+    assert any("BF16 GGUF did not pass" in f for f in verdict(run_o)["failures"])
     # each part of the verdict fails on its own
     no_resume = copy.deepcopy(good)
     no_resume["kill_resume"]["resumed_from_step"] = None  # the rerun started over instead of resuming
