@@ -600,12 +600,36 @@ def step_context(device: str, enabled: bool = True) -> Any:
     return contextlib.nullcontext()
 
 
+# --optim choices, named as transformers' TrainingArguments.optim names them (the phases' YAMLs set `optim`).
+# adamw_torch_fused: the bench's default since run 1 (every committed figure). adamw_torch: what the phase YAMLs use
+# (foreach). adamw_bnb_8bit: bitsandbytes' blockwise 8-bit moments, the class and arguments transformers builds for
+# `optim: adamw_bnb_8bit` — 2 bytes of state per LoRA parameter instead of 8 (-8.9 GB at r128 on the 20B).
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adamw_bnb_8bit")
+
+
+def make_optimizer(params: list[Any], optim: str, device: str, lr: float = 1e-6) -> Any:
+    import torch
+
+    if optim == "adamw_torch_fused":
+        return torch.optim.AdamW(params, lr=lr, fused=device == "cuda")
+    if optim == "adamw_torch":
+        return torch.optim.AdamW(params, lr=lr)
+    if optim == "adamw_bnb_8bit":
+        try:
+            from bitsandbytes.optim import AdamW
+        except ImportError as err:
+            raise RuntimeError(f"--optim adamw_bnb_8bit needs bitsandbytes (the gpt_oss extra of pyproject.toml, or "
+                               f"scripts/build_wheelhouse.sh's site on PYTHONPATH): {err}") from err
+        return AdamW(params, lr=lr, optim_bits=8, is_paged=False)
+    raise ValueError(f"--optim {optim!r}: expected one of {OPTIMIZERS}")
+
+
 def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, warmup: int, steps: int,
-               ref: Any = None, profile: bool = False) -> dict[str, Any]:
+               ref: Any = None, profile: bool = False, optim: str = OPTIMIZERS[0]) -> dict[str, Any]:
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-6, fused=device == "cuda")
+    opt = make_optimizer(params, optim, device)
     init_optimizer_state(opt, params)
     times, losses = [], []
     autocast, autocast_error = device == "cuda", None
@@ -653,7 +677,8 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
 
     from pipeline_lib import unsloth_utils
 
-    record: dict[str, Any] = {"backend": backend, "workload": workload.name, "lora_r": workload.lora_r}
+    record: dict[str, Any] = {"backend": backend, "workload": workload.name, "lora_r": workload.lora_r,
+                              "optimizer": args.optim}
     if backend == "unsloth" and workload.doc_tokens:
         workload = unpacked_as_shipped(workload)
         record["note"] = "unpacked as shipped: one conversation per row (Unsloth drops position_ids for gpt_oss)"
@@ -697,10 +722,10 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
         ref = torch.zeros(workload.batch, device=device)  # IPO's reference log-probs are precomputed constants
     loss = loss_fn(backend, workload)
     if workload.fit_only:  # one step (compile included: a memory measurement, not a speed one)
-        timing = time_steps(model, loss, batch, device=device, warmup=0, steps=1, ref=ref)
+        timing = time_steps(model, loss, batch, device=device, warmup=0, steps=1, ref=ref, optim=args.optim)
     else:
         timing = time_steps(model, loss, batch, device=device, warmup=args.warmup, steps=args.steps, ref=ref,
-                            profile=args.profile)
+                            profile=args.profile, optim=args.optim)
     if backend == "fast":
         from pipeline_lib.fast_path import fast_path_report
 
@@ -771,7 +796,7 @@ def worker(args: argparse.Namespace) -> int:
     try:
         for name in args.workloads.split(","):
             workload = scaled(WORKLOADS[name], args.seq_scale)
-            base = {"backend": backend, "workload": name}
+            base = {"backend": backend, "workload": name, "optimizer": args.optim}
             reason = skip_reason(backend, workload, device)
             if reason is None and deadline and time.time() > deadline:
                 reason = "time budget (--time-budget-s) spent before this workload started"
@@ -816,7 +841,7 @@ def environment(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
            "command": " ".join([Path(sys.argv[0]).name, *argv]), "git_sha": git_sha(), "versions": library_versions(),
            "device": args.device, "layers": args.layers, "memory_cap_gb": args.memory_cap_gb,
            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "warmup": args.warmup,
-           "steps": args.steps}
+           "steps": args.steps, "optim": args.optim}
     if args.device == "cuda":
         import torch
 
@@ -846,7 +871,9 @@ def print_table(records: list[dict[str, Any]]) -> None:
             v = r.get(key)
             return "-" if v is None else format(v, fmt)
         check = r.get("numerics_check", {}).get("passed", "-")
-        print(f"{r['backend']:8} {r['workload']:24} {r.get('status', '?'):8} {f('tokens_per_second', ',.0f'):>9} "
+        optim = r.get("optimizer", OPTIMIZERS[0])
+        workload = r["workload"] + ("" if optim == OPTIMIZERS[0] else f" ({optim})")
+        print(f"{r['backend']:8} {workload:24} {r.get('status', '?'):8} {f('tokens_per_second', ',.0f'):>9} "
               f"{f('ratio_to_unsloth', '.2f'):>9} {f('ratio_to_hf', '.2f'):>6} {f('ratio_to_hf_ce', '.2f'):>7} "
               f"{f('peak_gb'):>8} "
               f"{f('model_tflops'):>8} {f('mfu', '.3f'):>6} {f('first_step_s', '.0f'):>6} {check}")
@@ -865,6 +892,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=5, help="timed steps (median)")
     p.add_argument("--seq-scale", type=float, default=1.0, help="scale every row length (CPU smoke runs)")
     p.add_argument("--memory-cap-gb", type=float, default=None, help="cap this process's GPU memory (GiB)")
+    p.add_argument("--optim", default=OPTIMIZERS[0], choices=OPTIMIZERS,
+                   help="the optimizer of every timed step (transformers' names; default: what every committed "
+                        "figure used)")
     p.add_argument("--profile", action="store_true",
                    help="one extra step under torch.profiler: time per component and top kernels in the JSON")
     p.add_argument("--check-layers", type=int, default=2, help="layers of the numerics check model (CUDA)")

@@ -6,13 +6,17 @@
 #   OUT=/path bash scripts/gpu_fast_bench.sh                 # carry .wheelhouse/site.tar.gz for the unsloth rows
 #   TINY=1 OUT=/tmp/x bash scripts/gpu_fast_bench.sh         # CPU smoke of the whole script on the tiny model
 #   GPU_IDS=1 PARTS="fast_more fits phase_run" TOTAL=300 OUT=/path bash scripts/gpu_fast_bench.sh   # a subset, GPU 1
-#   (UNSLOTH_WORKLOADS=a,b narrows the unsloth part's workloads)
+#   (UNSLOTH_WORKLOADS=a,b narrows the unsloth part's workloads; FAST_MAIN_WORKLOADS=a,b fast_main's)
+#   PARTS="fast_main optim8bit phase_run_8bit" FAST_MAIN_WORKLOADS=phase2_r128_32k_packed OUT=/path \
+#       bash scripts/gpu_fast_bench.sh      # the Phase 2 memory question: AdamW vs 8-bit AdamW, same call
 #
 # It writes, under $OUT (small files only, each < 2 MB):
 #   bench.json          every result so far (merged after each part: partial results survive a later hang)
 #   bench.log           this script's log; parts/<part>.log.tail = the last 40 KB of each part's own log
 #   parts/<part>.json   each part's raw results
 #
+# Parts run only when PARTS names them: optim8bit (fast, `--optim adamw_bnb_8bit`, OPTIM8_WORKLOADS, default the
+# packed 32K row) and phase_run_8bit (the phase run below with `--optim adamw_bnb_8bit`).
 # Parts, each under `timeout` (a hung part cannot eat the rest; a bench part also stops starting workloads MARGIN s
 # before its own limit: 70 s for fast_main and unsloth, 40 for hf_main, 25 for fits). With 2+ GPUs (nvidia-h200-x2,
 # recommended) two lanes run at once, one per GPU; timed rows never share a GPU:
@@ -75,6 +79,7 @@ read -r -a GPUS <<<"${GPU_IDS:-$(seq -s ' ' 0 $((NGPU > 0 ? NGPU - 1 : 0)))}"
 [ -z "${GPU_IDS:-}" ] || NGPU=${#GPUS[@]}
 # PARTS="fast_more fits phase_run": run only these parts (a second call finishing what the first had no time for).
 wanted() { [ -z "${PARTS:-}" ] || [[ " $PARTS " == *" $1 "* ]]; }
+named() { [[ " ${PARTS:-} " == *" $1 "* ]]; }
 df -h "$WORK" | tail -1
 echo "LAYERS=$LAYERS ITEM4_LAYERS=$ITEM4_LAYERS TOTAL=${TOTAL}s CAP=${CAP}GB GPUs=$NGPU start=$(date -u +%FT%TZ)"
 
@@ -138,15 +143,17 @@ lane1() {
   bench unsloth 390 "$1" --backends unsloth \
     --workloads "${UNSLOTH_WORKLOADS:-phase1_r64_4k,phase2_r128_32k_packed,qlora_r64_4k}"
 }
-phase_run() {
-  wanted phase_run || return 0
+phase_run() {  # phase_run GPU [NAME [PHASE FLAGS...]]
+  local gpu=$1 name=${2:-phase_run}; shift; shift || true
+  wanted "$name" || return 0
   if [ -n "${TINY:-}" ]; then
-    printf '[{"backend": "summary", "workload": "part_phase_run", "status": "skipped", "reason": "TINY: CPU smoke"}]\n' \
-      > "$OUT/parts/phase_run.json"; merge; return 0
+    printf '[{"backend": "summary", "workload": "part_%s", "status": "skipped", "reason": "TINY: CPU smoke"}]\n' \
+      "$name" > "$OUT/parts/$name.json"; merge; return 0
   fi
-  part phase_run "${PHASE_RUN_WANT:-170}" "$1" "$PY" scripts/bench_gpu_sft.py --phase 2 --backends fast --layers "$ITEM4_LAYERS" \
-    --steps 20 --seq 32768 --doc-tokens 3000 --repeat --cleanup --timeout 600 --total-timeout "@T-30" --workdir "$WORK/phase_run" \
-    --out "$WORK" --json "$OUT/parts/phase_run.json"
+  local extra=(); [ $# -eq 0 ] || extra=("--extra=$*")
+  part "$name" "${PHASE_RUN_WANT:-170}" "$gpu" "$PY" scripts/bench_gpu_sft.py --phase 2 --backends fast --layers "$ITEM4_LAYERS" \
+    --steps 20 --seq 32768 --doc-tokens 3000 --repeat --cleanup --timeout 600 --total-timeout "@T-30" \
+    --workdir "$WORK/$name" --out "$WORK" --json "$OUT/parts/$name.json" "${extra[@]}"
 }
 
 if [ "${LANES:-$NGPU}" -ge 2 ]; then  # LANES=2 forces the two-lane layout (its CPU test in TINY mode)
@@ -158,7 +165,9 @@ if [ "${LANES:-$NGPU}" -ge 2 ]; then  # LANES=2 forces the two-lane layout (its 
   wait "$B" || true
 else  # one GPU (or TINY): the headline rows first — fast, hf and Unsloth on Phase 1 and 2 — then the rest
   G=$([ "$NGPU" -ge 1 ] && echo "${GPUS[0]}" || echo "")
-  bench fast_main 190 "$G" --backends fast --profile --workloads phase1_r64_4k,phase2_r128_32k_packed
+  bench fast_main 190 "$G" --backends fast --profile --workloads "${FAST_MAIN_WORKLOADS:-phase1_r64_4k,phase2_r128_32k_packed}"
+  ! named optim8bit || bench optim8bit 170 "$G" --backends fast --optim adamw_bnb_8bit \
+    --workloads "${OPTIM8_WORKLOADS:-phase2_r128_32k_packed}"
   MARGIN=40 GRACE=25 bench hf_main 160 "$G" --backends hf,hf_ce --profile --workloads phase1_r64_4k \
     --only hf_ce=phase2_r128_32k_packed
   lane1 "$G"
@@ -167,6 +176,7 @@ else  # one GPU (or TINY): the headline rows first — fast, hf and Unsloth on P
   # run 4): the "fast >= 1.6x hf packed" ratio
   MARGIN=40 GRACE=25 bench hf_ce 250 "$G" --backends hf_ce --workloads phase2_r128_32k_packed
   phase_run "$G"; lane0_tail "$G"
+  ! named phase_run_8bit || phase_run "$G" phase_run_8bit --optim adamw_bnb_8bit
 fi
 merge
 rm -f "$OUT/.merge.lock"

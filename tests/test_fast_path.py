@@ -230,6 +230,7 @@ def test_bench_end_to_end_on_cpu(tiny_model_dir, tmp_path):
     assert set(rows) == {(b, w) for b in ("hf", "fast", "unsloth") for w in ("phase1_r64_4k", "qlora_r64_4k")}
     fast = rows[("fast", "phase1_r64_4k")]
     assert fast["status"] == "ok" and fast["numerics_check"]["passed"] and fast["tokens_per_second"] > 0
+    assert fast["optimizer"] == "adamw_torch_fused"
     assert fast["ratio_to_hf"] is not None and fast["ratio_to_unsloth"] is None
     assert fast["profile"]["device_ms_total"] > 0 and fast["profile"]["top_kernels"]
     assert rows[("fast", "qlora_r64_4k")]["status"] == "skipped"
@@ -396,6 +397,41 @@ def test_optimizer_state_exists_before_the_first_step():
     assert all(opt.state[p]["exp_avg"].shape == p.shape for p in params)
     assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))  # lr 0: nothing moved
     assert all(p.grad is None for p in params) and opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_bench_optimizers_are_transformers_own_and_step_the_same_way():
+    """--optim: the torch choices take the same step as transformers' `adamw_torch` (foreach AdamW) does; the 8-bit
+    one is bitsandbytes' AdamW(optim_bits=8), as transformers builds it for `optim: adamw_bnb_8bit`, or, where
+    bitsandbytes is not installed (this CPU venv: it comes with the gpt_oss extra), a clear error naming it."""
+    import importlib.util
+
+    from pipeline_lib.bench_train_step import OPTIMIZERS, make_optimizer, parse_args
+
+    torch.manual_seed(0)
+    start = torch.randn(64, 32)
+    grad = torch.randn(64, 32)
+    after = {}
+    for optim in ("adamw_torch_fused", "adamw_torch"):
+        p = torch.nn.Parameter(start.clone())
+        opt = make_optimizer([p], optim, "cpu", lr=1e-2)
+        p.grad = grad.clone()
+        opt.step()
+        after[optim] = p.detach().clone()
+    ref = torch.nn.Parameter(start.clone())
+    ref_opt = torch.optim.AdamW([ref], lr=1e-2)
+    ref.grad = grad.clone()
+    ref_opt.step()
+    assert torch.equal(after["adamw_torch"], ref.detach()) and torch.equal(after["adamw_torch_fused"], ref.detach())
+    assert not torch.equal(start, ref.detach())  # control: the step moved the weights
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(RuntimeError, match="needs bitsandbytes"):
+            make_optimizer([torch.nn.Parameter(start.clone())], "adamw_bnb_8bit", "cpu")
+    else:
+        opt = make_optimizer([torch.nn.Parameter(start.clone())], "adamw_bnb_8bit", "cpu")
+        assert type(opt).__name__ == "AdamW" and type(opt).__module__.startswith("bitsandbytes")
+    with pytest.raises(ValueError, match="expected one of"):
+        make_optimizer([torch.nn.Parameter(start.clone())], "sgd", "cpu")
+    assert parse_args([]).optim == OPTIMIZERS[0] == "adamw_torch_fused"  # every committed figure's optimizer
 
 
 def test_phase_run_bench_repeated_rows_and_loss_summary(tmp_path, repo_root):
