@@ -55,15 +55,30 @@ def checkpoint_problem(ckpt: Path) -> str | None:
     return None
 
 
+def optimizer_state_warning(ckpt: Path) -> str | None:
+    """A warning when ``ckpt`` has no optimizer state (``save_only_model``, or deleted to free disk): HF Trainer then
+    resumes silently with fresh optimizer moments. Resumable, but not the run it was cut from: on the H200 a
+    2-layer agent SFT resumed that way drifted 1.33 in loss within 3 steps, where a resume with the state matched
+    the uninterrupted run exactly (scripts/check_optimizer_resume.py, docs/BENCHMARKS.md run 6)."""
+    # optimizer.pt (one process, DDP), optimizer.bin (FSDP full state dict), optimizer_0/ (FSDP sharded),
+    # global_step*/ (DeepSpeed)
+    if any(ckpt.glob("optimizer*")) or any(ckpt.glob("global_step*")):
+        return None
+    return (f"{ckpt.name} has no optimizer state (optimizer.pt): the Trainer resumes it with fresh optimizer "
+            f"moments, so the run will not continue exactly as it would have")
+
+
 def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
-    """Newest valid checkpoint-N under run_dir and a warning for every newer one that is not valid."""
+    """Newest valid checkpoint-N under run_dir and a warning for every newer one that is not valid (and for a
+    chosen one without optimizer state)."""
     warnings = []
     for ckpt in sorted(Path(run_dir).glob("checkpoint-*"), key=checkpoint_step, reverse=True):
         if checkpoint_step(ckpt) < 0 or not ckpt.is_dir():
             continue
         problem = checkpoint_problem(ckpt)
         if problem is None:
-            return ckpt, warnings
+            no_state = optimizer_state_warning(ckpt)
+            return ckpt, warnings + ([no_state] if no_state else [])
         warnings.append(f"{ckpt.name} is not resumable ({problem}); falling back to an earlier checkpoint")
     return None, warnings
 
@@ -81,6 +96,9 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str | os.PathLike) 
     problem = checkpoint_problem(Path(value))
     if problem is not None:
         raise FileNotFoundError(f"--resume_from_checkpoint {value}: not a resumable checkpoint ({problem})")
+    no_state = optimizer_state_warning(Path(value))
+    if no_state:
+        print(f"WARNING: {no_state}", flush=True)
     return value
 
 

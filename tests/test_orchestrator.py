@@ -80,6 +80,28 @@ def test_latest_valid_checkpoint_and_each_corruption_falls_back(tmp_path):
         assert len(warnings) == 1 and "checkpoint-30" in warnings[0] and "falling back" in warnings[0]
 
 
+def test_a_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path, capsys):
+    """HF Trainer resumes a checkpoint without optimizer.pt silently, with fresh moments (H200: 1.33 loss apart
+    within 3 steps, docs/BENCHMARKS.md run 6): it stays resumable and the choice says so; with the state, or FSDP's
+    and DeepSpeed's own optimizer files, no warning."""
+    from pipeline_lib.checkpoints import resolve_resume_checkpoint
+
+    run = tmp_path / "run"
+    make_checkpoint(run, 10)
+    make_checkpoint(run, 20, optimizer=False)
+    ckpt, warnings = find_resume_checkpoint(run)
+    assert ckpt.name == "checkpoint-20" and len(warnings) == 1 and "no optimizer state" in warnings[0]
+    assert resolve_resume_checkpoint(str(ckpt), run) == str(ckpt)
+    assert "fresh optimizer moments" in capsys.readouterr().out
+    for other in ("optimizer.bin", "optimizer_0", "global_step20"):
+        (ckpt / other).mkdir() if "." not in other else (ckpt / other).write_bytes(b"")
+        assert find_resume_checkpoint(run) == (ckpt, []), other
+        shutil.rmtree(ckpt / other) if (ckpt / other).is_dir() else (ckpt / other).unlink()
+    assert find_resume_checkpoint(run)[1]  # control: without them the warning is back
+    (ckpt / "optimizer.pt").write_bytes((run / "checkpoint-10" / "optimizer.pt").read_bytes())
+    assert find_resume_checkpoint(run) == (ckpt, [])
+
+
 def test_training_state_skip_resume_fresh(tmp_path):
     run = tmp_path / "run"
     assert training_state(run).action == "fresh"

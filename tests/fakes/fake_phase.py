@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,9 @@ def train(args: argparse.Namespace) -> None:
         if step % args.save_steps == 0 or step == steps:
             ckpt = out / f"checkpoint-{step}"
             adapter(ckpt)
+            # a real Trainer checkpoint holds its optimizer state (a torch.save zip; no torch import here)
+            with zipfile.ZipFile(ckpt / "optimizer.pt", "w") as z:
+                z.writestr("optimizer/data.pkl", b"")
             (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": history}))
     adapter(out / "final")
     (out / "final" / "trainer_state.json").write_text(json.dumps({"global_step": steps, "log_history": history}))
