@@ -67,7 +67,8 @@ def prepare_sft_data(train_data_path: str, tokenizer: Any, **kwargs: Any) -> SFT
 
 def _prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: int, packing: bool,
                       eval_strategy: str, eval_split_size: float, seed: int, text_field: str = "text",
-                      max_train_samples: int | None = None, num_proc: int | None = None) -> SFTData:
+                      max_train_samples: int | None = None, num_proc: int | None = None,
+                      packing_note: str | None = None) -> SFTData:
     from pipeline_lib.pack_sft import load_or_pack, packed_dataset_dir, packed_train_key
 
     raw = load_text_dataset(train_data_path, text_field)
@@ -94,7 +95,8 @@ def _prepare_sft_data(train_data_path: str, tokenizer: Any, *, max_seq_length: i
 
     if not packing:
         train, stats["tokenization"] = tokenize_train()
-        stats["packing"] = {"packed": False}
+        # packing_note (effective_packing): why rows asked to be packed are not, kept in phase_metrics.json
+        stats["packing"] = {"packed": False, **({"note": packing_note} if packing_note else {})}
         return SFTData(train, eval_ds, False, stats)
     key = packed_train_key(raw, max_seq_length, tokenizer, eval_rows=eval_rows, max_train_samples=max_train_samples,
                            seed=seed)

@@ -79,9 +79,7 @@ def main() -> None:
                             eval_split_size=script_args.eval_split_size, seed=training_args.seed,
                             text_field=training_args.dataset_text_field,
                             max_train_samples=script_args.max_train_samples,
-                            num_proc=training_args.dataset_num_proc)
-    if script_args.packing_note:
-        data.stats["packing"]["note"] = script_args.packing_note
+                            num_proc=training_args.dataset_num_proc, packing_note=script_args.packing_note)
     if script_args.print_mask_example:
         print_mask_example(data.train, tokenizer)
 

@@ -171,3 +171,18 @@ def test_packing_is_turned_off_on_unsloth_and_kept_on_hf():
     packed, note = effective_packing(True, "unsloth")
     assert packed is False and "position_ids" in note
     assert effective_packing(False, "unsloth") == (False, None)
+
+
+def test_the_reason_rows_are_not_packed_lands_in_the_data_stats(gpt_oss_tokenizer, tmp_path):
+    """Phases 1 and 2 pass effective_packing's note to prepare_sft_data; it is kept in the stats that
+    phase_metrics.json records (control: no note, no key)."""
+    from sft_fixtures import chat_conversation, write_text_dataset
+
+    from pipeline_lib.sft import effective_packing, prepare_sft_data
+
+    path = write_text_dataset(tmp_path / "train", [chat_conversation(i) for i in range(4)])
+    packed, note = effective_packing(True, "unsloth")
+    kwargs = {"max_seq_length": 256, "packing": packed, "eval_strategy": "no", "eval_split_size": 0.0, "seed": 0}
+    data = prepare_sft_data(str(path), gpt_oss_tokenizer, packing_note=note, **kwargs)
+    assert data.stats["packing"] == {"packed": False, "note": note} and "position_ids" in note
+    assert prepare_sft_data(str(path), gpt_oss_tokenizer, **kwargs).stats["packing"] == {"packed": False}
