@@ -31,11 +31,15 @@ def test_a_resume_that_lost_its_optimizer_state_fails():
 def test_a_control_that_cannot_see_the_state_fails_and_missing_steps_fail():
     assert not compare(STRAIGHT, dict(STRAIGHT), dict(STRAIGHT))["passed"]  # control 0: not discriminative
     assert compare({1: 1.0}, {1: 1.0}, {1: 2.0}) == {"passed": False, "steps": [],
-                                                     "reason": "no step >= 4 logged by all three runs"}
+                                                     "reason": "the straight run logged no step >= 4"}
+    nan_at_5 = {s: x for s, x in STRAIGHT.items() if s != 5}  # what losses_by_step leaves of a NaN at step 5
+    v = compare(STRAIGHT, nan_at_5, CONTROL)
+    assert not v["passed"] and "'resumed': [5]" in v["reason"]
 
 
 def test_losses_by_step_reads_the_trainer_state(tmp_path):
     state = tmp_path / "trainer_state.json"
-    state.write_text(json.dumps({"log_history": [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0, "lr": 1e-4},
-                                                 {"step": 2, "train_runtime": 3.0}]}))
-    assert losses_by_step(state) == {1: 2.5, 2: 2.0}
+    history = [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0, "lr": 1e-4}, {"step": 3, "loss": float("nan")},
+               {"step": 3, "train_runtime": 3.0}]
+    state.write_text(json.dumps({"log_history": history}))
+    assert losses_by_step(state) == {1: 2.5, 2: 2.0}  # step 3's NaN is left out
