@@ -54,6 +54,7 @@ CONFIG_DIR = REPO_ROOT / "configs" / "gpt-oss-20b"
 BACKENDS = ("hf", "unsloth", "fast", "hf_ce")
 CHUNKED_LOSS_BACKENDS = ("fast", "hf_ce")  # loss through fast_path's chunked cross-entropy (no full logits)
 PEAK_BF16_FLOPS = 989.4e12  # H100/H200 SXM dense bf16 datasheet figure (the measured GEMM ceiling is ~790e12)
+GEMM_CEILING_FLOPS = 790e12  # ~80% of the datasheet: the best a large bf16 GEMM sustains there (the floors' rate)
 IPO_BETA = 0.1
 
 
@@ -193,22 +194,38 @@ def unpacked_as_shipped(workload: Workload) -> Workload:
 
 
 # --------------------------------------------------------------------------------------------------------- FLOPs
-def flops_per_token(config: Any, workload: Workload) -> float:
-    """Model FLOPs per trained token (module docstring). ``config``: a GptOssConfig."""
+def flops_by_component(config: Any, workload: Workload) -> dict[str, float]:
+    """Model FLOPs per trained token (module docstring), split into --profile's KERNEL_CATEGORIES: the experts'
+    GEMMs with their LoRA; the dense GEMMs (q/k/v/o with their LoRA, router, LM head); attention. ``config``: a
+    GptOssConfig."""
     h, nh, nkv, hd = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim
     inter, k, n_exp = config.intermediate_size, config.num_experts_per_tok, config.num_local_experts
     r = workload.lora_r
     attn_shapes = [(h, nh * hd), (h, nkv * hd), (h, nkv * hd), (nh * hd, h)]
     expert_shapes = [(h, 2 * inter), (inter, h)]
-    dense = sum(i * o for i, o in attn_shapes) + h * n_exp + k * sum(i * o for i, o in expert_shapes)
-    lora = sum(r * (i + o) for i, o in attn_shapes) + k * sum(r * (i + o) for i, o in expert_shapes)
+    experts = k * sum(i * o + r * (i + o) for i, o in expert_shapes)
+    dense = sum(i * o + r * (i + o) for i, o in attn_shapes) + h * n_exp
     span = workload.doc_tokens or workload.seq
     attended = {"full_attention": (span + 1) / 2,
                 "sliding_attention": min(config.sliding_window or span, (span + 1) / 2)}
     layers = list(config.layer_types)
-    per_layer = 6 * (dense + lora)
-    attention = sum(12 * nh * hd * attended.get(t, (span + 1) / 2) for t in layers)
-    return len(layers) * per_layer + attention + 6 * h * config.vocab_size
+    return {KERNEL_CATEGORIES[0][0]: 6 * len(layers) * experts,
+            KERNEL_CATEGORIES[3][0]: 6 * len(layers) * dense + 6 * h * config.vocab_size,
+            KERNEL_CATEGORIES[1][0]: sum(12 * nh * hd * attended.get(t, (span + 1) / 2) for t in layers)}
+
+
+def flops_per_token(config: Any, workload: Workload) -> float:
+    """Model FLOPs per trained token (module docstring). ``config``: a GptOssConfig."""
+    return sum(flops_by_component(config, workload).values())
+
+
+def floor_ms(config: Any, workload: Workload) -> dict[str, float]:
+    """Each component's ms per step at GEMM_CEILING_FLOPS: the floors of docs/BENCHMARKS.md's "where the time goes"
+    tables, e.g. ``python -c "from pipeline_lib.bench_train_step import *; print(floor_ms(gpt_oss_config(None,
+    None), WORKLOADS['phase2_r128_32k_packed']))"``."""
+    tokens = workload.batch * workload.seq
+    flops = flops_by_component(config, workload)
+    return {k: round(v * tokens / GEMM_CEILING_FLOPS * 1e3, 1) for k, v in flops.items()}
 
 
 # -------------------------------------------------------------------------------------------------------- models
@@ -733,6 +750,8 @@ def run_workload(args: argparse.Namespace, backend: str, workload: Workload, dev
     tokens = workload.batch * workload.seq
     tps = tokens / timing["step_s_median"]
     fpt = flops_per_token(config, workload)
+    if "device_ms_by_component" in timing.get("profile", {}):
+        timing["profile"]["floor_ms_by_component"] = floor_ms(config, workload)
     record.update(timing)
     record.update(tokens_per_step=tokens, tokens_per_second=None if workload.fit_only else round(tps, 1),
                   flops_per_token=fpt, model_tflops=None if workload.fit_only else round(tps * fpt / 1e12, 1),

@@ -189,6 +189,15 @@ def test_flops_per_token_real_shape(repo_root):
     assert 6 * active < f4k < 6 * active * 1.15
     # packed 3,000-token conversations attend over less context than a 4K row, but r128 adds LoRA FLOPs
     assert flops_per_token(config, WORKLOADS["phase2_r128_32k_packed"]) > 6 * active
+    # the split --profile's floors use: its parts sum to the total, and at 790 TFLOP/s they are the floors of
+    # docs/BENCHMARKS.md's Phase 1 and Phase 2 "where the time goes" tables
+    from pipeline_lib.bench_train_step import floor_ms, flops_by_component
+
+    for name in ("phase1_r64_4k", "phase2_r128_32k_packed"):
+        assert abs(sum(flops_by_component(config, WORKLOADS[name]).values())
+                   - flops_per_token(config, WORKLOADS[name])) < 1.0
+    assert list(floor_ms(config, WORKLOADS["phase1_r64_4k"]).values()) == [77.1, 38.9, 6.7]
+    assert list(floor_ms(config, WORKLOADS["phase2_r128_32k_packed"]).values()) == [638.5, 319.1, 39.8]
 
 
 def test_make_batch_packed_labels():
@@ -233,6 +242,8 @@ def test_bench_end_to_end_on_cpu(tiny_model_dir, tmp_path):
     assert fast["optimizer"] == "adamw_torch_fused"
     assert fast["ratio_to_hf"] is not None and fast["ratio_to_unsloth"] is None
     assert fast["profile"]["device_ms_total"] > 0 and fast["profile"]["top_kernels"]
+    assert set(fast["profile"]["floor_ms_by_component"]) == {"grouped_gemm (experts)", "attention (flex/sdpa)",
+                                                             "dense_gemm (q/k/v/o, router, lm_head)"}
     assert rows[("fast", "qlora_r64_4k")]["status"] == "skipped"
     assert rows[("unsloth", "phase1_r64_4k")]["status"] == "skipped"
     assert {"backend", "workload", "tokens_per_second", "peak_gb", "versions", "date", "command"} <= set(fast)
@@ -400,7 +411,8 @@ def test_optimizer_state_exists_before_the_first_step():
 
 
 def test_bench_optimizers_are_transformers_own_and_step_the_same_way():
-    """--optim: the torch choices take the same step as transformers' `adamw_torch` (foreach AdamW) does; the 8-bit
+    """--optim: the torch choices take the same step as transformers' `adamw_torch` (foreach AdamW) does (on CPU
+    `adamw_torch_fused` is unfused, so this checks the names' mapping; the fused kernel runs on CUDA only); the 8-bit
     one is bitsandbytes' AdamW(optim_bits=8), as transformers builds it for `optim: adamw_bnb_8bit`, or, where
     bitsandbytes is not installed (this CPU venv: it comes with the gpt_oss extra), a clear error naming it."""
     import importlib.util
