@@ -93,10 +93,13 @@ def test_a_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path, c
     assert ckpt.name == "checkpoint-20" and len(warnings) == 1 and "no optimizer state" in warnings[0]
     assert resolve_resume_checkpoint(str(ckpt), run) == str(ckpt)
     assert "fresh optimizer moments" in capsys.readouterr().out
-    for other in ("optimizer.bin", "optimizer_0", "global_step20"):
-        (ckpt / other).mkdir() if "." not in other else (ckpt / other).write_bytes(b"")
-        assert find_resume_checkpoint(run) == (ckpt, []), other
-        shutil.rmtree(ckpt / other) if (ckpt / other).is_dir() else (ckpt / other).unlink()
+    (ckpt / "optimizer.bin").write_bytes(b"")  # FSDP, full state dict
+    assert find_resume_checkpoint(run) == (ckpt, [])
+    (ckpt / "optimizer.bin").unlink()
+    for folder in ("optimizer_0", "global_step20"):  # FSDP sharded; DeepSpeed
+        (ckpt / folder).mkdir()
+        assert find_resume_checkpoint(run) == (ckpt, []), folder
+        (ckpt / folder).rmdir()
     assert find_resume_checkpoint(run)[1]  # control: without them the warning is back
     (ckpt / "optimizer.pt").write_bytes((run / "checkpoint-10" / "optimizer.pt").read_bytes())
     assert find_resume_checkpoint(run) == (ckpt, [])
