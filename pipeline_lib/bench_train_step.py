@@ -617,28 +617,26 @@ def step_context(device: str, enabled: bool = True) -> Any:
     return contextlib.nullcontext()
 
 
-# --optim choices, named as transformers' TrainingArguments.optim names them (the phases' YAMLs set `optim`).
-# adamw_torch_fused: the bench's default since run 1 (every committed figure). adamw_torch: what the phase YAMLs use
-# (foreach). adamw_bnb_8bit: bitsandbytes' blockwise 8-bit moments, the class and arguments transformers builds for
-# `optim: adamw_bnb_8bit` — 2 bytes of state per LoRA parameter instead of 8 (-8.9 GB at r128 on the 20B).
+# --optim choices: transformers' TrainingArguments.optim names (the phases' YAMLs set `optim`), built by the Trainer's
+# own mapping. adamw_torch_fused: the bench's default since run 1 (every committed figure). adamw_torch: what the
+# phase YAMLs use (foreach). adamw_bnb_8bit: bitsandbytes' blockwise 8-bit moments, 2 bytes of state per LoRA
+# parameter instead of 8 (-8.9 GB at r128 on the 20B).
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adamw_bnb_8bit")
 
 
-def make_optimizer(params: list[Any], optim: str, device: str, lr: float = 1e-6) -> Any:
-    import torch
+def make_optimizer(params: list[Any], optim: str, lr: float = 1e-6) -> Any:
+    """The optimizer a phase with ``optim: <optim>`` trains with (Trainer.get_optimizer_cls_and_kwargs)."""
+    from transformers import Trainer, TrainingArguments
 
-    if optim == "adamw_torch_fused":
-        return torch.optim.AdamW(params, lr=lr, fused=device == "cuda")
-    if optim == "adamw_torch":
-        return torch.optim.AdamW(params, lr=lr)
-    if optim == "adamw_bnb_8bit":
-        try:
-            from bitsandbytes.optim import AdamW
-        except ImportError as err:
-            raise RuntimeError(f"--optim adamw_bnb_8bit needs bitsandbytes (the gpt_oss extra of pyproject.toml, or "
-                               f"scripts/build_wheelhouse.sh's site on PYTHONPATH): {err}") from err
-        return AdamW(params, lr=lr, optim_bits=8, is_paged=False)
-    raise ValueError(f"--optim {optim!r}: expected one of {OPTIMIZERS}")
+    if optim not in OPTIMIZERS:
+        raise ValueError(f"--optim {optim!r}: expected one of {OPTIMIZERS}")
+    args = TrainingArguments(output_dir=tempfile.gettempdir(), optim=optim, learning_rate=lr, report_to=[])
+    try:
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    except ImportError as err:
+        raise RuntimeError(f"--optim {optim}: {err} (bitsandbytes is in the gpt_oss extra of pyproject.toml and in "
+                           f"scripts/build_wheelhouse.sh's site)") from err
+    return cls(params, **kwargs)
 
 
 def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, warmup: int, steps: int,
@@ -646,7 +644,7 @@ def time_steps(model: Any, loss: Any, batch: dict[str, Any], *, device: str, war
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optim, device)
+    opt = make_optimizer(params, optim)
     init_optimizer_state(opt, params)
     times, losses = [], []
     autocast, autocast_error = device == "cuda", None

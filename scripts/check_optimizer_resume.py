@@ -73,12 +73,15 @@ def main() -> int:
             "--train_data_path", str(data / str(phase.dataset) / "train"), "--max_seq_length",
             str(args.max_seq_length), "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
             "--max_steps", str(args.max_steps), "--save_steps", "2", "--logging_steps", "1", "--optim", args.optim]
-    straight = work / "straight"
+    # run folders as the orchestrator lays them out (<workdir>/checkpoints/<run>), so each phase's TensorBoard
+    # events go to <workdir>/logs (live.logs_dir_for), not to logs/ under the repository
+    runs = work / "checkpoints"
+    straight = runs / "straight"
     times["straight"] = run([*base, "--output_dir", str(straight)], work / "straight.log")
     last = f"checkpoint-{args.max_steps}"
     losses = {"straight": resume_check.losses_by_step(straight / last / "trainer_state.json")}
     for name in ("resumed", "control"):
-        out = work / name
+        out = runs / name
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(straight / "checkpoint-2", out / "checkpoint-2")
         if name == "control":

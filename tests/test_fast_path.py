@@ -7,6 +7,7 @@ off-by-one target, the base model without its adapter.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -410,39 +411,39 @@ def test_optimizer_state_exists_before_the_first_step():
     assert all(p.grad is None for p in params) and opt.param_groups[0]["lr"] == 1e-3
 
 
-def test_bench_optimizers_are_transformers_own_and_step_the_same_way():
-    """--optim: the torch choices take the same step as transformers' `adamw_torch` (foreach AdamW) does (on CPU
-    `adamw_torch_fused` is unfused, so this checks the names' mapping; the fused kernel runs on CUDA only); the 8-bit
-    one is bitsandbytes' AdamW(optim_bits=8), as transformers builds it for `optim: adamw_bnb_8bit`, or, where
-    bitsandbytes is not installed (this CPU venv: it comes with the gpt_oss extra), a clear error naming it."""
+def test_bench_optimizers_are_the_ones_transformers_builds():
+    """--optim goes through Trainer.get_optimizer_cls_and_kwargs: each name's step equals torch AdamW's with that
+    name's settings (fused for adamw_torch_fused), a different learning rate does not (control); where bitsandbytes
+    is not installed (this CPU venv: it comes with the gpt_oss extra) the 8-bit one is a clear error naming it."""
     import importlib.util
 
     from pipeline_lib.bench_train_step import OPTIMIZERS, make_optimizer, parse_args
 
     torch.manual_seed(0)
-    start = torch.randn(64, 32)
-    grad = torch.randn(64, 32)
-    after = {}
-    for optim in ("adamw_torch_fused", "adamw_torch"):
+    start, grad = torch.randn(64, 32), torch.randn(64, 32)
+
+    def step(opt_for: Any) -> torch.Tensor:
         p = torch.nn.Parameter(start.clone())
-        opt = make_optimizer([p], optim, "cpu", lr=1e-2)
+        opt = opt_for([p])
         p.grad = grad.clone()
         opt.step()
-        after[optim] = p.detach().clone()
-    ref = torch.nn.Parameter(start.clone())
-    ref_opt = torch.optim.AdamW([ref], lr=1e-2)
-    ref.grad = grad.clone()
-    ref_opt.step()
-    assert torch.equal(after["adamw_torch"], ref.detach()) and torch.equal(after["adamw_torch_fused"], ref.detach())
-    assert not torch.equal(start, ref.detach())  # control: the step moved the weights
+        return p.detach()
+
+    for optim, fused in (("adamw_torch_fused", True), ("adamw_torch", None)):
+        opt = make_optimizer([torch.nn.Parameter(start.clone())], optim, lr=1e-2)
+        assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is fused, optim
+        ours = step(lambda ps, optim=optim: make_optimizer(ps, optim, lr=1e-2))
+        assert torch.allclose(ours, step(lambda ps, fused=fused: torch.optim.AdamW(ps, lr=1e-2, fused=fused)),
+                              atol=1e-6), optim
+        assert not torch.allclose(ours, step(lambda ps: torch.optim.AdamW(ps, lr=2e-2)), atol=1e-6)  # control
     if importlib.util.find_spec("bitsandbytes") is None:
-        with pytest.raises(RuntimeError, match="needs bitsandbytes"):
-            make_optimizer([torch.nn.Parameter(start.clone())], "adamw_bnb_8bit", "cpu")
+        with pytest.raises(RuntimeError, match="bitsandbytes"):
+            make_optimizer([torch.nn.Parameter(start.clone())], "adamw_bnb_8bit")
     else:
-        opt = make_optimizer([torch.nn.Parameter(start.clone())], "adamw_bnb_8bit", "cpu")
-        assert type(opt).__name__ == "AdamW" and type(opt).__module__.startswith("bitsandbytes")
+        opt = make_optimizer([torch.nn.Parameter(start.clone())], "adamw_bnb_8bit")
+        assert type(opt).__module__.startswith("bitsandbytes") and opt.args.optim_bits == 8
     with pytest.raises(ValueError, match="expected one of"):
-        make_optimizer([torch.nn.Parameter(start.clone())], "sgd", "cpu")
+        make_optimizer([torch.nn.Parameter(start.clone())], "sgd")
     assert parse_args([]).optim == OPTIMIZERS[0] == "adamw_torch_fused"  # every committed figure's optimizer
 
 
